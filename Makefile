@@ -1,0 +1,36 @@
+# `make test` is what CI runs (.ci/run) and what the README tells you to run.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_WORKERS ?= auto
+
+.PHONY: system venv lint typecheck test pytest run bench clean
+
+# Debian packages (PortAudio, mosquitto, espeak-ng, ...); quick when they are already there.
+system:
+	./scripts/setup-system.sh
+
+$(VENV)/.installed: pyproject.toml | system
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: system $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check listend tests bench
+	$(VENV)/bin/ruff format --check listend tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy listend
+
+pytest: venv
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+test: lint typecheck pytest
+
+run: venv
+	$(VENV)/bin/listend run config/listend.example.yaml
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache state

@@ -1,0 +1,3 @@
+from listend.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""Command line: maps :class:`ListendError` to one message and its exit code, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from listend import __version__
+from listend.daemon.errors import ListendError
+
+log = logging.getLogger("listend")
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
+    from listend.daemon.config_loader import find_config, load_config  # noqa: PLC0415
+    from listend.daemon.plugins import load_plugins  # noqa: PLC0415
+
+    host = load_plugins()
+    path = find_config(getattr(args, "path", None) or args.config)
+    return path, host, load_config(path, host)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path, _host, config = _load(args)
+    print(f"{path}: ok ({len(config.sources)} sources, {len(config.sinks)} sinks)")
+    if args.show:
+        print(json.dumps(config.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from listend.daemon.logs import setup_logging  # noqa: PLC0415
+    from listend.daemon.runtime import Daemon, run_daemon  # noqa: PLC0415
+
+    path, host, config = _load(args)
+    setup_logging(args.log_level or config.log.level)
+    log.info("listend %s starting with %s", __version__, path)
+    return asyncio.run(run_daemon(Daemon(config, host)))
+
+
+def cmd_schema(_args: argparse.Namespace) -> int:
+    from listend.daemon.plugins import load_plugins  # noqa: PLC0415
+    from listend.daemon.schema import config_schema  # noqa: PLC0415
+
+    print(json.dumps(config_schema(load_plugins()), indent=2))
+    return 0
+
+
+def cmd_plugins(_args: argparse.Namespace) -> int:
+    from listend.daemon.plugins import load_plugins  # noqa: PLC0415
+
+    host = load_plugins()
+    for info in sorted(host.infos, key=lambda i: i.name):
+        version = f" {info.version}" if info.version else ""
+        print(f"{info.name}  ({info.package}{version})")
+        for kind, names in (("source", info.source_types), ("sink", info.sink_types)):
+            for name in names:
+                print(f"    {kind}: {name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="listend", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"listend {__version__}")
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides log.level"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, func: Command, help_text: str, *, config: bool = False
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(func=func)
+        if config:
+            help_config = "config file (default: $LISTEND_CONFIG, then /etc/listend/listend.yaml)"
+            sub.add_argument("path", nargs="?", help=help_config)
+            sub.add_argument("-c", "--config", help=help_config)
+        return sub
+
+    add("run", cmd_run, "run the daemon", config=True)
+    validate = add("validate", cmd_validate, "check a config file; exit 78 if invalid", config=True)
+    validate.add_argument(
+        "--show", action="store_true", help="print the parsed config (secrets as references)"
+    )
+    add("schema", cmd_schema, "print the JSON Schema of the config, including plugin options")
+    add("plugins", cmd_plugins, "list installed plugins and the types they provide")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.log_level and args.command != "run":
+        logging.basicConfig(level=args.log_level.upper())
+    try:
+        result: int = args.func(args)
+    except ListendError as exc:
+        print(f"listend: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return result

@@ -1,0 +1,1 @@
+"""The runtime core: config, plugins, stream sessions, routing, delivery."""

@@ -1,0 +1,102 @@
+"""Top-level configuration models. Source and sink options come from their plugins."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from listend.daemon.secrets import SecretRef
+from listend.daemon.sinks import SinkConfig
+from listend.daemon.sources import SourceConfig
+from listend.daemon.stream_options import StreamOptions
+
+DEFAULT_CONFIG_PATH = Path("/etc/listend/listend.yaml")
+DEFAULT_STATE_DIR = Path("/var/lib/listend")
+DEEPGRAM_URL = "https://api.deepgram.com"
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def check_identifier(value: str) -> str:
+    """Names end up in MQTT topics and Home Assistant ids: keep them to [A-Za-z0-9_-]."""
+    if not value or not set(value) <= _ID_CHARS:
+        msg = f"expected letters, digits, '_' or '-' only, found {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+class DeepgramConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretRef | None = Field(
+        default=None,
+        description="secret reference; unset: $DEEPGRAM_API_KEY, else the local engine",
+    )
+    access_token: SecretRef | None = Field(
+        default=None, description="temporary token (sent as Bearer) instead of an API key"
+    )
+    url: str | None = Field(
+        default=None,
+        description="base URL (self-hosted or local server), or 'local' for the offline engine",
+    )
+    options: StreamOptions = Field(
+        default_factory=lambda: StreamOptions(model="nova-3", interim_results=True)
+    )
+    keepalive_interval: float = Field(
+        default=5.0, gt=0, lt=10, description="seconds without audio before a KeepAlive (< 10)"
+    )
+    replay_buffer_seconds: float = Field(
+        default=60.0, ge=0, description="audio kept for replay after a reconnect"
+    )
+    finalize_timeout: float = Field(
+        default=3.0, gt=0, description="seconds to wait for the from_finalize final on stop"
+    )
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> DeepgramConfig:
+        if self.api_key is not None and self.access_token is not None:
+            raise ValueError("set either api_key or access_token, not both")
+        return self
+
+    def effective_api_key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.reveal()
+        return os.environ.get("DEEPGRAM_API_KEY") or None
+
+    def uses_local_engine(self) -> bool:
+        if self.url == "local":
+            return True
+        return self.url is None and self.access_token is None and not self.effective_api_key()
+
+
+class LogConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ListendConfig(BaseModel):
+    """The whole file, with sources and sinks already validated by their plugins' models."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    device: str = Field(default_factory=lambda: os.uname().nodename.split(".")[0])
+    deepgram: DeepgramConfig = Field(default_factory=DeepgramConfig)
+    state_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIR))
+    )
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    sinks: dict[str, SinkConfig] = Field(default_factory=dict)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @field_validator("device")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        return check_identifier(value)
+
+    def sinks_for(self, source: str) -> list[str]:
+        chosen = self.sources[source].sinks
+        names = list(self.sinks) if chosen is None else chosen
+        return [name for name in names if self.sinks[name].enabled]

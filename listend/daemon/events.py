@@ -1,0 +1,105 @@
+"""The transcript event model: its JSON form is the contract for MQTT and HTTP consumers.
+
+Bump :data:`SCHEMA_VERSION` on any incompatible change; adding optional fields is compatible.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+EventKind = Literal["final", "interim", "utterance_end", "speech_started"]
+EVENT_KINDS: tuple[EventKind, ...] = ("final", "interim", "utterance_end", "speech_started")
+
+
+class Word(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    word: str
+    start: float = Field(description="seconds since the source started")
+    end: float
+    confidence: float
+    punctuated_word: str | None = None
+    speaker: int | None = None
+
+
+class _EventBase(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    v: Literal[1] = Field(default=1, description="schema version (SCHEMA_VERSION)")
+    id: str = Field(description="stable id: device/source/epoch/seq; dedupe on it")
+    device: str
+    source: str
+    epoch: int = Field(description="identifies one run of the source (ms since Unix epoch)")
+    seq: int = Field(description="position of this event within the epoch")
+    channel: int = 0
+    request_id: str | None = Field(default=None, description="Deepgram's request id")
+
+    @property
+    def kind(self) -> EventKind:
+        raise NotImplementedError
+
+
+class TranscriptEvent(_EventBase):
+    type: Literal["transcript"] = "transcript"
+    start: float = Field(description="seconds since the source started")
+    end: float
+    started_at: datetime = Field(description="UTC wall time of `start`")
+    ended_at: datetime = Field(description="UTC wall time of `end`")
+    text: str
+    words: tuple[Word, ...] = ()
+    confidence: float = 0.0
+    is_final: bool
+    speech_final: bool = False
+    from_finalize: bool = False
+    engine: str = Field(default="deepgram", description="which engine produced it")
+
+    @property
+    def kind(self) -> EventKind:
+        return "final" if self.is_final else "interim"
+
+
+class UtteranceEndEvent(_EventBase):
+    type: Literal["utterance_end"] = "utterance_end"
+    last_word_end: float = Field(description="seconds since the source started")
+    at: datetime
+
+    @property
+    def kind(self) -> EventKind:
+        return "utterance_end"
+
+
+class SpeechStartedEvent(_EventBase):
+    type: Literal["speech_started"] = "speech_started"
+    timestamp: float = Field(description="seconds since the source started")
+    at: datetime
+
+    @property
+    def kind(self) -> EventKind:
+        return "speech_started"
+
+
+Event = Annotated[
+    TranscriptEvent | UtteranceEndEvent | SpeechStartedEvent, Field(discriminator="type")
+]
+
+
+def event_id(device: str, source: str, epoch: int, seq: int) -> str:
+    return f"{device}/{source}/{epoch}/{seq}"
+
+
+def to_json(event: AnyEvent) -> str:
+    return event.model_dump_json(exclude_none=True)
+
+
+AnyEvent = TranscriptEvent | UtteranceEndEvent | SpeechStartedEvent
+
+
+def from_json(data: str | bytes) -> AnyEvent:
+    from pydantic import TypeAdapter  # noqa: PLC0415 - only the outbox needs it
+
+    return TypeAdapter(Event).validate_json(data)

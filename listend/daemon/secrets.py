@@ -1,0 +1,111 @@
+"""Secret references: ``$env:NAME``, ``$file:/path``, ``$credential:NAME``.
+
+The config holds the reference; the value is read when the config is validated and is only
+reachable through :meth:`Secret.reveal`. ``repr``/``str`` show the reference, never the value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+SECRET_SCHEMES = ("$env:", "$file:", "$credential:")
+
+
+class SecretResolutionError(ValueError):
+    """A reference that cannot be read; the message never contains the secret."""
+
+
+class Secret:
+    """A resolved secret that remembers where it came from."""
+
+    __slots__ = ("_value", "reference")
+
+    def __init__(self, reference: str, value: str) -> None:
+        self.reference = reference
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.reference!r})"
+
+    def __str__(self) -> str:
+        return self.reference
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and (self.reference, self._value) == (
+            other.reference,
+            other._value,
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.reference)
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, _source: Any, _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            _validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda secret: secret.reference, return_schema=core_schema.str_schema()
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, _schema: core_schema.CoreSchema, _handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "pattern": r"^\$(env|file|credential):.+",
+            "description": "secret reference: $env:NAME, $file:/path or $credential:NAME",
+        }
+
+
+def resolve_secret(
+    reference: str, environ: os._Environ[str] | dict[str, str] | None = None
+) -> Secret:
+    env = os.environ if environ is None else environ
+    if reference.startswith("$env:"):
+        name = reference.removeprefix("$env:")
+        if name not in env:
+            raise SecretResolutionError(f"environment variable {name} is not set")
+        return Secret(reference, env[name])
+    if reference.startswith("$file:"):
+        return Secret(reference, _read(Path(reference.removeprefix("$file:"))))
+    if reference.startswith("$credential:"):
+        name = reference.removeprefix("$credential:")
+        directory = env.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            msg = f"credential {name}: $CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=)"
+            raise SecretResolutionError(msg)
+        return Secret(reference, _read(Path(directory) / name))
+    msg = "expected a secret reference ($env:NAME, $file:/path or $credential:NAME), not a literal"
+    raise SecretResolutionError(msg)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SecretResolutionError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _validate(value: Any) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise SecretResolutionError("expected a secret reference string")
+    return resolve_secret(value)
+
+
+#: Field type for secrets in config models (plugins use it too).
+SecretRef = Secret

@@ -1,0 +1,70 @@
+"""What a sink plugin provides: ``deliver`` that returns only once the events are safe."""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from listend.daemon.events import AnyEvent, EventKind
+from listend.daemon.sources import PluginContext
+
+
+class SinkConfig(BaseModel):
+    """Keys every sink has; a plugin subclasses it and adds its own options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="the sink type, as listed by `listend plugins`")
+    enabled: bool = True
+    receive: list[EventKind] = Field(
+        default_factory=lambda: list[EventKind](["final"]),
+        description="event kinds this sink gets: final, interim, utterance_end, speech_started",
+    )
+
+
+class DeliveryError(Exception):
+    """Delivery failed for now; the events stay in the outbox and are retried with backoff."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(Exception):
+    """These events can never be delivered (e.g. HTTP 400): dead-letter them, do not retry."""
+
+
+class Sink(ABC):
+    """A transcript sink.
+
+    ``deliver`` returns only when the sink has confirmed the events (PUBACK, HTTP 2xx, file
+    flushed); raising :class:`DeliveryError` keeps them queued. Deliveries to one sink are never
+    concurrent, and events arrive in per-source order.
+    """
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[SinkConfig]] = SinkConfig
+    #: Most events handed to one ``deliver`` call.
+    max_batch: ClassVar[int] = 1
+
+    def __init__(self, name: str, config: Any, context: PluginContext) -> None:
+        self.name = name
+        self.config = config
+        self.context = context
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open connections; called once before the first delivery."""
+
+    async def deliver(self, events: Sequence[AnyEvent]) -> None:
+        """Deliver the events, in order; return only once they are confirmed."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; called once after the last delivery."""
+
+    def reachable(self) -> bool:
+        """Whether the sink can deliver right now (for /readyz)."""
+        return True

@@ -1,0 +1,98 @@
+"""What a source plugin provides: a declared audio format and an async stream of bytes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from listend.daemon.stream_options import StreamOptions
+
+SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFormat:
+    """Raw PCM as sent to Deepgram: must match the ``encoding``/``sample_rate`` we declare."""
+
+    sample_rate: int
+    channels: int = 1
+    encoding: str = "linear16"
+
+    @property
+    def bytes_per_frame(self) -> int:
+        return SAMPLE_WIDTH[self.encoding] * self.channels
+
+    @property
+    def bytes_per_second(self) -> int:
+        return self.bytes_per_frame * self.sample_rate
+
+    def seconds(self, nbytes: int) -> float:
+        return nbytes / self.bytes_per_second
+
+
+class VadConfig(BaseModel):
+    """Voice-activity gating: stream only speech plus pre-roll and hang-over."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    aggressiveness: int = Field(default=2, ge=0, le=3)
+    pre_roll: float = Field(default=0.5, ge=0, le=5, description="seconds kept before speech")
+    hang_over: float = Field(default=1.0, ge=0, le=10, description="seconds kept after speech")
+
+
+class SourceConfig(BaseModel):
+    """Keys every source has; a plugin subclasses it and adds its own options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="the source type, as listed by `listend plugins`")
+    enabled: bool = True
+    sinks: list[str] | None = Field(
+        default=None, description="names of the sinks that receive this source (default: all)"
+    )
+    stream: StreamOptions = Field(
+        default_factory=StreamOptions,
+        description="Deepgram stream options overriding deepgram.options for this source",
+    )
+    vad: VadConfig | None = None
+    fallback: Literal["local"] | None = Field(
+        default=None, description="use the local engine while Deepgram is unreachable"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PluginContext:
+    """What the daemon tells a plugin about where it runs."""
+
+    device: str
+    state_dir: Path
+
+
+class Source(ABC):
+    """An audio source. ``stream()`` yields raw chunks in ``audio_format`` and returns at EOF.
+
+    A source handles its own device loss (retrying with :mod:`listend.daemon.backoff`) and
+    never blocks the event loop: blocking reads belong in a thread.
+    """
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[SourceConfig]] = SourceConfig
+
+    def __init__(self, name: str, config: Any, context: PluginContext) -> None:
+        self.name = name
+        self.config = config
+        self.context = context
+
+    @property
+    @abstractmethod
+    def audio_format(self) -> AudioFormat:
+        """The format of every chunk ``stream()`` yields."""
+
+    @abstractmethod
+    def stream(self) -> AsyncIterator[bytes]:
+        """Yield audio chunks; return when the source has ended for good."""

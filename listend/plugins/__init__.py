@@ -1,0 +1,1 @@
+"""Built-in sources and sinks, registered through the `listend` entry-point group."""

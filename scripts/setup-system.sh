@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Debian packages listend and its tests need. Run as root (or it uses sudo).
+set -euo pipefail
+PACKAGES=(
+  python3-venv python3-dev gcc make    # venv and building PyAudio
+  portaudio19-dev alsa-utils            # PyAudio -> PortAudio -> ALSA
+  mosquitto mosquitto-clients           # the MQTT tests run a real broker
+  espeak-ng sox ffmpeg                  # generated speech for tests and the command source
+  systemd                               # systemd-analyze for the unit tests
+)
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# mosquitto's package starts a system broker on :1883; the tests start their own on free ports.
