@@ -18,8 +18,8 @@ $(VENV)/.installed: pyproject.toml | system
 venv: system $(VENV)/.installed
 
 lint: venv
-	$(VENV)/bin/ruff check listend tests bench
-	$(VENV)/bin/ruff format --check listend tests bench
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
 	$(VENV)/bin/mypy listend
