@@ -21,7 +21,9 @@ class SinkConfig(BaseModel):
     enabled: bool = True
     receive: list[EventKind] = Field(
         default_factory=lambda: list[EventKind](["final"]),
-        description="event kinds this sink gets: final, interim, utterance_end, speech_started",
+        description=(
+            "event kinds this sink gets: final, interim, utterance_end, speech_started, metadata"
+        ),
     )
 
 

@@ -58,6 +58,11 @@ class FileSource(Source):
     def audio_format(self) -> AudioFormat:
         return self._format
 
+    @property
+    def realtime(self) -> bool:
+        """Not live: the stream session may pause reading instead of dropping audio."""
+        return self.config.realtime
+
     async def stream(self) -> AsyncIterator[bytes]:
         cfg = self.config
         chunk = self._format.bytes_per_second * cfg.chunk_ms // 1000

@@ -9,7 +9,7 @@ planned with ``server.faults`` and every connection is recorded in ``server.conn
 from __future__ import annotations
 
 from listend.dgproto.faults import Drop, FaultPlan, Refuse, Stall
-from listend.dgproto.server import ConnectionRecord, ControlMessage, Refusal
+from listend.dgproto.records import ConnectionRecord, ControlMessage, Refusal
 from listend.testing.scripted import Script, ScriptedRecognizer, WordSpan
 from listend.testing.server import (
     DEFAULT_API_KEY,
