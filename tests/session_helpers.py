@@ -32,6 +32,7 @@ class MemorySource(Source):
         pcm: bytes,
         *,
         sample_rate: int = 16000,
+        channels: int = 1,
         chunk_ms: int = 100,
         realtime: bool = False,
         pauses: dict[int, float] | None = None,
@@ -40,7 +41,7 @@ class MemorySource(Source):
             "memory", SourceConfig(type="memory"), PluginContext("test", Path("/nonexistent"))
         )
         self.pcm = pcm
-        self._format = AudioFormat(sample_rate)
+        self._format = AudioFormat(sample_rate, channels)
         self.chunk = self._format.bytes_per_second * chunk_ms // 1000
         self.realtime = realtime
         self.pauses = dict(pauses or {})
@@ -60,8 +61,8 @@ class MemorySource(Source):
                 paused += self.pauses[offset]
             limit = min([offset + self.chunk, *(p for p in self.pauses if p > offset)])
             piece = self.pcm[offset:limit]
+            self.yielded += len(piece)  # before yielding: a stop may cancel the consumer after it
             yield piece
-            self.yielded += len(piece)
             offset += len(piece)
             if self.realtime:
                 due = started + paused + self._format.seconds(offset)

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from listend.daemon.events import MetadataEvent, TranscriptEvent
-from listend.testing import DeepgramTestServer, Script
+from listend.testing import DeepgramTestServer, Script, interleave
 from tests.session_helpers import (
     Collector,
     MemorySource,
@@ -247,3 +247,28 @@ def test_metadata_and_vad_events_become_events():
     final = sink.finals()[0]
     assert isinstance(final, TranscriptEvent)
     assert final.request_id == meta.request_id
+
+
+def test_multichannel_tracks_each_channel_across_a_reconnect():
+    left = Script().say("left channel speaks first").say("and then once more")
+    right = Script().silence(0.5).say("right channel answers").say("then stops")
+    pcm = interleave(left, right)
+
+    async def main():
+        async with DeepgramTestServer() as dg:
+            dg.faults.drop(after_bytes=2 * 2 * BPS, code=1011)
+            sink = Collector()
+            source = MemorySource(pcm, channels=2, realtime=True)
+            session = make_session(dg, source, sink, options={"multichannel": True})
+            async with asyncio.timeout(60):
+                await session.run()
+            return dg, session, sink
+
+    dg, session, sink = asyncio.run(main())
+    by_channel = {0: [], 1: []}
+    for event in sink.finals():
+        by_channel[event.channel] += [w.word for w in event.words]
+    assert by_channel[0] == left.words
+    assert by_channel[1] == right.words
+    assert len(dg.connections) == 2
+    assert session.stats.gap_seconds == 0

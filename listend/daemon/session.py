@@ -132,12 +132,15 @@ class StreamSession:
                 self._capture_task = group.create_task(self._capture(), name=f"{tag}.capture")
                 if self._stop.is_set():
                     self._capture_task.cancel()
-                group.create_task(self._publish_events(), name=f"{tag}.publish")
+                publisher = group.create_task(self._publish_events(), name=f"{tag}.publish")
                 try:
                     await self._stream()
+                except BaseException:
+                    publisher.cancel()  # a hard stop does not wait for the sinks
+                    raise
                 finally:
                     self._capture_task.cancel()
-                    await self._events.put(None)
+                await self._events.put(None)  # the publisher drains the queue, then ends
         finally:
             self.stats.connected = False
             self.stats.first_attempt.set()

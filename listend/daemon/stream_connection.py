@@ -162,10 +162,9 @@ class StreamConnection:
     async def _on_message(self, message: object) -> None:
         factory, emit = self.session.factory, self.session.emit
         if isinstance(message, ListenV1Results):
-            end = factory.end_of(message)
             event = factory.transcript(message)
             if message.is_final:
-                covered = min(self.buffer.to_bytes(end), self.sent)
+                covered = min(self.buffer.to_bytes(factory.covered), self.sent)
                 captured = await self.buffer.cover(covered)
                 if event is not None:
                     self._count_final(captured)

@@ -4,6 +4,8 @@ Deepgram's times restart at 0 on every connection; the session tells the factory
 source each connection's audio began, and the factory shifts every time by that offset. After a
 reconnect the replayed audio is transcribed again: finals (and words) that end before what
 was already emitted are dropped, so a consumer sees each word once and times only move forward.
+With ``multichannel`` each channel is tracked on its own; audio is covered once every channel
+has a final past it.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ class EventFactory:
         self.seq = 0
         self.offset = 0.0  # source seconds at which the current connection's audio began
         self.request_id: str | None = None
-        self.emitted_until = 0.0  # source seconds covered by finals already emitted
-        self._last_utterance_end = -1.0
+        self._emitted: dict[int, float] = {}  # per channel: source seconds covered by finals
+        self._channels = 1
+        self._last_utterance_end: dict[int, float] = {}
 
     def connection(self, offset: float, request_id: str | None) -> None:
         self.offset = offset
@@ -53,7 +56,21 @@ class EventFactory:
 
     def skip_to(self, seconds: float) -> None:
         """Audio before ``seconds`` is gone for good (a gap): nothing before it is expected."""
-        self.emitted_until = max(self.emitted_until, seconds)
+        for channel in range(self._channels):
+            self._emitted[channel] = max(self._emitted.get(channel, 0.0), seconds)
+
+    def emitted_until(self, channel: int = 0) -> float:
+        return self._emitted.get(channel, 0.0)
+
+    @property
+    def covered(self) -> float:
+        """Source seconds every channel has finals for (what the replay buffer may free)."""
+        return min(self.emitted_until(c) for c in range(self._channels))
+
+    def _channel_of(self, index: list[int] | None) -> int:
+        if index and len(index) > 1:
+            self._channels = max(self._channels, index[1])
+        return index[0] if index else 0
 
     def _next(self, request_id: str | None = None) -> dict[str, Any]:
         self.seq += 1
@@ -77,11 +94,12 @@ class EventFactory:
         """The event for a Results message, or None when it holds nothing new."""
         start = self.offset + message.start
         end = self.end_of(message)
-        floor = self.emitted_until
+        channel = self._channel_of(message.channel_index)
+        floor = self.emitted_until(channel)
         if message.is_final:
             if end <= floor + EPSILON:
                 return None  # a replayed final we already emitted
-            self.emitted_until = end
+            self._emitted[channel] = end
         alternatives = message.channel.alternatives or []
         if not alternatives:
             return None
@@ -109,7 +127,7 @@ class EventFactory:
         first = max(start, floor)
         return TranscriptEvent(
             **self._next(message.metadata.request_id),
-            channel=message.channel_index[0] if message.channel_index else 0,
+            channel=channel,
             start=first,
             end=end,
             started_at=self.wall(first),
@@ -125,23 +143,25 @@ class EventFactory:
 
     def utterance_end(self, message: ListenV1UtteranceEnd) -> UtteranceEndEvent | None:
         last_word_end = self.offset + message.last_word_end
-        if last_word_end <= self._last_utterance_end + EPSILON:
+        channel = self._channel_of(message.channel)
+        if last_word_end <= self._last_utterance_end.get(channel, -1.0) + EPSILON:
             return None
-        self._last_utterance_end = last_word_end
+        self._last_utterance_end[channel] = last_word_end
         return UtteranceEndEvent(
             **self._next(),
-            channel=message.channel[0] if message.channel else 0,
+            channel=channel,
             last_word_end=last_word_end,
             at=self.wall(last_word_end),
         )
 
     def speech_started(self, message: ListenV1SpeechStarted) -> SpeechStartedEvent | None:
         timestamp = self.offset + message.timestamp
-        if timestamp < self.emitted_until - EPSILON:
+        channel = self._channel_of(message.channel)
+        if timestamp < self.emitted_until(channel) - EPSILON:
             return None  # speech in replayed audio that is already transcribed
         return SpeechStartedEvent(
             **self._next(),
-            channel=message.channel[0] if message.channel else 0,
+            channel=channel,
             timestamp=timestamp,
             at=self.wall(timestamp),
         )

@@ -24,11 +24,11 @@ from typing import Any, Literal
 from aiohttp import WSMsgType, web
 
 from listend.dgproto import messages
+from listend.dgproto.channels import SAMPLE_WIDTH, ChannelRecognizers, Tagged
 from listend.dgproto.faults import ABRUPT, Drop, FaultPlan, Refuse, Stall
 from listend.dgproto.params import BadRequest, parse_params
 from listend.dgproto.recognizer import (
     Recognizer,
-    RecognizerOutput,
     StreamParams,
     UnsupportedParams,
 )
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 RecognizerFactory = Callable[[StreamParams], Recognizer]
 REQUEST_ID = web.RequestKey("dg_request_id", str)
-SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
 MAX_MESSAGE = 1 << 20  # what Deepgram's SDK itself allows per message
 
 
@@ -102,7 +101,7 @@ class DeepgramProtocolServer:
         query = {key: request.query.getall(key) for key in request.query}
         try:
             params = parse_params(query, models=self.models)
-            recognizer = self.recognizer_factory(params)
+            recognizer = ChannelRecognizers(self.recognizer_factory, params)
         except (BadRequest, UnsupportedParams) as exc:
             return self._refuse(request, 400, "Bad Request", str(exc))
         self._count += 1
@@ -167,7 +166,7 @@ class _Connection:
         server: DeepgramProtocolServer,
         request: web.Request,
         ws: web.WebSocketResponse,
-        recognizer: Recognizer,
+        recognizer: ChannelRecognizers,
         record: ConnectionRecord,
     ) -> None:
         self.server = server
@@ -271,8 +270,8 @@ class _Connection:
         await self._send_json(meta)
         await self._close(1000, "")
 
-    async def _send(self, outputs: list[RecognizerOutput]) -> None:
-        for output in outputs:
+    async def _send(self, outputs: Tagged) -> None:
+        for channel, output in outputs:
             if messages.wanted(output, self.params):
                 await self._send_json(
                     messages.encode(
@@ -281,6 +280,7 @@ class _Connection:
                         request_id=self.record.request_id,
                         model_uuid=self.model_uuid,
                         info=self.recognizer.info,
+                        channel=channel,
                     )
                 )
 
