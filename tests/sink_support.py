@@ -199,10 +199,12 @@ class DaemonProcess:
         from tests.conftest import ROOT, listend_cmd  # noqa: PLC0415
 
         self.log_path = log_path
+        self.out_path = log_path.with_suffix(".out")
         self._log = log_path.open("w")
+        self._out = self.out_path.open("w")
         self.proc = subprocess.Popen(
             [*listend_cmd("--log-level", "debug", "run", str(config))],
-            stdout=subprocess.PIPE,
+            stdout=self._out,
             stderr=self._log,
             cwd=ROOT,
             env=env,
@@ -211,6 +213,9 @@ class DaemonProcess:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+    def output(self) -> str:
+        return self.out_path.read_text()
 
     def wait_log(self, text: str, timeout: float = 20.0) -> None:
         def seen() -> bool:
@@ -225,22 +230,22 @@ class DaemonProcess:
         self.proc.wait(timeout=10)
         self._close()
 
-    def terminate(self, timeout: float = 30.0) -> tuple[int, str]:
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM (drain), then the exit code."""
         self.proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
             raise
         finally:
             self._close()
-        return self.proc.returncode, out
+        return self.proc.returncode
 
     def _close(self) -> None:
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
         self._log.close()
+        self._out.close()
 
 
 async def seed_outbox(state_dir: Path, sink: str, events: list[Any]) -> None:

@@ -138,7 +138,7 @@ def test_undelivered_events_survive_sigkill_and_go_out_after_restart(mosquitto_p
     try:
         sub.wait_for(lambda m: len(m) >= 10, 30, "the 10 stored events")
     finally:
-        code, _ = daemon.terminate()
+        code = daemon.terminate()
     assert code == 0, daemon.log()
     for src in ("a", "b"):
         got = [x.json()["id"] for x in sub.on(f"listend/{device}/{src}/transcript")]

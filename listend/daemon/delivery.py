@@ -187,25 +187,30 @@ class SinkWorker:
             log.exception("sink %s: deliver() raised unexpectedly", self.sink.name)
 
     async def _deliver_stored(self, batch: list[Queued]) -> None:
-        events = [item.event for item in batch]
-        self._inflight_through = batch[-1].pos
+        self._inflight_through = batch[-1].pos  # drop_oldest must not drop these
+        try:
+            if await self._attempt([item.event for item in batch]):
+                await self.outbox.remove(batch)
+                self._space.set()
+        finally:
+            self._inflight_through = 0
+
+    async def _attempt(self, events: list[AnyEvent]) -> bool:
+        """One delivery; True when the events are done with (confirmed or dead-lettered)."""
         try:
             await self.sink.deliver(events)
         except DeliveryError as exc:
             await self._retry_later(exc, exc.retry_after)
-            return
+            return False
         except PermanentDeliveryError as exc:
             await self._dead_letter(events, exc)
+            return True
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a sink bug must not lose events: keep them, retry, say so
             log.exception("sink %s: deliver() raised unexpectedly", self.sink.name)
             await self._retry_later(exc, None)
-            return
-        finally:
-            self._inflight_through = 0
-        await self.outbox.remove(batch)
-        self._space.set()
+            return False
         if self._failing_since is not None:
             log.info(
                 "sink %s: delivering again after %.0f s of failures",
@@ -216,6 +221,7 @@ class SinkWorker:
         self.delivered += len(events)
         self.backoff.reset()
         self._report_gap()
+        return True
 
     async def _retry_later(self, exc: Exception, retry_after: float | None) -> None:
         self.failed += 1

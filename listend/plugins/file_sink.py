@@ -146,11 +146,11 @@ class FileSink(Sink):
         written: dict[str, Position] = {}
         try:
             for event in events:
+                file = self._file_for(event, pending)  # opening a file reads back its last id
                 position = (event.epoch, event.seq)
                 last = written.get(event.source) or self._written.get(event.source)
                 if last is not None and position <= last:
                     continue  # already on disk: a retry or a re-delivery after a crash
-                file = self._file_for(event, pending)
                 text = self._render(event, file)
                 written[event.source] = position
                 if text is None:
