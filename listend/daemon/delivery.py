@@ -158,7 +158,7 @@ class SinkWorker:
             if ready := self._ready_interims():
                 await self._deliver_interims(ready)
                 continue
-            batch = await self.outbox.peek(self.sink.max_batch)
+            batch = await self.outbox.peek(self.sink.max_batch) if len(self.outbox) else []
             if batch:
                 await self._deliver_stored(batch)
             elif self._closing:

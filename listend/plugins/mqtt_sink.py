@@ -224,9 +224,11 @@ class MqttSink(Sink):
             except asyncio.CancelledError:
                 conn.abort()
                 raise
-            except MqttError as exc:
+            except Exception as exc:  # MqttError, or a bug: either way, log and reconnect
                 await conn.disconnect()
                 failures += 1
+                if not isinstance(exc, MqttError):
+                    log.exception("sink %s: unexpected error while connecting", self.name)
                 level = logging.WARNING if failures == 1 else logging.DEBUG
                 log.log(level, "sink %s: MQTT broker %s: %s; retrying", self.name, where, exc)
                 backoff.failed()
