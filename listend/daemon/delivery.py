@@ -134,10 +134,14 @@ class SinkWorker:
 
     async def run(self) -> None:
         await self.open()
+        deadline = asyncio.timeout(self._deadline)
+        self._timeout = deadline
         try:
-            async with asyncio.timeout(self._deadline) as self._timeout:
+            async with deadline:
                 await self._loop()
         except TimeoutError:
+            if not deadline.expired():
+                raise
             log.warning(
                 "sink %s: stop deadline reached; %d event(s) stay in %s for the next start",
                 self.sink.name,

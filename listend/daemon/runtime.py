@@ -46,7 +46,11 @@ class Daemon:
         cfg = self.config.sinks[name]
         cls = self.host.sinks.get(cfg.type)
         assert cls is not None  # validated by the loader
-        routed = tuple(s for s in self.config.sources if name in self.config.sinks_for(s))
+        routed = tuple(
+            source
+            for source, source_cfg in self.config.sources.items()
+            if source_cfg.enabled and name in self.config.sinks_for(source)
+        )
         return cls(name, cfg, dataclasses.replace(self.context, sources=routed))
 
     def _make_source(self, name: str) -> Source:
