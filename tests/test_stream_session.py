@@ -272,3 +272,20 @@ def test_multichannel_tracks_each_channel_across_a_reconnect():
     assert by_channel[1] == right.words
     assert len(dg.connections) == 2
     assert session.stats.gap_seconds == 0
+
+
+def test_a_stalled_server_catches_up_on_the_same_connection():
+    script = Script().say("stall here").say("and carry on afterwards")
+
+    async def main():
+        async with DeepgramTestServer() as dg:
+            dg.faults.stall(after_bytes=BPS, seconds=2.0)
+            sink = Collector()
+            session = make_session(dg, MemorySource(script.pcm(), realtime=True), sink)
+            async with asyncio.timeout(60):
+                await session.run()
+            return dg, sink
+
+    dg, sink = asyncio.run(main())
+    assert [c.close_code for c in dg.connections] == [1000]
+    assert sink.final_words() == script.words
