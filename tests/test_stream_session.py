@@ -289,3 +289,22 @@ def test_a_stalled_server_catches_up_on_the_same_connection():
     dg, sink = asyncio.run(main())
     assert [c.close_code for c in dg.connections] == [1000]
     assert sink.final_words() == script.words
+
+
+def test_stop_while_deepgram_is_unreachable_reports_what_was_not_transcribed(caplog):
+    async def main():
+        async with DeepgramTestServer() as dg:
+            dg.faults.refuse(1000, status=503)
+            source = MemorySource(Script().generate(10).pcm(), realtime=True)
+            session = make_session(dg, source, Collector(), finalize_timeout=0.5)
+            task = asyncio.create_task(session.run())
+            await asyncio.sleep(1.0)
+            session.stop()
+            async with asyncio.timeout(10):  # bounded by 2 x finalize_timeout, not the outage
+                await task
+            return session
+
+    with caplog.at_level(logging.ERROR, logger="listend.daemon.session"):
+        session = asyncio.run(main())
+    assert session.stats.gap_seconds > 0.5
+    assert any("never transcribed" in r.getMessage() for r in caplog.records)

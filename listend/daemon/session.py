@@ -197,8 +197,9 @@ class StreamSession:
         """Connect, stream, reconnect on retryable failures; return once flushed (or fatal)."""
         backoff = self.backoff
         while True:
-            if self.buffer.ended and not self.buffer.uncovered and self.stats.connects:
-                return  # stopped while disconnected, with nothing left to transcribe
+            buffer = self.buffer
+            if buffer.ended and not buffer.uncovered and (self.stats.connects or not buffer.end):
+                return  # nothing (left) to transcribe: stopped before or between connections
             try:
                 await self._connection(backoff)
             except StreamError as failure:
@@ -227,7 +228,7 @@ class StreamSession:
         return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
 
     def _abandon(self, failure: StreamError) -> None:
-        lost = self.buffer.to_seconds(self.buffer.uncovered)
+        lost = self.buffer.to_seconds(self.buffer.lost() + self.buffer.uncovered)
         self.stats.gap_seconds += lost
         log.error(
             "source %s: stopping with %.1fs of audio never transcribed (%s)",
