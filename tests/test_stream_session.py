@@ -308,3 +308,55 @@ def test_stop_while_deepgram_is_unreachable_reports_what_was_not_transcribed(cap
         session = asyncio.run(main())
     assert session.stats.gap_seconds > 0.5
     assert any("never transcribed" in r.getMessage() for r in caplog.records)
+
+
+def test_every_stream_option_reaches_the_query():
+    options = {
+        "language": "en-US",
+        "punctuate": True,
+        "smart_format": True,
+        "diarize": True,
+        "endpointing": False,
+        "interim_results": True,
+        "utterance_end_ms": 1500,
+        "vad_events": True,
+        "keyterm": ["listend"],
+        "keywords": ["kitchen:2", "lights"],
+        "search": ["alarm"],
+        "redact": ["pci", "ssn"],
+        "numerals": True,
+        "replace": ["colour:color"],
+        "tag": ["hall"],
+        "extra": {"room": "hall"},
+        "multichannel": False,
+        "profanity_filter": False,
+    }
+
+    async def main():
+        async with DeepgramTestServer() as dg:
+            pcm = Script(sample_rate=8000).say("options").pcm()
+            source = MemorySource(pcm, sample_rate=8000)
+            await make_session(dg, source, Collector(), options=options).run()
+            return dg.connections[0]
+
+    conn = asyncio.run(main())
+    query: dict[str, list[str]] = {}
+    for key, value in conn.query:
+        query.setdefault(key, []).append(value)
+    assert query["model"] == ["nova-3"]
+    assert (query["encoding"], query["sample_rate"], query["channels"]) == (
+        ["linear16"],
+        ["8000"],
+        ["1"],
+    )
+    assert query["endpointing"] == ["false"]
+    assert query["keywords"] == ["kitchen:2", "lights"]
+    assert query["redact"] == ["pci", "ssn"]
+    assert query["extra"] == ["room:hall"]
+    assert query["utterance_end_ms"] == ["1500"]
+    for key in ("language", "punctuate", "smart_format", "diarize", "keyterm", "search"):
+        assert key in query, key
+    for key in ("numerals", "replace", "tag", "vad_events", "multichannel", "profanity_filter"):
+        assert key in query, key
+    assert conn.params.endpointing is None
+    assert conn.params.sample_rate == 8000
