@@ -56,6 +56,13 @@ class Daemon:
     async def run(self) -> int:
         """Run until every source ends or :meth:`request_stop`; return the exit code."""
         endpoint = build_endpoint(self.config)
+        # Built before the TaskGroup: a bad source (missing file, unknown command) is then a
+        # plain ConfigError for the CLI, not an exception group with a traceback.
+        sources = {
+            name: self._make_source(name)
+            for name, cfg in self.config.sources.items()
+            if cfg.enabled
+        }
         async with asyncio.TaskGroup() as group:
             for name, sink_cfg in self.config.sinks.items():
                 if not sink_cfg.enabled:
@@ -72,7 +79,7 @@ class Daemon:
                 session = StreamSession(
                     name=name,
                     device=self.config.device,
-                    source=self._make_source(name),
+                    source=sources[name],
                     options=cfg.stream.merged_over(self.config.deepgram.options),
                     deepgram=self.config.deepgram,
                     endpoint=endpoint,
