@@ -9,6 +9,7 @@ give PortAudio its own ALSA configuration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import signal
@@ -106,6 +107,12 @@ class HarnessProcess:
         with self._changed:
             return "\n".join(self.lines)
 
+    @property
+    def log_before_stop(self) -> str:
+        """The log up to SIGTERM (the test's own teardown makes FIFO reads spin)."""
+        text = self.log
+        return text.split("harness: stopping", 1)[0]
+
     def wait_for_log(self, pattern: str, timeout: float = 60, count: int = 1) -> str:
         """Block until ``count`` log lines match ``pattern`` (a regex); return the last one."""
 
@@ -145,6 +152,8 @@ class HarnessProcess:
         wait for a clean exit; return the exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(AssertionError):
+                self.wait_for_log(r"harness: stopping$", timeout=10)
         then()
         try:
             return self.proc.wait(timeout=timeout)

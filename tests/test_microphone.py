@@ -7,6 +7,7 @@ PortAudio enumerates exactly that test's devices and xdist workers never share o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from listend.plugins.microphone import MicrophoneConfig, MicrophoneStats, _CaptureThread
 from listend.plugins.portaudio import AudioDeviceError, InputDevice, find_input_device
 from tests.conftest import run_listend
 from tests.fake_mic import FifoMic
@@ -102,7 +104,7 @@ def test_missing_device_is_named_with_the_existing_ones_and_picked_up_when_plugg
     finally:
         status = run.stop(then=mic.close)
     assert data[: len(payload)] == payload
-    assert len(re.findall(r"WARNING .*source mic:", run.log)) == 1, "log once per outage"
+    assert len(re.findall(r"WARNING .*source mic:", run.log_before_stop)) == 1, "log once"
     assert_clean_exit(run, status)
 
 
@@ -141,7 +143,7 @@ def test_device_lost_mid_stream_recovers_and_other_sources_continue(tmp_path):
         run.wait_for_output("usb", lambda d: after in d[usb_then:])
     finally:
         status = run.stop(then=lambda: (lost.close(), steady.close()))
-    warnings = re.findall(r"WARNING .*", run.log)
+    warnings = re.findall(r"WARNING .*", run.log_before_stop)
     assert len([w for w in warnings if "source usb:" in w]) == 1, "log once per outage"
     assert not [w for w in warnings if "source board:" in w], warnings
     assert "AlsaOpen" not in run.log, "PortAudio's lines for each failed re-open reached stderr"
@@ -176,3 +178,29 @@ def test_device_lookup_errors_list_what_exists():
         find_input_device(_devices(), "hw:")
     with pytest.raises(AudioDeviceError, match="no default input device; input devices: none"):
         find_input_device([], None)
+
+
+def test_audio_nobody_consumes_drops_the_oldest_chunks(caplog):
+    config = MicrophoneConfig.model_validate(
+        {"type": "microphone", "sample_rate": 8000, "frames_per_buffer": 65536}
+    )
+    stats = MicrophoneStats()
+
+    async def deliver() -> list[object]:
+        capture = _CaptureThread("source m", config, stats)  # not started: no device needed
+        for i in range(5):
+            capture._deliver(bytes([i]))
+        return [capture.queue.get_nowait() for _ in range(capture.queue.qsize())]
+
+    assert asyncio.run(deliver()) == [b"\x03", b"\x04"]
+    assert stats.dropped_chunks == 3
+    assert "dropped the oldest chunk (1 so far)" in caplog.text
+
+
+def test_device_option_takes_a_name_or_an_index():
+    def device(value: object) -> object:
+        return MicrophoneConfig.model_validate({"type": "microphone", "device": value}).device
+
+    assert device(3) == 3
+    assert device("USB PnP") == "USB PnP"
+    assert device(None) is None

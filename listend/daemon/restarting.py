@@ -58,6 +58,7 @@ async def restarting(
     label: str,
     backoff: Backoff,
     stats: RestartStats,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[T]:
     """Yield from ``attempt()`` again and again; return only when an attempt returns.
 
@@ -66,7 +67,7 @@ async def restarting(
     ``stable_after``: a command that crashes every few seconds is one outage (one warning,
     one "resumed"), not a warning per crash, and its restarts keep backing off.
     """
-    outage = _Outage(label, backoff.stable_after, stats)
+    outage = _Outage(label, backoff.stable_after, stats, clock)
     while True:
         try:
             async with aclosing(attempt()) as items:
@@ -87,8 +88,11 @@ async def restarting(
 class _Outage:
     """Logs an outage once when it starts and once when audio flows again."""
 
-    def __init__(self, label: str, stable_after: float, stats: RestartStats) -> None:
+    def __init__(
+        self, label: str, stable_after: float, stats: RestartStats, clock: Callable[[], float]
+    ) -> None:
         self.label = label
+        self.clock = clock
         self.stable_after = stable_after
         self.stats = stats
         self.started: float | None = None  # when the current outage began
@@ -96,7 +100,7 @@ class _Outage:
         self.resumed_logged = False
 
     def came_up(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self.stats.up = True
         self.stats.down_since = None
         self.up_since = now
@@ -110,7 +114,7 @@ class _Outage:
             )
 
     def went_down(self, reason: str) -> None:
-        now = time.monotonic()
+        now = self.clock()
         stats = self.stats
         flapping = self.up_since is not None and now - self.up_since < self.stable_after
         ongoing = self.started is not None and (not stats.up or flapping)
