@@ -155,7 +155,10 @@ class CommandSource(Source):
                 transport.close()
         reason = _describe_exit(self._program, returncode)
         if cfg.restart == "never" or (cfg.restart == "on-failure" and returncode == 0):
-            log.info("%s: %s; the source ends (restart: %s)", self._label, reason, cfg.restart)
+            level = logging.INFO if returncode == 0 else logging.WARNING
+            log.log(
+                level, "%s: %s; the source ends (restart: %s)", self._label, reason, cfg.restart
+            )
             return
         raise SourceInterrupted(reason)
 

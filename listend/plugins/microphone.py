@@ -112,7 +112,9 @@ class _CaptureThread:
         self._stop = threading.Event()
         self._stream: Any = None
         self._doing = "opening PortAudio"
-        self._thread = threading.Thread(target=self._run, name=f"listend[{label}]", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"listend[{label.replace(' ', ':')}].capture", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
