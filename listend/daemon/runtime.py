@@ -64,7 +64,9 @@ class Daemon:
         return cls(name, cfg, self.context)
 
     def _make_sessions(self) -> None:
-        """Build every session first: a source/stream format conflict fails before connecting."""
+        """Built before the TaskGroup: a bad source (missing file, unknown command) or a stream
+        setting contradicting its format is then a plain ConfigError for the CLI, raised
+        before anything connects."""
         endpoint = build_endpoint(self.config)
         for name, cfg in self.config.sources.items():
             if cfg.enabled:
