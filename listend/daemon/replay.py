@@ -1,17 +1,22 @@
 """The audio a stream session has captured but no final has covered yet.
 
-Offsets are absolute byte positions in the source's audio since the session started, so they
-convert directly to source time. The buffer is bounded: when it is full the oldest audio is
-dropped, and if that audio was never covered by a final the session reports the gap.
+Offsets are absolute byte positions in the *stream*: the audio sent to Deepgram since the
+session started. Without voice gating that is the source's audio itself; with gating it is the
+gated-in parts, and :attr:`ReplayBuffer.timeline` maps stream offsets back to source time. The
+buffer is bounded: when it is full the oldest audio is dropped, and if that audio was never
+covered by a final the session reports the gap. A replay after a reconnect therefore resends
+only gated-in audio, and its times map back through the same timeline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_right
 from collections import deque
 
 from listend.daemon.sources import AudioFormat
+from listend.daemon.timeline import Timeline
 
 
 class ReplayBuffer:
@@ -22,14 +27,25 @@ class ReplayBuffer:
         self.capacity = max(fmt.bytes_per_frame, self.to_bytes(max_seconds))
         self._data = bytearray()
         self.start = 0  # offset of _data[0]
-        self.end = 0  # offset just after the last captured byte
+        self.end = 0  # offset just after the last byte to stream
         self.covered = 0  # audio before this offset is covered by a final (may be < start)
         self.ended = False  # the source has returned (or capture was stopped)
         self._stamps: deque[tuple[int, float]] = deque()  # (chunk end offset, monotonic)
         self._changed = asyncio.Condition()
+        self.timeline = Timeline(fmt.bytes_per_second)
+        self.source_end = 0  # source offset just after the last captured byte
+        self.pauses: list[int] = []  # stream offsets where the voice gate closed
+
+    def source_seconds(self, offset: int, *, end: bool = False) -> float:
+        """Source time of a stream offset."""
+        return self.timeline.to_source(self.to_seconds(offset), end=end)
+
+    def stream_offset(self, source_seconds: float) -> int:
+        """Stream offset of a source time (see :meth:`Timeline.to_stream`)."""
+        return self.to_bytes(self.timeline.to_stream(source_seconds))
 
     def to_bytes(self, seconds: float) -> int:
-        """Source seconds to an offset, on the nearest frame boundary."""
+        """Seconds of audio to bytes, on the nearest frame boundary."""
         return round(seconds * self.format.sample_rate) * self.format.bytes_per_frame
 
     def to_seconds(self, offset: int) -> float:
@@ -42,8 +58,13 @@ class ReplayBuffer:
     def full(self) -> bool:
         return self.uncovered >= self.capacity
 
-    async def append(self, chunk: bytes) -> None:
-        """Add captured audio; drop the oldest beyond capacity (see :meth:`lost`)."""
+    async def append(self, chunk: bytes, at: int | None = None) -> None:
+        """Add audio to stream; ``at`` is its source offset when it does not follow the last
+        chunk (the voice gate left audio out). Drops the oldest beyond capacity (:meth:`lost`)."""
+        if at is not None and at != self.source_end:
+            self.timeline.jump(self.end, at)
+            self.source_end = at
+        self.source_end += len(chunk)
         self._data += chunk
         self.end += len(chunk)
         self._stamps.append((self.end, time.monotonic()))
@@ -52,6 +73,17 @@ class ReplayBuffer:
             excess -= excess % self.format.bytes_per_frame
             self._trim(self.start + excess)
         await self._notify()
+
+    async def pause(self) -> None:
+        """The voice gate closed here: the sender finalizes what it sent so far."""
+        if not self.pauses or self.pauses[-1] != self.end:
+            self.pauses.append(self.end)
+            await self._notify()
+
+    def next_pause(self, after: int) -> int | None:
+        """The first gate close after stream offset ``after``."""
+        index = bisect_right(self.pauses, after)
+        return self.pauses[index] if index < len(self.pauses) else None
 
     async def finish(self) -> None:
         self.ended = True
@@ -93,6 +125,10 @@ class ReplayBuffer:
     def _trim(self, offset: int) -> None:
         del self._data[: offset - self.start]
         self.start = offset
+        # results for audio no final covered may still arrive: keep mapping it until covered
+        self.timeline.forget_before(min(offset, self.covered))
+        if self.pauses and self.pauses[0] < offset:
+            del self.pauses[: bisect_right(self.pauses, offset - 1)]
 
     async def wait_for_data(self, offset: int, max_wait: float) -> None:
         """Return when audio beyond ``offset`` exists, the source ended, or ``max_wait`` passed."""

@@ -1,6 +1,7 @@
 """A stream session: one source's audio over Deepgram streams, without losing any of it.
 
-Four tasks per session: *capture* reads the source into the :class:`ReplayBuffer`; per
+Four tasks per session: *capture* reads the source into the :class:`ReplayBuffer` (through the
+:class:`VoiceGate` when the source has ``vad:``, which keeps silence out of the stream); per
 connection, *send* streams the buffer (KeepAlive when quiet, Finalize + CloseStream at the end)
 and *receive* turns Deepgram's messages into events; *publish* hands events to the router from
 a bounded queue, so a slow sink never stalls the WebSocket. A dropped connection is retried
@@ -34,6 +35,7 @@ from listend.daemon.sources import Source
 from listend.daemon.stream_connection import StreamConnection
 from listend.daemon.stream_options import StreamOptions
 from listend.daemon.transcripts import EventFactory
+from listend.daemon.vad import Passage, VoiceGate
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,9 @@ class SessionStats:
     connects: int = 0
     reconnects: int = 0
     keepalives: int = 0
-    audio_seconds_sent: float = 0.0
-    audio_seconds_captured: float = 0.0
+    audio_seconds_sent: float = 0.0  # streamed, replays included: what Deepgram bills
+    audio_seconds_captured: float = 0.0  # read from the source
+    audio_seconds_gated_in: float = 0.0  # captured audio the voice gate let through (all: none)
     finals: int = 0
     gap_seconds: float = 0.0
     last_final_at: float | None = None  # time.monotonic() of the last final
@@ -103,8 +106,15 @@ class StreamSession:
         self._capture_task: asyncio.Task[None] | None = None
         self._events: asyncio.Queue[AnyEvent | None] = asyncio.Queue(EVENT_QUEUE_SIZE)
         self.buffer = ReplayBuffer(self.format, deepgram.replay_buffer_seconds)
+        vad = getattr(source.config, "vad", None)
+        self.gate = VoiceGate(self.format, vad, name) if vad is not None and vad.enabled else None
         self.factory = EventFactory(
-            device=device, source=name, epoch=0, wall_start=time.time(), engine=endpoint.engine
+            device=device,
+            source=name,
+            epoch=0,
+            wall_start=time.time(),
+            engine=endpoint.engine,
+            timeline=self.buffer.timeline,
         )
 
     @property
@@ -160,14 +170,16 @@ class StreamSession:
 
     async def _capture(self) -> None:
         stream = self.source.stream()
+        gate = self.gate
         try:
             async for chunk in stream:
                 if not chunk:
                     continue  # an empty frame would close Deepgram's stream
-                if not self.live and self.buffer.full():
-                    await self.buffer.wait_for_room()
-                await self.buffer.append(chunk)
                 self.stats.audio_seconds_captured += self.buffer.to_seconds(len(chunk))
+                if gate is None:
+                    await self._keep(chunk)
+                else:
+                    await self._keep_gated(gate.feed(chunk))
         except ListendError as exc:
             log.error("source %s failed: %s", self.name, exc)  # noqa: TRY400 - a user error
             self.failure = exc
@@ -175,7 +187,23 @@ class StreamSession:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+            if gate is not None:
+                await self._keep_gated(gate.flush())
             await self.buffer.finish()
+
+    async def _keep(self, audio: bytes, at: int | None = None) -> None:
+        """Into the replay buffer (``at``: its source offset, when the gate skipped audio)."""
+        if not self.live and self.buffer.full():
+            await self.buffer.wait_for_room()
+        await self.buffer.append(audio, at)
+        self.stats.audio_seconds_gated_in += self.buffer.to_seconds(len(audio))
+
+    async def _keep_gated(self, passages: list[Passage]) -> None:
+        for passage in passages:
+            if passage.audio:
+                await self._keep(passage.audio, passage.offset)
+            if passage.closes:
+                await self.buffer.pause()
 
     async def _publish_events(self) -> None:
         while (event := await self._events.get()) is not None:
@@ -281,7 +309,7 @@ class StreamSession:
         if lost:
             seconds = self.buffer.to_seconds(lost)
             self.stats.gap_seconds += seconds
-            until = self.buffer.to_seconds(self.buffer.covered)
+            until = self.buffer.source_seconds(self.buffer.covered)
             self.factory.skip_to(until)
             log.error(
                 "source %s: %.1fs of audio lost (%.1fs-%.1fs): the outage outlasted the "
@@ -302,9 +330,9 @@ class StreamSession:
         if stats.connects > 1:
             stats.reconnects += 1
         backoff.connected()
-        offset = self.buffer.to_seconds(conn.start)
-        self.factory.connection(offset, conn.request_id)
+        self.factory.connection(self.buffer.to_seconds(conn.start), conn.request_id)
         backlog = self.buffer.to_seconds(self.buffer.end - conn.start)
+        offset = self.buffer.source_seconds(conn.start)
         log.info(
             "source %s: connected (dg-request-id %s)%s",
             self.name,

@@ -40,7 +40,9 @@ class VadConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
-    aggressiveness: int = Field(default=2, ge=0, le=3)
+    aggressiveness: int = Field(
+        default=2, ge=0, le=3, description="0 lets the most through, 3 is strictest about speech"
+    )
     pre_roll: float = Field(default=0.5, ge=0, le=5, description="seconds kept before speech")
     hang_over: float = Field(default=1.0, ge=0, le=10, description="seconds kept after speech")
 

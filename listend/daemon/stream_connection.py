@@ -89,16 +89,29 @@ class StreamConnection:
             await self._flush()
 
     async def _send_audio(self) -> None:
-        """Stream the buffer until the source has ended; KeepAlive whenever it is quiet."""
+        """Stream the buffer until the source has ended; KeepAlive whenever it is quiet.
+
+        Where the voice gate closed, Finalize: the words before it become finals now rather
+        than when speech resumes, and the buffer can free them.
+        """
         buffer, sock = self.buffer, self.sock
         interval = self.session.deepgram.keepalive_interval
         max_frame = buffer.to_bytes(MAX_FRAME_SECONDS)
         last_sent = time.monotonic()
+        paused_through = self.start  # gate closes up to here are handled
         while True:
             if self.sent < buffer.start:
                 msg = "the connection fell behind by more than the replay buffer"
                 raise StreamError(msg, retry=True)
-            chunk = buffer.read(self.sent, max_frame)
+            limit = max_frame
+            if buffer.pauses and (pause := buffer.next_pause(paused_through)) is not None:
+                if pause <= self.sent:
+                    await sock.send_finalize()
+                    paused_through = pause
+                    last_sent = time.monotonic()
+                    continue
+                limit = min(limit, pause - self.sent)
+            chunk = buffer.read(self.sent, limit)
             if chunk:
                 await self._pace()
                 await sock.send_media(chunk)
@@ -128,6 +141,7 @@ class StreamConnection:
     async def _flush(self) -> None:
         """Finalize -> the from_finalize final -> CloseStream -> the server's close."""
         timeout = self.session.deepgram.finalize_timeout
+        self.finalized.clear()  # answers to the voice gate's Finalize messages do not count
         await self.sock.send_finalize()
         try:
             async with asyncio.timeout(timeout):
@@ -164,7 +178,7 @@ class StreamConnection:
         if isinstance(message, ListenV1Results):
             event = factory.transcript(message)
             if message.is_final:
-                covered = min(self.buffer.to_bytes(factory.covered), self.sent)
+                covered = min(self.buffer.stream_offset(factory.covered), self.sent)
                 captured = await self.buffer.cover(covered)
                 if event is not None:
                     self._count_final(captured)

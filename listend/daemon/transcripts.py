@@ -1,7 +1,9 @@
 """Deepgram messages -> listend events, in source time, each emitted once.
 
 Deepgram's times restart at 0 on every connection; the session tells the factory where in the
-source each connection's audio began, and the factory shifts every time by that offset. After a
+stream each connection's audio began, and the factory shifts every time by that offset, then
+maps it to source time through the :class:`Timeline` (not the identity when a voice gate left
+silence out of the stream). After a
 reconnect the replayed audio is transcribed again: finals (and words) that end before what
 was already emitted are dropped, so a consumer sees each word once and times only move forward.
 With ``multichannel`` each channel is tracked on its own; audio is covered once every channel
@@ -28,6 +30,7 @@ from listend.daemon.events import (
     Word,
     event_id,
 )
+from listend.daemon.timeline import Timeline
 
 EPSILON = 1e-3  # Deepgram reports times in milliseconds
 
@@ -36,7 +39,14 @@ class EventFactory:
     """Numbers events (``epoch``/``seq``/``id``) and maps connection time to source time."""
 
     def __init__(
-        self, *, device: str, source: str, epoch: int, wall_start: float, engine: str = "deepgram"
+        self,
+        *,
+        device: str,
+        source: str,
+        epoch: int,
+        wall_start: float,
+        engine: str = "deepgram",
+        timeline: Timeline | None = None,
     ) -> None:
         self.device = device
         self.source = source
@@ -44,7 +54,8 @@ class EventFactory:
         self.wall_start = wall_start  # time.time() when the source's audio began
         self.engine = engine
         self.seq = 0
-        self.offset = 0.0  # source seconds at which the current connection's audio began
+        self.offset = 0.0  # stream seconds at which the current connection's audio began
+        self.timeline = timeline or Timeline(1)  # stream -> source time (default: the same)
         self.request_id: str | None = None
         self._emitted: dict[int, float] = {}  # per channel: source seconds covered by finals
         self._channels = 1
@@ -86,14 +97,18 @@ class EventFactory:
     def wall(self, seconds: float) -> datetime:
         return datetime.fromtimestamp(self.wall_start + seconds, UTC)
 
-    def end_of(self, message: ListenV1Results) -> float:
-        """Source time at which a result's audio ends."""
-        return self.offset + message.start + message.duration
+    def at(self, seconds: float) -> float:
+        """Source time of a time Deepgram reported (where something starts)."""
+        return self.timeline.to_source(self.offset + seconds)
+
+    def until(self, seconds: float) -> float:
+        """Source time of a time Deepgram reported as where something ends."""
+        return self.timeline.to_source(self.offset + seconds, end=True)
 
     def transcript(self, message: ListenV1Results) -> TranscriptEvent | None:
         """The event for a Results message, or None when it holds nothing new."""
-        start = self.offset + message.start
-        end = self.end_of(message)
+        start = self.at(message.start)
+        end = self.until(message.start + message.duration)
         channel = self._channel_of(message.channel_index)
         floor = self.emitted_until(channel)
         if message.is_final:
@@ -108,14 +123,14 @@ class EventFactory:
         words = tuple(
             Word(
                 word=w.word,
-                start=self.offset + w.start,
-                end=self.offset + w.end,
+                start=self.at(w.start),
+                end=word_end,
                 confidence=w.confidence,
                 punctuated_word=w.punctuated_word,
                 speaker=w.speaker,
             )
             for w in heard
-            if self.offset + w.end > floor + EPSILON
+            if (word_end := self.until(w.end)) > floor + EPSILON
         )
         if heard and not words:
             return None
@@ -142,7 +157,7 @@ class EventFactory:
         )
 
     def utterance_end(self, message: ListenV1UtteranceEnd) -> UtteranceEndEvent | None:
-        last_word_end = self.offset + message.last_word_end
+        last_word_end = self.until(message.last_word_end)
         channel = self._channel_of(message.channel)
         if last_word_end <= self._last_utterance_end.get(channel, -1.0) + EPSILON:
             return None
@@ -155,7 +170,7 @@ class EventFactory:
         )
 
     def speech_started(self, message: ListenV1SpeechStarted) -> SpeechStartedEvent | None:
-        timestamp = self.offset + message.timestamp
+        timestamp = self.at(message.timestamp)
         channel = self._channel_of(message.channel)
         if timestamp < self.emitted_until(channel) - EPSILON:
             return None  # speech in replayed audio that is already transcribed
