@@ -44,14 +44,20 @@ __all__ = [
     "ControlMessage",
     "Credentials",
     "DeepgramProtocolServer",
+    "OpenHook",
     "RecognizerFactory",
     "Refusal",
+    "SentHook",
     "serve",
 ]
 
 log = logging.getLogger(__name__)
 
 RecognizerFactory = Callable[[StreamParams], Recognizer]
+#: Told about each accepted connection (its record is live: bytes_received grows).
+OpenHook = Callable[[ConnectionRecord], None]
+#: Told about each message right after it went out (e.g. to time finals end to end).
+SentHook = Callable[[ConnectionRecord, dict[str, Any]], None]
 REQUEST_ID = web.RequestKey("dg_request_id", str)
 MAX_MESSAGE = 1 << 20  # what Deepgram's SDK itself allows per message
 
@@ -68,6 +74,8 @@ class DeepgramProtocolServer:
         models: Collection[str] | None = None,
         faults: FaultPlan | None = None,
         record: bool = False,
+        on_open: OpenHook | None = None,
+        on_sent: SentHook | None = None,
     ) -> None:
         self.recognizer_factory = recognizer_factory
         self.credentials = credentials or Credentials()
@@ -75,6 +83,8 @@ class DeepgramProtocolServer:
         self.models = frozenset(models) if models is not None else None
         self.faults = faults or FaultPlan()
         self.record = record
+        self.on_open = on_open
+        self.on_sent = on_sent
         self.connections: list[ConnectionRecord] = []
         self.refusals: list[Refusal] = []
         self.connection_opened = asyncio.Condition()
@@ -116,6 +126,8 @@ class DeepgramProtocolServer:
         await ws.prepare(request)
         if self.record:
             self.connections.append(record)
+        if self.on_open is not None:
+            self.on_open(record)
         async with self.connection_opened:
             self.connection_opened.notify_all()
         connection = _Connection(self, request, ws, recognizer, record)
@@ -293,6 +305,9 @@ class _Connection:
             await self.ws.send_str(messages.dumps(message))
         except ConnectionError:
             self._closed_by_client()
+            return
+        if self.server.on_sent is not None:
+            self.server.on_sent(self.record, message)
 
     async def _fire_fault(self) -> None:
         fault, self.fault = self.fault, None

@@ -210,8 +210,8 @@ class ScriptedRecognizer(Recognizer):
         self._leftover = data[usable:]
         samples = memoryview(data[:usable]).cast("h")[:: self.params.channels]
         out: list[RecognizerOutput] = []
-        for value, group in groupby(samples, _classify):
-            self._advance(value, len(list(group)), out)
+        for value, group in groupby(samples):  # runs of one sample value: a letter, a pause
+            self._advance(_classify(value), len(list(group)), out)
         return out
 
     async def finalize(self) -> list[RecognizerOutput]:
