@@ -77,10 +77,26 @@ class SinkWorker:
 
     async def put(self, event: AnyEvent) -> None:
         """Accept an event; for stored kinds, return only once it is durable."""
-        if isinstance(event, TranscriptEvent) and not event.is_final:
-            self._interims.pop(event.source, None)  # latest wins, and moves to the back
-            self._interims[event.source] = event
-            self._wakeup.set()
+        await self.put_many([event])
+
+    async def put_many(self, events: Sequence[AnyEvent]) -> None:
+        """Accept events in order; the stored ones go to disk together (one fsync)."""
+        stored: list[AnyEvent] = []
+        for event in events:
+            if isinstance(event, TranscriptEvent) and not event.is_final:
+                await self._store(stored)  # what came before it stays before it
+                stored = []
+                self._interims.pop(event.source, None)  # latest wins, and moves to the back
+                self._interims[event.source] = event
+                self._wakeup.set()
+            elif self.options.policy == "block":
+                await self._store([event])  # room is checked event by event
+            else:
+                stored.append(event)
+        await self._store(stored)
+
+    async def _store(self, events: list[AnyEvent]) -> None:
+        if not events:
             return
         if not self._started:
             await self.open()
@@ -88,9 +104,10 @@ class SinkWorker:
             while len(self.outbox) >= self.options.max_events:
                 self._space.clear()
                 await self._space.wait()
-        dropped = await self.outbox.append(event, keep_through=self._inflight_through)
-        if event.kind == "final":
-            self._interims.pop(event.source, None)  # the final supersedes it
+        dropped = await self.outbox.append_many(events, keep_through=self._inflight_through)
+        for event in events:
+            if event.kind == "final":
+                self._interims.pop(event.source, None)  # the final supersedes it
         if dropped:
             self._note_gap(dropped)
         self._wakeup.set()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
 
@@ -121,7 +121,11 @@ def to_json(event: AnyEvent) -> str:
 AnyEvent = TranscriptEvent | UtteranceEndEvent | SpeechStartedEvent | MetadataEvent
 
 
-def from_json(data: str | bytes) -> AnyEvent:
-    from pydantic import TypeAdapter  # noqa: PLC0415 - only the outbox needs it
+_EVENT_ADAPTER: TypeAdapter[AnyEvent] | None = None
 
-    return TypeAdapter(Event).validate_json(data)
+
+def from_json(data: str | bytes) -> AnyEvent:
+    global _EVENT_ADAPTER  # noqa: PLW0603 - built once, on first use (only the outbox needs it)
+    if _EVENT_ADAPTER is None:
+        _EVENT_ADAPTER = TypeAdapter(Event)
+    return _EVENT_ADAPTER.validate_json(data)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -327,7 +328,14 @@ class MqttConnection:
                 client.loop_read()
             except Exception as exc:  # a broken socket (e.g. TLS error): the session is over
                 self._teardown(MqttError(f"read failed: {exc}"))
+                return
+            quick_ack(sock)
 
+        # Each PUBLISH is a small write: without TCP_NODELAY, Nagle holds the next one until the
+        # broker ACKs the last, and with delayed ACKs that is 40 ms per round.
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        quick_ack(sock)
         fd = sock.fileno()
         self._soon(self._add_reader, fd, readable)
 
@@ -370,3 +378,12 @@ class MqttConnection:
     def _remove_writer(self, fd: int) -> None:
         if fd in self._fds:  # never touch an fd number the loop may have given to someone else
             self._loop.remove_writer(fd)
+
+
+def quick_ack(sock: Any) -> None:
+    """ACK what the broker sent at once. A broker without TCP_NODELAY (mosquitto's default)
+    holds each PUBACK until the previous one is ACKed; Linux delays that ACK up to 40 ms, so a
+    batch of QoS 1 messages would be confirmed one per 40 ms. The flag does not stick: it is
+    set again after every read."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
