@@ -38,6 +38,13 @@ class Router:
         self.queue: asyncio.Queue[AnyEvent | None] = asyncio.Queue(ROUTER_QUEUE_SIZE)
         self.on_event: list[Callable[[AnyEvent], None]] = []
 
+    def kinds_for(self, source: str) -> frozenset[EventKind]:
+        """What the sinks of ``source`` receive (a session builds nothing else)."""
+        kinds: frozenset[EventKind] = frozenset()
+        for sink in self._routes.get(source, ()):
+            kinds |= self._kinds.get(sink, frozenset())
+        return kinds
+
     def attach(self, sink: str, target: EventTarget) -> None:
         self._targets[sink] = target
 

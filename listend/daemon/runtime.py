@@ -78,6 +78,7 @@ class Daemon:
                     deepgram=self.config.deepgram,
                     endpoint=endpoint,
                     publish=self.router.publish,
+                    kinds=self.router.kinds_for(name),
                 )
 
     async def _run_session(self, session: StreamSession) -> None:

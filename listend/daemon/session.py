@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from listend.daemon.deepgram_connect import (
     make_client,
 )
 from listend.daemon.errors import ListendError
-from listend.daemon.events import AnyEvent
+from listend.daemon.events import AnyEvent, EventKind
 from listend.daemon.replay import ReplayBuffer
 from listend.daemon.sources import Source
 from listend.daemon.stream_connection import StreamConnection
@@ -95,6 +95,7 @@ class StreamSession:
         deepgram: DeepgramConfig,
         endpoint: Endpoint,
         publish: Publish,
+        kinds: Collection[EventKind] | None = None,
     ) -> None:
         self.name = name
         self.device = device
@@ -103,6 +104,8 @@ class StreamSession:
         self.deepgram = deepgram
         self.endpoint = endpoint
         self.publish = publish
+        #: Whether any sink receives interim results (if not, they are never built).
+        self.wants_interims = kinds is None or "interim" in kinds
         self.format = source.audio_format
         check_stream_format(name, options, self.format)
         self.client = endpoint.client()

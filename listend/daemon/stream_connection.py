@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,8 +20,10 @@ from deepgram.listen.v1.types import (
     ListenV1SpeechStarted,
     ListenV1UtteranceEnd,
 )
-from pydantic import ValidationError
+from pydantic import BaseModel
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions import Extension
+from websockets.frames import Frame
 
 from listend.daemon.deepgram_connect import StreamError
 
@@ -33,6 +36,41 @@ MAX_FRAME_SECONDS = 0.5  # largest audio message (Deepgram's SDK caps messages a
 REPLAY_SPEED = 1.25  # replay a backlog at most this much faster than real time (live sources)
 REPLAY_BURST_SECONDS = 2.0  # ... after sending this much at once
 MAX_LATENCIES = 1000
+#: Deepgram's message types, parsed with the SDK's own models.
+MESSAGE_MODELS: dict[str, type[BaseModel]] = {
+    "Results": ListenV1Results,
+    "UtteranceEnd": ListenV1UtteranceEnd,
+    "SpeechStarted": ListenV1SpeechStarted,
+    "Metadata": ListenV1Metadata,
+}
+
+
+class UncompressedSends(Extension):
+    """permessage-deflate for what Deepgram sends, none for what we send.
+
+    Deflating PCM costs more CPU per stream than anything else on the send path and saves
+    little (audio is noise to zlib), and the compressor's window is memory per connection.
+    RFC 7692 lets an endpoint send any message uncompressed (RSV1 clear) after negotiating it.
+    """
+
+    def __init__(self, negotiated: Extension) -> None:
+        self.negotiated = negotiated
+        self.name = negotiated.name
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        return self.negotiated.decode(frame, max_size=max_size)
+
+    def encode(self, frame: Frame) -> Frame:
+        return frame
+
+
+def send_uncompressed(ws: Any) -> None:
+    """Keep decoding compressed messages on ``ws`` but send ours as they are."""
+    extensions = getattr(ws, "extensions", None)
+    if extensions:
+        ws.extensions = [
+            UncompressedSends(e) if e.name == "permessage-deflate" else e for e in extensions
+        ]
 
 
 class StreamConnection:
@@ -57,6 +95,7 @@ class StreamConnection:
         self.buffer = session.buffer
         self.stats = session.stats
         self.opened = time.monotonic()
+        send_uncompressed(ws)
         self.finalized = asyncio.Event()
         self.closed = asyncio.Event()
         self.close_stream_sent = False
@@ -160,11 +199,25 @@ class StreamConnection:
     # -- receiving ------------------------------------------------------------------------
 
     async def _receive(self) -> None:
+        """Read the socket's messages. Not through the SDK's iterator: it resolves every
+        message against a union of all its types (a pydantic TypeAdapter built per message),
+        the largest CPU cost per stream; the type field says which SDK model to use."""
+        interims = self.session.wants_interims
         try:
-            async for message in self.sock:
+            async for raw in self.ws:
+                if isinstance(raw, bytes):
+                    continue
                 try:
-                    await self._on_message(message)
-                except (ValidationError, AttributeError, TypeError, IndexError) as exc:
+                    data = json.loads(raw)
+                    kind = data.get("type")
+                    if kind == "Results" and not interims and not data.get("is_final"):
+                        continue  # no sink receives interim results: nothing to build
+                    model = MESSAGE_MODELS.get(kind)
+                    if model is None:
+                        log.warning("source %s: unexpected message: %.200s", self.name, raw)
+                        continue
+                    await self._on_message(model.model_validate(data))
+                except (ValueError, AttributeError, TypeError, IndexError) as exc:
                     log.warning("source %s: ignoring malformed message: %s", self.name, exc)
         except ConnectionClosed:
             pass  # the close code is read below, whoever closed
@@ -191,8 +244,6 @@ class StreamConnection:
             await emit(factory.speech_started(message))
         elif isinstance(message, ListenV1Metadata):
             await emit(factory.metadata(message))
-        elif not isinstance(message, bytes):
-            log.warning("source %s: unexpected message from Deepgram: %r", self.name, message)
 
     def _count_final(self, captured: float | None) -> None:
         stats = self.stats
