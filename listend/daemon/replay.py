@@ -11,6 +11,7 @@ only gated-in audio, and its times map back through the same timeline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from bisect import bisect_right
 from collections import deque
@@ -31,7 +32,7 @@ class ReplayBuffer:
         self.covered = 0  # audio before this offset is covered by a final (may be < start)
         self.ended = False  # the source has returned (or capture was stopped)
         self._stamps: deque[tuple[int, float]] = deque()  # (chunk end offset, monotonic)
-        self._changed = asyncio.Condition()
+        self._waiters: list[asyncio.Future[None]] = []  # woken on any change
         self.timeline = Timeline(fmt.bytes_per_second)
         self.source_end = 0  # source offset just after the last captured byte
         self.pauses: list[int] = []  # stream offsets where the voice gate closed
@@ -130,20 +131,31 @@ class ReplayBuffer:
         if self.pauses and self.pauses[0] < offset:
             del self.pauses[: bisect_right(self.pauses, offset - 1)]
 
-    async def wait_for_data(self, offset: int, max_wait: float) -> None:
+    async def wait_for_data(self, offset: int, max_wait: float | None = None) -> None:
         """Return when audio beyond ``offset`` exists, the source ended, or ``max_wait`` passed."""
-        async with self._changed:
-            try:
-                async with asyncio.timeout(max_wait):
-                    await self._changed.wait_for(lambda: self.end > offset or self.ended)
-            except TimeoutError:
-                return
+        if self.end > offset or self.ended:
+            return
+        if max_wait is None:
+            await self._changed()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max_wait):
+                while not (self.end > offset or self.ended):
+                    await self._changed()
 
     async def wait_for_room(self) -> None:
         """Backpressure for sources that are not live: wait until finals free some room."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: not self.full())
+        while self.full():
+            await self._changed()
+
+    def _changed(self) -> asyncio.Future[None]:
+        """A future completed by the next change (cheaper per chunk than a Condition)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
 
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

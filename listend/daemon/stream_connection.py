@@ -95,6 +95,7 @@ class StreamConnection:
         self.buffer = session.buffer
         self.stats = session.stats
         self.opened = time.monotonic()
+        self.last_sent = self.opened  # when audio or a control message last went out
         send_uncompressed(ws)
         self.finalized = asyncio.Event()
         self.closed = asyncio.Event()
@@ -124,19 +125,38 @@ class StreamConnection:
 
     async def _send(self) -> None:
         with contextlib.suppress(ConnectionClosed):
-            await self._send_audio()
+            keepalive = asyncio.create_task(
+                self._keep_alive(), name=f"listend[source:{self.name}].keepalive"
+            )
+            try:
+                await self._send_audio()
+            finally:
+                keepalive.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keepalive
             await self._flush()
 
+    async def _keep_alive(self) -> None:
+        """KeepAlive whenever no audio went out for ``keepalive_interval``. A task of its own
+        (waking once an interval) so the sender waits for audio without a timer per chunk."""
+        interval = self.session.deepgram.keepalive_interval
+        while True:
+            quiet = time.monotonic() - self.last_sent
+            if quiet < interval:
+                await asyncio.sleep(interval - quiet)
+                continue
+            await self.sock.send_keep_alive()
+            self.stats.keepalives += 1
+            self.last_sent = time.monotonic()
+
     async def _send_audio(self) -> None:
-        """Stream the buffer until the source has ended; KeepAlive whenever it is quiet.
+        """Stream the buffer until the source has ended.
 
         Where the voice gate closed, Finalize: the words before it become finals now rather
         than when speech resumes, and the buffer can free them.
         """
         buffer, sock = self.buffer, self.sock
-        interval = self.session.deepgram.keepalive_interval
         max_frame = buffer.to_bytes(MAX_FRAME_SECONDS)
-        last_sent = time.monotonic()
         paused_through = self.start  # gate closes up to here are handled
         while True:
             if self.sent < buffer.start:
@@ -147,7 +167,7 @@ class StreamConnection:
                 if pause <= self.sent:
                     await sock.send_finalize()
                     paused_through = pause
-                    last_sent = time.monotonic()
+                    self.last_sent = time.monotonic()
                     continue
                 limit = min(limit, pause - self.sent)
             chunk = buffer.read(self.sent, limit)
@@ -156,17 +176,11 @@ class StreamConnection:
                 await sock.send_media(chunk)
                 self.sent += len(chunk)
                 self.stats.audio_seconds_sent += buffer.to_seconds(len(chunk))
-                last_sent = time.monotonic()
+                self.last_sent = time.monotonic()
                 continue
             if buffer.ended:
                 return
-            quiet = time.monotonic() - last_sent
-            if quiet >= interval:
-                await sock.send_keep_alive()
-                self.stats.keepalives += 1
-                last_sent = time.monotonic()
-                continue
-            await buffer.wait_for_data(self.sent, interval - quiet)
+            await buffer.wait_for_data(self.sent)
 
     async def _pace(self) -> None:
         """Replay a live source's backlog at most REPLAY_SPEED x real time (not when stopping)."""
