@@ -55,10 +55,12 @@ async def test_events_arrive_on_the_documented_topics(mosquitto_port, tmp_path):
     task = asyncio.create_task(worker.run())
     try:
         final = transcript("hall", 1, "turn on the lights", device=device)
+        base = f"listend/{device}/hall/transcript"
         await worker.put(transcript("hall", 0, "turn on", device=device, is_final=False))
+        # a final supersedes an interim not yet sent: let this one go out first
+        await wait_in_thread(sub, lambda m: any(x.topic == f"{base}/interim" for x in m), "1")
         await worker.put(final)
         await worker.put(utterance_end("hall", 2, device=device))
-        base = f"listend/{device}/hall/transcript"
         await wait_in_thread(sub, lambda m: any(x.topic == f"{base}/utterance_end" for x in m), "3")
         [got] = sub.on(base)
         assert got.payload.decode() == to_json(final)

@@ -1,7 +1,9 @@
 """One delivery worker per sink: events go through the sink's durable outbox, in order.
 
 An event is removed from the outbox only after ``Sink.deliver`` returned for it (the sink's
-confirmation: PUBACK, HTTP 2xx, file flushed); until then it is retried with the shared
+confirmation: PUBACK, HTTP 2xx, file flushed) and its commit is on disk (delivery starts
+while the commit is still being written, so the fsync is not on the latency path); until
+then it is retried with the shared
 :class:`~listend.daemon.backoff.Backoff`, across restarts if need be. Consumers may see an
 event twice (at-least-once) and dedupe on its ``id``.
 
@@ -104,13 +106,14 @@ class SinkWorker:
             while len(self.outbox) >= self.options.max_events:
                 self._space.clear()
                 await self._space.wait()
-        dropped = await self.outbox.append_many(events, keep_through=self._inflight_through)
+        staged = self.outbox.stage(events)
         for event in events:
             if event.kind == "final":
                 self._interims.pop(event.source, None)  # the final supersedes it
+        self._wakeup.set()  # deliver while the commit is on its way to the disk
+        dropped = await self.outbox.commit(staged, keep_through=self._inflight_through)
         if dropped:
             self._note_gap(dropped)
-        self._wakeup.set()
 
     def depth(self) -> int:
         """Events waiting for this sink (stored and interim)."""

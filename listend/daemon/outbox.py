@@ -42,6 +42,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
@@ -51,6 +52,9 @@ from listend.daemon.events import AnyEvent, from_json, to_json
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: Seconds a delivered event may stay in the file before its deletion is written (unless
+#: an append writes it sooner): one delete transaction per interval, not per delivery.
+REMOVE_DELAY = 0.5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -86,7 +90,13 @@ class Dropped:
 
 
 class Outbox:
-    """A FIFO of events for one sink, stored in SQLite; async methods run on its own thread."""
+    """A FIFO of events for one sink, stored in SQLite; async methods run on its own thread.
+
+    The events this process stored are also kept in memory, in order, from the moment they
+    are staged: :meth:`peek` serves them from there, so a sink can deliver an event while its
+    commit is still on the way to the disk (it is removed only after both). Events left by an
+    earlier run (the backlog) are read from the file first.
+    """
 
     def __init__(self, path: Path, *, max_events: int) -> None:
         self.path = path
@@ -95,8 +105,14 @@ class Outbox:
         self._db: sqlite3.Connection | None = None
         self._count = 0
         self._by_source: Counter[str] = Counter()
-        #: Events stored by this process, by position: peek() need not parse them back.
-        self._events: dict[int, AnyEvent] = {}
+        self._events: dict[int, AnyEvent] = {}  # this run's undelivered events, by position
+        self._ids: dict[str, int] = {}  # ... and their positions by event id
+        self._next_pos = 1
+        self._backlog = 0  # undelivered events of earlier runs (positions < _first_pos)
+        self._first_pos = 1
+        self._deletes: list[int] = []  # delivered; deleted from the file with the next write
+        self._flush: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         #: Events dropped to make room, over the life of this file.
         self.dropped_total = 0
 
@@ -121,13 +137,14 @@ class Outbox:
             return
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"outbox-{self.path.stem}")
         try:
-            counts, dropped = await self._call(self._open_sync)
+            counts, dropped, last_pos = await self._call(self._open_sync)
         except BaseException:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
         self._by_source = Counter(counts)
-        self._count = sum(counts.values())
+        self._count = self._backlog = sum(counts.values())
+        self._next_pos = self._first_pos = last_pos + 1
         self.dropped_total = dropped
         if self._count:
             log.info(
@@ -146,19 +163,50 @@ class Outbox:
         self, events: Sequence[AnyEvent], *, keep_through: int = 0
     ) -> list[Dropped]:
         """Store ``events`` durably in one transaction (one fsync); see :meth:`append`."""
-        added, dropped = await self._call(self._append_sync, events, keep_through)
-        for pos, event in added:
+        return await self.commit(self.stage(events), keep_through=keep_through)
+
+    def stage(self, events: Sequence[AnyEvent]) -> list[tuple[int, AnyEvent]]:
+        """Queue ``events`` (deliverable from now on); :meth:`commit` makes them durable."""
+        staged = []
+        for event in events:
+            if event.id in self._ids:
+                continue  # the same event twice is stored once
+            pos = self._next_pos
+            self._next_pos += 1
             self._events[pos] = event
+            self._ids[event.id] = pos
             self._count += 1
             self._by_source[event.source] += 1
+            staged.append((pos, event))
+        return staged
+
+    async def commit(
+        self, staged: list[tuple[int, AnyEvent]], *, keep_through: int = 0
+    ) -> list[Dropped]:
+        """Write staged events (and pending deletions) in one fsynced transaction."""
+        if not staged:
+            return []
+        deletes, self._deletes = self._deletes, []
+        try:
+            ignored, dropped = await self._call(self._append_sync, staged, keep_through, deletes)
+        except BaseException:
+            self._deletes[:0] = deletes
+            for pos, _ in staged:
+                self._discard(pos)
+            raise
+        for pos in ignored:  # already stored by an earlier run
+            self._discard(pos)
         for item in dropped:
-            self._events.pop(item.pos, None)
-            self._forget(item.source)
+            if self._discard(item.pos) is None and item.pos < self._first_pos:
+                self._backlog -= 1
+                self._forget(item.source)
         self.dropped_total += len(dropped)
         return dropped
 
     async def peek(self, limit: int) -> list[Queued]:
         """The oldest ``limit`` events, in order, without removing them."""
+        if not self._backlog:
+            return [Queued(pos, event) for pos, event in islice(self._events.items(), limit)]
         rows = await self._call(self._peek_sync, limit, self._events)
         queued = []
         for pos, payload in rows:
@@ -168,21 +216,54 @@ class Outbox:
         return queued
 
     async def remove(self, items: Sequence[Queued]) -> None:
-        """Forget delivered events (the sink confirmed them)."""
-        removed = await self._call(self._remove_sync, [item.pos for item in items])
+        """Forget delivered events (the sink confirmed them). They leave the file with the
+        next write, or within REMOVE_DELAY: a crash before that delivers them again."""
         for item in items:
-            self._events.pop(item.pos, None)
-            if item.pos in removed:
+            if self._discard(item.pos) is not None:
+                self._deletes.append(item.pos)
+            elif item.pos < self._first_pos and item.pos not in self._deletes:
+                self._backlog -= 1
                 self._forget(item.event.source)
+                self._deletes.append(item.pos)
+        if self._deletes and self._flush is None:
+            loop = asyncio.get_running_loop()
+            self._flush = loop.call_later(REMOVE_DELAY, self._flush_soon)
 
     async def close(self) -> None:
         if self._executor is None:
             return
         try:
+            await self._flush_deletes()
             await self._call(self._close_sync)
         finally:
             self._executor.shutdown(wait=False)
             self._executor = None
+
+    def _flush_soon(self) -> None:
+        self._flush = None
+        task = asyncio.get_running_loop().create_task(self._flush_deletes())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush_deletes(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        deletes, self._deletes = self._deletes, []
+        if deletes and self._executor is not None:
+            try:
+                await self._call(self._delete_sync, deletes)
+            except sqlite3.Error as exc:
+                log.warning("outbox %s: delivered events not deleted yet: %s", self.path, exc)
+                self._deletes[:0] = deletes
+
+    def _discard(self, pos: int) -> AnyEvent | None:
+        """Drop this run's event at ``pos`` from memory and the counts (None if not there)."""
+        event = self._events.pop(pos, None)
+        if event is not None:
+            self._ids.pop(event.id, None)
+            self._forget(event.source)
+        return event
 
     def _forget(self, source: str) -> None:
         self._count -= 1
@@ -198,7 +279,7 @@ class Outbox:
 
     # -- the outbox thread ------------------------------------------------------------------
 
-    def _open_sync(self) -> tuple[dict[str, int], int]:
+    def _open_sync(self) -> tuple[dict[str, int], int, int]:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -219,7 +300,7 @@ class Outbox:
             self._quarantine(str(exc))
             return self._connect()
 
-    def _connect(self) -> tuple[dict[str, int], int]:
+    def _connect(self) -> tuple[dict[str, int], int, int]:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=1.0)
         self._db = db
         db.execute("PRAGMA locking_mode=EXCLUSIVE")
@@ -233,7 +314,8 @@ class Outbox:
         db.executescript(_SCHEMA)
         counts = dict(db.execute("SELECT source, count(*) FROM outbox GROUP BY source").fetchall())
         row = db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
-        return counts, int(row[0]) if row else 0
+        (last_pos,) = db.execute("SELECT coalesce(max(pos), 0) FROM outbox").fetchone()
+        return counts, int(row[0]) if row else 0, int(last_pos)
 
     def _quarantine(self, reason: str) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -250,22 +332,26 @@ class Outbox:
         )
 
     def _append_sync(
-        self, events: Sequence[AnyEvent], keep_through: int
-    ) -> tuple[list[tuple[int, AnyEvent]], list[Dropped]]:
+        self, staged: list[tuple[int, AnyEvent]], keep_through: int, deletes: list[int]
+    ) -> tuple[list[int], list[Dropped]]:
+        """Insert at the staged positions (and delete delivered ones) in one transaction.
+        Returns the positions not inserted (an earlier run stored that event id) and the
+        events dropped for room."""
         db = self._conn()
         dropped: list[Dropped] = []
-        added: list[tuple[int, AnyEvent]] = []
+        ignored: list[int] = []
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
         try:
-            for event in events:
+            db.executemany("DELETE FROM outbox WHERE pos = ?", [(pos,) for pos in deletes])
+            for pos, event in staged:
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO outbox (event_id, source, payload, enqueued_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (event.id, event.source, to_json(event), now),
+                    "INSERT OR IGNORE INTO outbox (pos, event_id, source, payload, enqueued_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (pos, event.id, event.source, to_json(event), now),
                 )
-                if cursor.rowcount == 1 and cursor.lastrowid is not None:
-                    added.append((cursor.lastrowid, event))
+                if cursor.rowcount != 1:
+                    ignored.append(pos)
             (count,) = db.execute("SELECT count(*) FROM outbox").fetchone()
             excess = count - self.max_events
             if excess > 0:
@@ -284,7 +370,7 @@ class Outbox:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return added, dropped
+        return ignored, dropped
 
     def _peek_sync(self, limit: int, known: dict[int, AnyEvent]) -> list[tuple[int, str | None]]:
         """Positions, with the payload of those not in ``known`` (stored by an earlier run;
@@ -301,23 +387,19 @@ class Outbox:
                 rows[index] = (pos, payload)
         return rows
 
-    def _remove_sync(self, positions: list[int]) -> set[int]:
+    def _delete_sync(self, positions: list[int]) -> None:
         db = self._conn()
-        removed: set[int] = set()
         db.execute("PRAGMA synchronous=NORMAL")  # no fsync for removals (see the module doc)
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for pos in positions:
-                    if db.execute("DELETE FROM outbox WHERE pos = ?", (pos,)).rowcount:
-                        removed.add(pos)
+                db.executemany("DELETE FROM outbox WHERE pos = ?", [(pos,) for pos in positions])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         finally:
             db.execute("PRAGMA synchronous=FULL")
-        return removed
 
     def _close_sync(self) -> None:
         if self._db is not None:
