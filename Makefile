@@ -32,5 +32,11 @@ test: lint typecheck pytest
 run: venv
 	$(VENV)/bin/listend run config/listend.example.yaml
 
+# listend against the SDK-guide baseline, and voice-activity gating: writes bench/RESULTS.md
+# (about 12 minutes on 2 cores; needs both cores mostly idle for meaningful numbers).
+bench: venv
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) bench/run.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache state
