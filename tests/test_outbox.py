@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from listend.daemon.outbox import Outbox, OutboxError
+from listend.daemon.outbox import REMOVE_DELAY, Outbox, OutboxError
 from tests.conftest import ROOT
 from tests.sink_support import async_test, transcript, utterance_end
 
@@ -173,3 +173,63 @@ def test_sigkill_mid_write_loses_no_acknowledged_event(tmp_path):
 
     seqs = asyncio.run(check())
     assert seqs[: acked + 1] == list(range(acked + 1))
+
+
+@async_test
+async def test_staged_events_are_deliverable_before_their_commit(tmp_path):
+    """Delivery may start while the fsync is under way; removal waits for the commit (the
+    single outbox thread runs the delete after the insert), so nothing is removed early."""
+    box = Outbox(tmp_path / "o.sqlite3", max_events=10)
+    await box.open()
+    staged = box.stage([transcript("a", 0, "x"), transcript("a", 1, "y")])
+    head = await box.peek(10)  # before the commit ran
+    assert [q.event.seq for q in head] == [0, 1]
+    commit = asyncio.create_task(box.commit(staged))
+    await box.remove(head[:1])  # confirmed by the sink before the commit finished
+    await commit
+    await box.close()
+    again = Outbox(tmp_path / "o.sqlite3", max_events=10)
+    await again.open()
+    assert [q.event.seq for q in await again.peek(10)] == [1]
+    await again.close()
+
+
+@async_test
+async def test_removals_reach_the_file_without_another_append(tmp_path):
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path, max_events=10)
+    await box.open()
+    await box.append_many([transcript("a", seq, "x") for seq in range(3)])
+    await box.remove(await box.peek(2))
+    assert len(box) == 1
+    await asyncio.sleep(REMOVE_DELAY + 0.5)  # the deferred delete runs by itself
+    await box._call(box._close_sync)  # close the file without the final flush
+    box._executor.shutdown(wait=True)
+    box._executor = None
+    again = Outbox(path, max_events=10)
+    await again.open()
+    assert [q.event.seq for q in await again.peek(10)] == [2]
+    await again.close()
+
+
+@async_test
+async def test_an_earlier_runs_backlog_goes_first(tmp_path):
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path, max_events=10)
+    await box.open()
+    await box.append_many([transcript("a", seq, "old") for seq in range(2)])
+    await box.close()
+    again = Outbox(path, max_events=10)
+    await again.open()
+    await again.append(transcript("a", 2, "new"))
+    await again.append(transcript("a", 0, "old"))  # already stored by the earlier run
+    first = await again.peek(1)
+    assert [q.event.seq for q in first] == [0]
+    await again.remove(first)
+    rest = await again.peek(10)
+    assert [q.event.seq for q in rest] == [1, 2]
+    assert len(again) == 2
+    await again.remove(rest)
+    assert len(again) == 0
+    assert await again.peek(10) == []
+    await again.close()

@@ -207,9 +207,12 @@ class Outbox:
         """The oldest ``limit`` events, in order, without removing them."""
         if not self._backlog:
             return [Queued(pos, event) for pos, event in islice(self._events.items(), limit)]
-        rows = await self._call(self._peek_sync, limit, self._events)
-        queued = []
+        deleting = set(self._deletes)
+        rows = await self._call(self._peek_sync, limit + len(deleting), self._events)
+        queued: list[Queued] = []
         for pos, payload in rows:
+            if pos in deleting or len(queued) == limit:
+                continue  # delivered; its deletion is not written yet
             event = self._events.get(pos) if payload is None else from_json(payload)
             if event is not None:  # None: dropped for room while we looked
                 queued.append(Queued(pos, event))
@@ -343,7 +346,6 @@ class Outbox:
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("DELETE FROM outbox WHERE pos = ?", [(pos,) for pos in deletes])
             for pos, event in staged:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO outbox (pos, event_id, source, payload, enqueued_at) "
@@ -352,6 +354,8 @@ class Outbox:
                 )
                 if cursor.rowcount != 1:
                     ignored.append(pos)
+            # after the inserts: an event may be delivered before its own commit ran
+            db.executemany("DELETE FROM outbox WHERE pos = ?", [(pos,) for pos in deletes])
             (count,) = db.execute("SELECT count(*) FROM outbox").fetchone()
             excess = count - self.max_events
             if excess > 0:

@@ -17,8 +17,6 @@ from array import array
 from collections import deque
 from dataclasses import dataclass
 
-import webrtcvad
-
 from listend.daemon.errors import ConfigError
 from listend.daemon.sources import AudioFormat, VadConfig
 
@@ -46,6 +44,8 @@ class VoiceGate:
         check_gate_format(fmt, source)
         self.format = fmt
         self.config = config
+        import webrtcvad  # noqa: PLC0415 - only gated sources load it (it costs 5 MB of RSS)
+
         self.vad = webrtcvad.Vad(config.aggressiveness)
         self.frame_bytes = fmt.bytes_per_frame * fmt.sample_rate * FRAME_MS // 1000
         self.pre_roll_frames = math.ceil(config.pre_roll * 1000 / FRAME_MS)

@@ -15,9 +15,8 @@ import logging
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyaudio
 from pydantic import Field
 
 from listend import hookimpl
@@ -38,6 +37,9 @@ from listend.plugins.portaudio import (
     portaudio,
     portaudio_call,
 )
+
+if TYPE_CHECKING:
+    import pyaudio
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +89,11 @@ class _Crashed:
 
 
 _Item = bytes | _Opened | _Failed | _Crashed
-_FORMAT_ERRORS = {
-    pyaudio.paInvalidSampleRate,
-    pyaudio.paInvalidChannelCount,
-    pyaudio.paSampleFormatNotSupported,
-}
+# pyaudio.paInvalidSampleRate, paInvalidChannelCount, paSampleFormatNotSupported (pyaudio,
+# and PortAudio with it, is imported only once a microphone is used: 4 MB otherwise)
+_FORMAT_ERRORS = {-9997, -9998, -9994}
+PA_INT16 = 8  # pyaudio.paInt16
+PA_INPUT_OVERFLOWED = -9981  # pyaudio.paInputOverflowed
 
 
 def _is_power_of_ten(count: int) -> bool:
@@ -192,7 +194,7 @@ class _CaptureThread:
                     cfg.sample_rate,
                     input_device=device.index,
                     input_channels=cfg.channels,
-                    input_format=pyaudio.paInt16,
+                    input_format=PA_INT16,
                 )
         except ValueError as exc:  # PyAudio: (message, PortAudio error code)
             reason, code = (*exc.args, None)[:2]
@@ -208,7 +210,7 @@ class _CaptureThread:
             self._stream = pa.open(
                 rate=cfg.sample_rate,
                 channels=cfg.channels,
-                format=pyaudio.paInt16,
+                format=PA_INT16,
                 input=True,
                 input_device_index=device.index,
                 frames_per_buffer=cfg.frames_per_buffer,
@@ -230,7 +232,7 @@ class _CaptureThread:
             try:
                 data = self._stream.read(frames, exception_on_overflow=True)
             except OSError as exc:
-                if exc.errno != pyaudio.paInputOverflowed:
+                if exc.errno != PA_INPUT_OVERFLOWED:
                     raise
                 # PyAudio closes the stream when it reports an overflow: count it, reopen.
                 self.stats.overflows += 1

@@ -24,11 +24,12 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import pyaudio
+from typing import TYPE_CHECKING, Any
 
 from listend.daemon.errors import ListendError
+
+if TYPE_CHECKING:
+    import pyaudio
 
 log = logging.getLogger(__name__)
 alsa_log = logging.getLogger("listend.alsa")
@@ -141,6 +142,8 @@ def _forward(captured: bytes) -> None:
 @contextlib.contextmanager
 def portaudio() -> Iterator[pyaudio.PyAudio]:
     """A PyAudio instance of our own (its own PortAudio init count), terminated on exit."""
+    import pyaudio  # noqa: PLC0415 - PortAudio is loaded only once a microphone is used
+
     quiet_native_logging()
     with portaudio_call():
         pa = pyaudio.PyAudio()
