@@ -65,6 +65,13 @@ def cmd_plugins(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from listend.transcribe import run  # noqa: PLC0415
+
+    logging.basicConfig(level=(args.log_level or "warning").upper(), format="listend: %(message)s")
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="listend", description=__doc__)
     parser.add_argument("--version", action="version", version=f"listend {__version__}")
@@ -91,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("schema", cmd_schema, "print the JSON Schema of the config, including plugin options")
     add("plugins", cmd_plugins, "list installed plugins and the types they provide")
+    from listend.transcribe import add_arguments  # noqa: PLC0415
+
+    add_arguments(add("transcribe", cmd_transcribe, "transcribe a file or URL once"))
     return parser
 
 
