@@ -14,13 +14,13 @@ import os
 import pickle
 import resource
 import signal
-import struct
 import sys
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any
 
 from listend.dgproto.recognizer import RecognizerOutput, StreamParams
 from listend.engine.decoding import StreamDecoder
+from listend.engine.pipe import read_message, write_message
 from listend.engine.pool import DecoderPool
 from listend.engine.vocabulary import build_aliases, parse_boosts
 
@@ -84,21 +84,6 @@ def stats() -> dict[str, int]:
 CALLS: dict[str, Callable[..., Any]] = {
     func.__name__: func for func in (configure, open_stream, feed, finalize, close, discard, stats)
 }
-HEADER = struct.Struct("<I")
-
-
-def read_message(stream: BinaryIO) -> Any | None:
-    header = stream.read(HEADER.size)
-    if len(header) < HEADER.size:
-        return None
-    (size,) = HEADER.unpack(header)
-    return pickle.loads(stream.read(size))  # noqa: S301 - our own parent process
-
-
-def write_message(stream: BinaryIO, message: Any) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(HEADER.pack(len(data)) + data)
-    stream.flush()
 
 
 def _answer(name: str, args: tuple[Any, ...]) -> tuple[bool, Any]:

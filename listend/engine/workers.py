@@ -24,7 +24,7 @@ from listend.dgproto.recognizer import (
     StreamParams,
 )
 from listend.engine.formats import UnsupportedAudio, check_audio_format
-from listend.engine.worker import HEADER
+from listend.engine.pipe import HEADER
 
 log = logging.getLogger(__name__)
 
