@@ -130,12 +130,18 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
 
         workers = 2 if args.multichannel else 1
         async with LocalEngine(workers=workers) as engine:
-            log.info("no API key: transcribing with the local engine at %s", engine.url)
+            log.info("transcribing with the local engine at %s", engine.url)
             result = await _request(args, options, engine.url, "local", size)
+            if "callback" in options:
+                _print_request_id(result)
+                # The engine lives in this process: stay until it has called back.
+                log.info("waiting for the local engine to deliver the callback")
+                await engine.rest.wait_for_callbacks()
+                return 0
     else:
         result = await _request(args, options, args.url, key or "none", size)
     if "callback" in options:
-        sys.stdout.write(f"{result.get('request_id', '')}\n")
+        _print_request_id(result)
         return 0
     text = FORMATTERS[args.format](result)
     if args.output is not None:
@@ -152,7 +158,8 @@ async def _request(
     api_key: str,
     size: int | None,
 ) -> dict[str, Any]:
-    from deepgram import AsyncDeepgramClient  # noqa: PLC0415 - the SDK is slow to import
+    import httpx  # noqa: PLC0415 - the SDK (and its httpx) are slow to import
+    from deepgram import AsyncDeepgramClient  # noqa: PLC0415
     from deepgram.core.api_error import ApiError  # noqa: PLC0415
     from deepgram.environment import DeepgramClientEnvironment  # noqa: PLC0415
 
@@ -162,7 +169,6 @@ async def _request(
         client_args["environment"] = DeepgramClientEnvironment(
             base=base_url, production=ws, agent=ws, agent_rest=base_url
         )
-    client = AsyncDeepgramClient(**client_args)
     extra_query = {
         name: getattr(args, name)
         for name in ("sample_rate", "channels")
@@ -171,31 +177,41 @@ async def _request(
     request_options: dict[str, Any] = {"timeout_in_seconds": TIMEOUT, "max_retries": 0}
     if extra_query:
         request_options["additional_query_parameters"] = extra_query
-    media = client.listen.v1.media
     try:
-        if size is None:
-            response = await media.transcribe_url(
-                url=args.source, request_options=request_options, **options
-            )
-        else:
-            path = Path(args.source)
-            progress = Progress(size, sys.stderr)
-            try:
-                response = await media.transcribe_file(
-                    request=_read(path, progress), request_options=request_options, **options
-                )
-            finally:
-                progress.done()
+        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=True) as http:
+            client = AsyncDeepgramClient(**client_args, httpx_client=http)
+            response = await _send(client.listen.v1.media, args, options, request_options, size)
     except ApiError as exc:
         raise _api_failure(exc) from None
-    except OSError as exc:
+    except (OSError, httpx.TransportError) as exc:
         raise ListendError(f"cannot reach {base_url or 'Deepgram'}: {exc}") from None
-    except Exception as exc:  # httpx transport errors have no common public base here
-        if type(exc).__module__.startswith("httpx"):
-            raise ListendError(f"request failed: {exc or type(exc).__name__}") from None
-        raise
     result: dict[str, Any] = response.model_dump(mode="json", exclude_none=True, by_alias=True)
     return result
+
+
+async def _send(
+    media: Any,
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    request_options: dict[str, Any],
+    size: int | None,
+) -> Any:
+    if size is None:
+        return await media.transcribe_url(
+            url=args.source, request_options=request_options, **options
+        )
+    progress = Progress(size, sys.stderr)
+    try:
+        return await media.transcribe_file(
+            request=_read(Path(args.source), progress), request_options=request_options, **options
+        )
+    finally:
+        progress.done()
+
+
+def _print_request_id(result: dict[str, Any]) -> None:
+    sys.stdout.write(f"{result.get('request_id', '')}\n")
+    sys.stdout.flush()
 
 
 def _api_failure(exc: Any) -> ListendError:

@@ -19,6 +19,7 @@ import pytest
 
 from listend.dgproto.recognizer import StreamParams
 from listend.engine.evaluation import synthesize
+from listend.engine.server import LocalEngine
 from listend.engine.workers import PocketsphinxRecognizer, WorkerPool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,3 +178,15 @@ def speech(tmp_path_factory: pytest.TempPathFactory):
         return cache[text, rate]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def local_engine(engine_loop: LoopThread, speech) -> Iterator[LocalEngine]:
+    """The whole local engine (protocol server + REST) on loopback, one warm worker."""
+    engine = LocalEngine(workers=1, idle_timeout=3.0)
+    engine_loop.run(engine.start())
+    engine_loop.run(warm_up(engine.pool, speech))
+    try:
+        yield engine
+    finally:
+        engine_loop.run(engine.stop())

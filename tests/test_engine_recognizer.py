@@ -23,7 +23,8 @@ SENTENCES = (
     "the meeting starts at nine in the morning",
     "add eggs to the shopping list",
 )
-# Measured on these sentences: 0.23-0.27 (espeak-ng speech is hard for pocketsphinx's model).
+# Measured on these sentences: 0.33 as a stream, 0.0-0.17 for single ones (espeak-ng speech is
+# hard for pocketsphinx's model; generated audio and decoding are deterministic).
 WER_BOUND = 0.45
 GAP = 1.2  # seconds of silence between sentences
 RATE = 16000
@@ -145,9 +146,9 @@ def test_close_flushes_the_last_words(engine_loop, open_recognizer, speech):
 
 @pytest.mark.parametrize(
     ("rate", "bound"),
-    # 8 kHz audio lacks the 4-8 kHz band the model was trained with: far worse words (the same
-    # through sox's resampler), but times must still be right.
-    [(8000, 1.0), (22050, WER_BOUND), (44100, WER_BOUND), (48000, WER_BOUND)],
+    # 8 kHz audio lacks the 4-8 kHz band the model was trained with: far worse words (WER 1.0
+    # here, as bad through sox's resampler), but the times must still be right.
+    [(8000, None), (22050, WER_BOUND), (44100, WER_BOUND), (48000, WER_BOUND)],
 )
 def test_other_sample_rates_are_resampled(engine_loop, open_recognizer, speech, rate, bound):
     sentence = "the library closes at six on saturday"
@@ -161,7 +162,8 @@ def test_other_sample_rates_are_resampled(engine_loop, open_recognizer, speech, 
         return done[0].words
 
     words, reference = words_at(rate), words_at(RATE)
-    assert word_error_rate([(sentence, " ".join(w.word for w in words))]) <= bound
+    if bound is not None:
+        assert word_error_rate([(sentence, " ".join(w.word for w in words))]) <= bound
     # The same time line as at 16 kHz (at 8 kHz words go missing, but none is shifted).
     first, last = reference[0].start - 0.1, reference[-1].end + 0.15
     assert all(first <= w.start < w.end <= last for w in words)

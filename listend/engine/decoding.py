@@ -259,7 +259,7 @@ class StreamDecoder:
                 continue
             start = self._utt_start + item.start_frame / 100
             end = self._utt_start + (item.end_frame + 1) / 100
-            confidence = float(item.prob) if final else 0.0
+            confidence = min(1.0, max(0.0, float(item.prob))) if final else 0.0
             alias = self.pooled.tokens.get(token)
             if alias is None:
                 words.append(RecognizedWord(token, start, end, confidence))

@@ -48,7 +48,21 @@ def synthesize(text: str, path: Path, *, rate: int = 16000, speed: int = 160) ->
         timeout=60,
     )
     subprocess.run(  # noqa: S603
-        [sox, str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(path)],
+        # -D: no dither, so the same text always gives the same samples (repeatable tests).
+        [
+            sox,
+            "-D",
+            str(raw),
+            "-r",
+            str(rate),
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            str(path),
+        ],
         check=True,
         capture_output=True,
         timeout=60,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from listend.dgproto.recognizer import UnsupportedParams
+
 SAMPLE_WIDTHS = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
 MIN_RATE, MAX_RATE = 4000, 192000
 MAX_CHANNELS = 8
 
 
-class UnsupportedAudio(ValueError):  # noqa: N818 - reads as the reason in `raise`
+class UnsupportedAudio(UnsupportedParams):
     """The declared encoding/rate/channels cannot be decoded (a 400 on the wire)."""
 
 

@@ -205,6 +205,11 @@ class PrerecordedRoute:
                     await backoff.wait()
         log.error("callback %s: giving up on %s", request_id, options.callback)
 
+    async def wait_for_callbacks(self) -> None:
+        """Until every accepted callback request has been delivered (or given up)."""
+        while self._jobs:
+            await asyncio.gather(*self._jobs, return_exceptions=True)
+
     async def _on_shutdown(self, _app: web.Application) -> None:
         await self.close()
 

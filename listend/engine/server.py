@@ -13,9 +13,8 @@ import logging
 from types import TracebackType
 from typing import Self
 
-from listend.dgproto.recognizer import Recognizer, StreamParams, UnsupportedParams
+from listend.dgproto.recognizer import Recognizer, StreamParams
 from listend.dgproto.server import DeepgramProtocolServer, serve
-from listend.engine.formats import UnsupportedAudio
 from listend.engine.rest import PrerecordedRoute
 from listend.engine.workers import PocketsphinxRecognizer, WorkerPool
 
@@ -43,10 +42,7 @@ class LocalEngine:
         self.address: tuple[str, int] | None = None
 
     def _recognizer(self, params: StreamParams) -> Recognizer:
-        try:
-            return PocketsphinxRecognizer(self.pool, params)
-        except UnsupportedAudio as exc:
-            raise UnsupportedParams(str(exc)) from exc
+        return PocketsphinxRecognizer(self.pool, params)  # UnsupportedParams: a 400
 
     @property
     def url(self) -> str:
