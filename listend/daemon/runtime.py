@@ -17,14 +17,16 @@ from listend.daemon.router import Router
 from listend.daemon.session import LOCAL, Endpoint, StreamSession
 from listend.daemon.sinks import Sink
 from listend.daemon.sources import PluginContext, Source
+from listend.engine.embedded import embedded_engine
+from listend.engine.server import LocalEngine
 
 log = logging.getLogger(__name__)
 
 
-def build_endpoint(config: ListendConfig) -> Endpoint:
+def build_endpoint(config: ListendConfig, local_url: str | None = None) -> Endpoint:
     dg = config.deepgram
-    if dg.uses_local_engine():  # the local engine's server replaces LOCAL with its URL
-        return Endpoint(LOCAL, None, engine="local")
+    if dg.uses_local_engine():  # the embedded engine's URL once it runs
+        return Endpoint(local_url or LOCAL, None, engine="local")
     if dg.access_token is not None:
         return Endpoint(dg.url or "https://api.deepgram.com", f"Bearer {dg.access_token.reveal()}")
     key = dg.effective_api_key()
@@ -45,6 +47,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.started_at = time.monotonic()
         self._finished: set[str] = set()
+        self.local_engine: LocalEngine | None = None
 
     def _make_sink(self, name: str) -> Sink:
         cfg = self.config.sinks[name]
@@ -67,7 +70,8 @@ class Daemon:
         """Built before the TaskGroup: a bad source (missing file, unknown command) or a stream
         setting contradicting its format is then a plain ConfigError for the CLI, raised
         before anything connects."""
-        endpoint = build_endpoint(self.config)
+        engine = self.local_engine
+        endpoint = build_endpoint(self.config, engine.url if engine is not None else None)
         for name, cfg in self.config.sources.items():
             if cfg.enabled:
                 self.sessions[name] = StreamSession(
@@ -95,6 +99,11 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until every source ends or :meth:`request_stop`; return the exit code."""
+        async with embedded_engine(self.config) as engine:  # stopped after the sessions
+            self.local_engine = engine
+            return await self._run()
+
+    async def _run(self) -> int:
         self._make_sessions()
         for name, sink_cfg in self.config.sinks.items():
             if sink_cfg.enabled:
