@@ -53,6 +53,12 @@ class DeepgramConfig(BaseModel):
     finalize_timeout: float = Field(
         default=3.0, gt=0, description="seconds to wait for the from_finalize final on stop"
     )
+    fallback_after: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds Deepgram must be unreachable before sources with `fallback: local` "
+        "use the local engine",
+    )
 
     @model_validator(mode="after")
     def _one_credential(self) -> DeepgramConfig:

@@ -72,8 +72,10 @@ class Daemon:
         before anything connects."""
         engine = self.local_engine
         endpoint = build_endpoint(self.config, engine.url if engine is not None else None)
+        local = None if engine is None else Endpoint(engine.url, None, engine="local")
         for name, cfg in self.config.sources.items():
             if cfg.enabled:
+                fallback = local if cfg.fallback == "local" and endpoint.engine != "local" else None
                 self.sessions[name] = StreamSession(
                     name=name,
                     device=self.config.device,
@@ -82,6 +84,7 @@ class Daemon:
                     deepgram=self.config.deepgram,
                     endpoint=endpoint,
                     publish=self.router.publish,
+                    fallback=fallback,
                 )
 
     async def _run_session(self, session: StreamSession) -> None:

@@ -58,6 +58,7 @@ class StreamConnection:
         self.stats = session.stats
         self.opened = time.monotonic()
         self.finalized = asyncio.Event()
+        self.handoff = asyncio.Event()  # end cleanly now: the session switches engines
         self.closed = asyncio.Event()
         self.close_stream_sent = False
         self.close_code: int | None = None
@@ -94,7 +95,7 @@ class StreamConnection:
         interval = self.session.deepgram.keepalive_interval
         max_frame = buffer.to_bytes(MAX_FRAME_SECONDS)
         last_sent = time.monotonic()
-        while True:
+        while not self.handoff.is_set():
             if self.sent < buffer.start:
                 msg = "the connection fell behind by more than the replay buffer"
                 raise StreamError(msg, retry=True)

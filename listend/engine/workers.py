@@ -186,11 +186,6 @@ class PocketsphinxRecognizer(Recognizer):
 
     def __init__(self, pool: WorkerPool, params: StreamParams) -> None:
         check_audio_format(params.encoding, params.sample_rate, params.channels)
-        if params.multichannel and params.channels > 1:
-            raise UnsupportedAudio(
-                "multichannel: the local engine does not transcribe channels separately on a "
-                "stream (without multichannel it transcribes their mix)"
-            )
         if not params.language.lower().startswith("en"):
             raise UnsupportedAudio(
                 f"language {params.language!r}: the local engine only recognizes English (en)"
