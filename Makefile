@@ -34,3 +34,7 @@ run: venv
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache state
+
+# Benchmarks (numbers in bench/RESULTS.md and the README); not part of `make test`.
+bench: venv
+	$(PY) bench/engine_bench.py
