@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from listend.dgproto.recognizer import (
@@ -13,7 +16,7 @@ from listend.dgproto.recognizer import (
 )
 from listend.engine.evaluation import normalize, word_error_rate
 from listend.engine.formats import UnsupportedAudio
-from listend.engine.workers import PocketsphinxRecognizer
+from listend.engine.workers import EngineError, PocketsphinxRecognizer, WorkerPool
 
 pytestmark = pytest.mark.xdist_group("local-engine")
 
@@ -191,3 +194,35 @@ def test_parameters_the_engine_cannot_honour_are_refused(worker_pool):
         PocketsphinxRecognizer(worker_pool, StreamParams(language="de"))
     with pytest.raises(UnsupportedAudio, match="encoding 'opus'"):
         PocketsphinxRecognizer(worker_pool, StreamParams(encoding="opus"))
+
+
+def test_a_worker_that_dies_is_replaced(engine_loop, speech):
+    """Its streams fail (the client reconnects, as with Deepgram); new streams get a new one."""
+    pool = WorkerPool(1)
+
+    async def main() -> tuple[int | None, int | None, str]:
+        await pool.start()
+        try:
+            doomed = PocketsphinxRecognizer(pool, StreamParams())
+            await doomed.feed(silence(0.2))
+            first = pool.workers[0].pid
+            assert first is not None
+            os.kill(first, signal.SIGKILL)
+
+            async def keep_feeding() -> None:
+                for _ in range(100):  # the death is noticed on the next call
+                    await doomed.feed(silence(0.1))
+
+            with pytest.raises(EngineError):
+                await keep_feeding()
+            await doomed.aclose()
+            fresh = PocketsphinxRecognizer(pool, StreamParams())
+            outputs = await fresh.feed(speech(SENTENCES[0]) + silence(1.0))
+            outputs += await fresh.close()
+            return first, pool.workers[0].pid, " ".join(text(f) for f in finals(outputs))
+        finally:
+            await pool.close()
+
+    first, second, heard = engine_loop.run(main())
+    assert second not in (None, first)
+    assert heard  # a cold decoder in a new process: words, if not the best ones

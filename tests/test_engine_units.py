@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 
@@ -16,6 +17,7 @@ from listend.engine.formats import UnsupportedAudio
 from listend.engine.prerecorded import BadOptions, PrerecordedOptions, build_response
 from listend.engine.vocabulary import Boost, build_aliases, parse_boosts
 from listend.subtitles import cues, to_srt, to_text, to_vtt
+from listend.transcribe import Progress
 
 
 def tone(rate: int, freq: float, seconds: float) -> np.ndarray:
@@ -180,3 +182,22 @@ def test_subtitles_split_at_pauses_and_format_times():
     assert vtt.startswith("WEBVTT\n\n00:00:00.500 --> 00:00:01.300\nHello world\n")
     assert "01:01:01.000 --> 01:01:01.500\nagain" in vtt
     assert to_text(RESULT) == "hello world again\n"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal():
+    terminal, piped = _Terminal(), io.StringIO()
+    for stream in (terminal, piped):
+        progress = Progress(4_000_000, stream)
+        progress.advance(1_000_000)
+        progress.advance(3_000_000)
+        progress.done()
+    assert piped.getvalue() == ""
+    shown = terminal.getvalue()
+    assert "[#######                       ]  25% 1.0/4.0 MB" in shown
+    assert "100% 4.0/4.0 MB  waiting for the transcript..." in shown
+    assert shown.endswith("\r\x1b[K")
