@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
 
 from listend.daemon.config import ListendConfig
-from listend.daemon.delivery import SinkWorker
+from listend.daemon.delivery import SinkWorker, open_workers
 from listend.daemon.plugins import PluginHost
 from listend.daemon.router import Router
 from listend.daemon.session import Endpoint, StreamSession
@@ -45,7 +46,12 @@ class Daemon:
         cfg = self.config.sinks[name]
         cls = self.host.sinks.get(cfg.type)
         assert cls is not None  # validated by the loader
-        return cls(name, cfg, self.context)
+        routed = tuple(
+            source
+            for source, source_cfg in self.config.sources.items()
+            if source_cfg.enabled and name in self.config.sinks_for(source)
+        )
+        return cls(name, cfg, dataclasses.replace(self.context, sources=routed))
 
     def _make_source(self, name: str) -> Source:
         cfg = self.config.sources[name]
@@ -56,12 +62,12 @@ class Daemon:
     async def run(self) -> int:
         """Run until every source ends or :meth:`request_stop`; return the exit code."""
         endpoint = build_endpoint(self.config)
+        for name, sink_cfg in self.config.sinks.items():
+            if sink_cfg.enabled:
+                self.workers[name] = SinkWorker(self._make_sink(name))
+        await open_workers(self.workers.values())  # outboxes under state_dir; fails early
         async with asyncio.TaskGroup() as group:
-            for name, sink_cfg in self.config.sinks.items():
-                if not sink_cfg.enabled:
-                    continue
-                worker = SinkWorker(self._make_sink(name))
-                self.workers[name] = worker
+            for name, worker in self.workers.items():
                 self.router.attach(name, worker)
                 group.create_task(worker.run(), name=f"listend[sink:{name}]")
             router_task = group.create_task(self.router.run(), name="listend[router]")
