@@ -144,10 +144,11 @@ def test_page_recovers_without_reload_when_the_server_restarts(chromium, tmp_pat
             no_errors(page)  # nothing logged until the browser's own failed reconnects
             await asyncio.sleep(1.0)  # let it fail a few reconnects
 
-            sink = make_sink(tmp_path, port)
+            sink = make_sink(tmp_path, port, theme="light")  # e.g. a reloaded configuration
             await sink.start()
             try:
                 await page.wait_for(LIVE)
+                assert await page.evaluate("document.documentElement.dataset.theme") == "light"
                 assert await page.evaluate("window.sameDocument") is True
                 assert await page.evaluate("document.body.dataset.boot") != first_boot
                 assert not await page.evaluate(BADGE_SHOWN)

@@ -174,13 +174,7 @@ class CaptionsSink(Sink):
         if source is not None and not _SOURCE_NAME.match(source):
             raise web.HTTPNotFound(text="no such source name\n")
         cfg = self.config
-        settings = {
-            "source": source,
-            "lines": cfg.lines,
-            "fontSize": cfg.font_size,
-            "theme": cfg.theme,
-            "version": __version__,
-        }
+        settings = {"source": source, "version": __version__, **self._look()}
         title = f"{cfg.title} \N{EM DASH} {source}" if source else cfg.title
         page = (
             self._template.replace("{{lang}}", html.escape(cfg.lang))
@@ -192,6 +186,10 @@ class CaptionsSink(Sink):
             text=page, content_type="text/html", charset="utf-8", headers=_PAGE_SECURITY_HEADERS
         )
 
+    def _look(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"lines": cfg.lines, "fontSize": cfg.font_size, "theme": cfg.theme}
+
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         source = request.query.get("source") or None
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, timeout=2.0)
@@ -201,6 +199,7 @@ class CaptionsSink(Sink):
             "t": "hello",
             "boot": self._boot,
             "version": __version__,
+            "look": self._look(),
             "sources": self.board.sources(),
             "lines": [line.message() for line in self.board.snapshot(source)],
         }
