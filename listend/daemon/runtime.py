@@ -11,9 +11,10 @@ import time
 
 from listend.daemon.config import ListendConfig
 from listend.daemon.delivery import SinkWorker, open_workers
+from listend.daemon.errors import AuthError
 from listend.daemon.plugins import PluginHost
 from listend.daemon.router import Router
-from listend.daemon.session import Endpoint, StreamSession
+from listend.daemon.session import LOCAL, Endpoint, StreamSession
 from listend.daemon.sinks import Sink
 from listend.daemon.sources import PluginContext, Source
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 def build_endpoint(config: ListendConfig) -> Endpoint:
     dg = config.deepgram
+    if dg.uses_local_engine():  # the local engine's server replaces LOCAL with its URL
+        return Endpoint(LOCAL, None, engine="local")
     if dg.access_token is not None:
         return Endpoint(dg.url or "https://api.deepgram.com", f"Bearer {dg.access_token.reveal()}")
     key = dg.effective_api_key()
@@ -41,6 +44,7 @@ class Daemon:
         self.sessions: dict[str, StreamSession] = {}
         self.stopping = asyncio.Event()
         self.started_at = time.monotonic()
+        self._finished: set[str] = set()
 
     def _make_sink(self, name: str) -> Sink:
         cfg = self.config.sinks[name]
@@ -59,9 +63,39 @@ class Daemon:
         assert cls is not None
         return cls(name, cfg, self.context)
 
+    def _make_sessions(self) -> None:
+        """Built before the TaskGroup: a bad source (missing file, unknown command) or a stream
+        setting contradicting its format is then a plain ConfigError for the CLI, raised
+        before anything connects."""
+        endpoint = build_endpoint(self.config)
+        for name, cfg in self.config.sources.items():
+            if cfg.enabled:
+                self.sessions[name] = StreamSession(
+                    name=name,
+                    device=self.config.device,
+                    source=self._make_source(name),
+                    options=cfg.stream.merged_over(self.config.deepgram.options),
+                    deepgram=self.config.deepgram,
+                    endpoint=endpoint,
+                    publish=self.router.publish,
+                )
+
+    async def _run_session(self, session: StreamSession) -> None:
+        try:
+            await session.run()
+        finally:
+            self._finished.add(session.name)
+        if session.failure is not None and not self._all_failed():
+            log.error("source %s stopped: %s", session.name, session.failure)
+
+    def _all_failed(self) -> bool:
+        """Every source ended with an error: :meth:`run` raises it (one message, its exit code)."""
+        sessions = self.sessions.values()
+        return len(self._finished) == len(self.sessions) and all(s.failure for s in sessions)
+
     async def run(self) -> int:
         """Run until every source ends or :meth:`request_stop`; return the exit code."""
-        endpoint = build_endpoint(self.config)
+        self._make_sessions()
         for name, sink_cfg in self.config.sinks.items():
             if sink_cfg.enabled:
                 self.workers[name] = SinkWorker(self._make_sink(name))
@@ -71,23 +105,10 @@ class Daemon:
                 self.router.attach(name, worker)
                 group.create_task(worker.run(), name=f"listend[sink:{name}]")
             router_task = group.create_task(self.router.run(), name="listend[router]")
-            session_tasks = []
-            for name, cfg in self.config.sources.items():
-                if not cfg.enabled:
-                    continue
-                session = StreamSession(
-                    name=name,
-                    device=self.config.device,
-                    source=self._make_source(name),
-                    options=cfg.stream.merged_over(self.config.deepgram.options),
-                    deepgram=self.config.deepgram,
-                    endpoint=endpoint,
-                    publish=self.router.publish,
-                )
-                self.sessions[name] = session
-                session_tasks.append(
-                    group.create_task(session.run(), name=f"listend[source:{name}]")
-                )
+            session_tasks = [
+                group.create_task(self._run_session(session), name=f"listend[source:{name}]")
+                for name, session in self.sessions.items()
+            ]
             stopper = group.create_task(self._stop_on_request(), name="listend[stop]")
             if session_tasks:
                 await asyncio.wait(session_tasks)
@@ -98,6 +119,9 @@ class Daemon:
             await router_task
             for worker in self.workers.values():
                 worker.close()
+        if self.sessions and self._all_failed():
+            failures = [s.failure for s in self.sessions.values() if s.failure is not None]
+            raise next((f for f in failures if isinstance(f, AuthError)), failures[0])
         return 0
 
     async def _stop_on_request(self) -> None:
