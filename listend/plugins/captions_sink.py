@@ -38,6 +38,7 @@ HEARTBEAT = 15.0
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$")
 _CSS_LENGTH = r"^\d+(\.\d+)?(px|pt|em|rem|vh|vw|vmin|vmax)$"
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_PLACEHOLDER = re.compile(r"\{\{(lang|theme|title|settings)\}\}")
 _PAGE_SECURITY_HEADERS = {
     # Self-contained page: inline style and script, its own WebSocket, nothing else.
     "Content-Security-Policy": (
@@ -176,12 +177,13 @@ class CaptionsSink(Sink):
         cfg = self.config
         settings = {"source": source, "version": __version__, **self._look()}
         title = f"{cfg.title} \N{EM DASH} {source}" if source else cfg.title
-        page = (
-            self._template.replace("{{lang}}", html.escape(cfg.lang))
-            .replace("{{theme}}", cfg.theme)
-            .replace("{{title}}", html.escape(title))
-            .replace("{{settings}}", json.dumps(settings).replace("<", "\\u003c"))
-        )
+        values = {
+            "lang": html.escape(cfg.lang),
+            "theme": cfg.theme,
+            "title": html.escape(title),
+            "settings": json.dumps(settings).replace("<", "\\u003c"),
+        }
+        page = _PLACEHOLDER.sub(lambda match: values[match[1]], self._template)
         return web.Response(
             text=page, content_type="text/html", charset="utf-8", headers=_PAGE_SECURITY_HEADERS
         )
