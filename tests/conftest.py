@@ -97,6 +97,9 @@ def mosquitto_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def echo_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The third-party fixture plugin, pip-installed into its own target dir (not our venv)."""
     target = tmp_path_factory.mktemp("echo-plugin")
+    # Build from a copy: setuptools writes build/ next to the sources, and xdist workers race.
+    source = tmp_path_factory.mktemp("echo-src") / "listend-echo"
+    shutil.copytree(FIXTURES / "listend-echo", source)
     subprocess.run(
         [
             sys.executable,
@@ -108,7 +111,7 @@ def echo_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--target",
             str(target),
-            str(FIXTURES / "listend-echo"),
+            str(source),
         ],
         check=True,
         capture_output=True,
@@ -192,3 +195,14 @@ def local_engine(engine_loop: LoopThread, speech) -> Iterator[LocalEngine]:
         yield engine
     finally:
         engine_loop.run(engine.stop())
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory):
+    """Debian's headless Chromium, one per test worker, driven over the DevTools protocol."""
+    from tests.browser import Chromium  # noqa: PLC0415 - only the page tests need it
+
+    browser = Chromium(tmp_path_factory.mktemp("chromium") / "profile")
+    browser.start()
+    yield browser
+    browser.stop()
