@@ -125,6 +125,8 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
     options = options_from(args)
     key = os.environ.get("DEEPGRAM_API_KEY") or None
     local = args.local or (key is None and args.url is None)
+    if local and not args.local:
+        log.warning("no DEEPGRAM_API_KEY: transcribing with the offline engine (English only)")
     if local:
         from listend.engine.server import LocalEngine  # noqa: PLC0415
 
