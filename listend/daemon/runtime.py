@@ -1,22 +1,43 @@
-"""The daemon: one TaskGroup with a named task per stream session, per sink, and the router."""
+"""The daemon: one TaskGroup with a named task per stream session, per sink, and the router.
+
+Lifecycle: start sinks, router and sources; READY=1 once every source made its first
+connection attempt; SIGHUP reloads (only what changed restarts, see :mod:`reload`); SIGTERM
+or SIGINT drains (sources stop, streams finalize, outboxes flush until ``drain_timeout``)
+and a second signal exits at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import os
 import signal
+import threading
 import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from listend.daemon.config import ListendConfig
 from listend.daemon.delivery import SinkWorker
+from listend.daemon.errors import ListendError
+from listend.daemon.health import HealthServer
+from listend.daemon.metrics import Metrics, SinkState, status_line
 from listend.daemon.plugins import PluginHost
+from listend.daemon.reload import apply_reload, routes_of, settle
 from listend.daemon.router import Router
-from listend.daemon.session import Endpoint, StreamSession
+from listend.daemon.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
+from listend.daemon.session import Endpoint, SessionStats, StreamSession
 from listend.daemon.sinks import Sink
 from listend.daemon.sources import PluginContext, Source
 
 log = logging.getLogger(__name__)
+
+#: The router may sit on waiting events this long before the watchdog calls it wedged.
+ROUTER_STALL_SECONDS = 60.0
+#: After a second stop signal, exit even if a blocked thread would hold the exit up.
+FORCED_EXIT_AFTER = 3.0
+
+ConfigLoader = Callable[[], ListendConfig]
 
 
 def build_endpoint(config: ListendConfig) -> Endpoint:
@@ -28,104 +49,332 @@ def build_endpoint(config: ListendConfig) -> Endpoint:
 
 
 class Daemon:
-    def __init__(self, config: ListendConfig, host: PluginHost) -> None:
+    def __init__(
+        self,
+        config: ListendConfig,
+        host: PluginHost,
+        *,
+        reload_config: ConfigLoader | None = None,
+        notifier: Notifier | None = None,
+        on_reloaded: Callable[[ListendConfig], None] | None = None,
+    ) -> None:
         self.config = config
         self.host = host
+        self.reload_config = reload_config
+        self.on_reloaded = on_reloaded
+        self.notifier = notifier or Notifier({})
         self.context = PluginContext(device=config.device, state_dir=config.state_dir)
-        self.router = Router(
-            {name: config.sinks_for(name) for name in config.sources},
-            {name: sink.receive for name, sink in config.sinks.items()},
-        )
+        self.router = Router(*routes_of(config))
+        self.sinks: dict[str, Sink] = {}
         self.workers: dict[str, SinkWorker] = {}
         self.sessions: dict[str, StreamSession] = {}
         self.stopping = asyncio.Event()
         self.started_at = time.monotonic()
+        self.metrics = Metrics(self)
+        self._phase = "starting"
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # by task name
+        self._group: asyncio.TaskGroup | None = None
+        self._reload_wanted = asyncio.Event()
+        self._sessions_changed = asyncio.Event()
+        self._ended: set[str] = set()  # sources whose input ended by itself
+        self._retiring: set[asyncio.Task[None]] = set()  # sessions a reload is replacing
+        self._ready = asyncio.Event()
+        self.health: HealthServer | None = None
+        self._checks: list[ProgressCheck] = [
+            stall_check(
+                "router",
+                self.router.queue.qsize,
+                lambda: self.router.forwarded,
+                ROUTER_STALL_SECONDS,
+            )
+        ]
 
-    def _make_sink(self, name: str) -> Sink:
-        cfg = self.config.sinks[name]
+    # -- the probe health, metrics and STATUS= read ------------------------------------------
+
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    def stream_stats(self) -> Mapping[str, SessionStats]:
+        return {
+            name: session.stats
+            for name, session in self.sessions.items()
+            if not self.task(f"source:{name}").done()
+        }
+
+    def sink_states(self) -> Mapping[str, SinkState]:
+        return {
+            name: SinkState(
+                depth=worker.depth(),
+                delivered=worker.delivered,
+                failed=worker.failed,
+                reachable=self.sinks[name].reachable(),
+            )
+            for name, worker in self.workers.items()
+        }
+
+    def stalls(self) -> list[str]:
+        return [reason for check in self._checks if (reason := check()) is not None]
+
+    def status(self) -> str:
+        self.metrics.absorb()
+        return status_line(self)
+
+    # -- building blocks ------------------------------------------------------------------
+
+    def task(self, key: str) -> asyncio.Task[None]:
+        return self._tasks[f"listend[{key}]"]
+
+    def _spawn(self, key: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        assert self._group is not None
+        name = f"listend[{key}]"
+        task = self._group.create_task(coro, name=name)
+        self._tasks[name] = task
+        return task
+
+    def make_sink(self, config: ListendConfig, name: str) -> Sink:
+        cfg = config.sinks[name]
         cls = self.host.sinks.get(cfg.type)
         assert cls is not None  # validated by the loader
         return cls(name, cfg, self.context)
 
-    def _make_source(self, name: str) -> Source:
-        cfg = self.config.sources[name]
+    def make_source(self, config: ListendConfig, name: str) -> Source:
+        cfg = config.sources[name]
         cls = self.host.sources.get(cfg.type)
         assert cls is not None
         return cls(name, cfg, self.context)
 
+    def make_worker(self, sink: Sink) -> SinkWorker:
+        return SinkWorker(sink)
+
+    def make_session(self, config: ListendConfig, name: str, source: Source) -> StreamSession:
+        return StreamSession(
+            name=name,
+            device=config.device,
+            source=source,
+            options=config.sources[name].stream.merged_over(config.deepgram.options),
+            deepgram=config.deepgram,
+            endpoint=build_endpoint(config),
+            publish=self.router.publish,
+        )
+
+    def start_sink(self, name: str, sink: Sink) -> None:
+        worker = self.make_worker(sink)
+        self.sinks[name], self.workers[name] = sink, worker
+        self.router.attach(name, worker)
+        self._spawn(f"sink:{name}", worker.run())
+
+    def start_session(self, session: StreamSession) -> None:
+        self.sessions[session.name] = session
+        self._ended.discard(session.name)
+        task = self._spawn(f"source:{session.name}", session.run())
+
+        def ended(task: asyncio.Task[None]) -> None:
+            if task not in self._retiring:
+                self._ended.add(session.name)
+            self._retiring.discard(task)
+            self._sessions_changed.set()
+
+        task.add_done_callback(ended)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
     async def run(self) -> int:
         """Run until every source ends or :meth:`request_stop`; return the exit code."""
-        endpoint = build_endpoint(self.config)
         async with asyncio.TaskGroup() as group:
-            for name, sink_cfg in self.config.sinks.items():
-                if not sink_cfg.enabled:
-                    continue
-                worker = SinkWorker(self._make_sink(name))
-                self.workers[name] = worker
-                self.router.attach(name, worker)
-                group.create_task(worker.run(), name=f"listend[sink:{name}]")
-            router_task = group.create_task(self.router.run(), name="listend[router]")
-            session_tasks = []
-            for name, cfg in self.config.sources.items():
-                if not cfg.enabled:
-                    continue
-                session = StreamSession(
-                    name=name,
-                    device=self.config.device,
-                    source=self._make_source(name),
-                    options=cfg.stream.merged_over(self.config.deepgram.options),
-                    deepgram=self.config.deepgram,
-                    endpoint=endpoint,
-                    publish=self.router.publish,
-                )
-                self.sessions[name] = session
-                session_tasks.append(
-                    group.create_task(session.run(), name=f"listend[source:{name}]")
-                )
-            stopper = group.create_task(self._stop_on_request(), name="listend[stop]")
-            if session_tasks:
-                await asyncio.wait(session_tasks)
-            else:
-                await self.stopping.wait()
-            stopper.cancel()
-            await self.router.close()
-            await router_task
-            for worker in self.workers.values():
-                worker.close()
+            self._group = group
+            try:
+                await self._start()
+                await self._until_done()
+            finally:
+                self._phase = "stopping"
+                self.notifier.stopping()
+            await self._drain()
+            for name in ("ready", "heartbeat", "reloader"):
+                self.task(name).cancel()
         return 0
 
-    async def _stop_on_request(self) -> None:
-        await self.stopping.wait()
+    async def _start(self) -> None:
+        if self.config.health is not None:
+            self.health = HealthServer(self.config.health, self, self.metrics)
+            await self.health.start()
+        self._spawn(
+            "heartbeat", run_heartbeat(self.notifier, checks=self._checks, status=self.status)
+        )
+        for name, sink_cfg in self.config.sinks.items():
+            if sink_cfg.enabled:
+                self.start_sink(name, self.make_sink(self.config, name))
+        self._spawn("router", self.router.run())
+        for name, cfg in self.config.sources.items():
+            if cfg.enabled:
+                source = self.make_source(self.config, name)
+                self.start_session(self.make_session(self.config, name, source))
+        self._spawn("ready", self._announce_ready())
+        self._spawn("reloader", self._reloader())
+
+    async def _first_attempt(self, name: str) -> None:
+        attempt = asyncio.ensure_future(self.sessions[name].stats.first_attempt.wait())
+        try:
+            await asyncio.wait(
+                [attempt, self.task(f"source:{name}")], return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            attempt.cancel()
+
+    async def _announce_ready(self) -> None:
+        """READY=1 once every source has made its first connection attempt (or ended)."""
+        await asyncio.gather(*(self._first_attempt(name) for name in list(self.sessions)))
+        if self._phase == "starting":
+            self._phase = "running"
+            self._ready.set()
+            self.notifier.ready(self.status())
+            log.info("ready: %s", self.status())
+
+    async def _until_done(self) -> None:
+        """Return on a stop request, or once every source ended on its own."""
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            while not stop.done():
+                live = [t for n in self.sessions if not (t := self.task(f"source:{n}")).done()]
+                if not live and self._ended:
+                    log.info("every source has ended; stopping")
+                    return
+                self._sessions_changed.clear()
+                changed = asyncio.ensure_future(self._sessions_changed.wait())
+                await asyncio.wait([stop, changed], return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+        finally:
+            stop.cancel()
+
+    async def _drain(self) -> None:
+        """Stop sources, finalize streams, flush outboxes; give up at ``drain_timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.drain_timeout
+        log.info("draining: finalizing %d stream(s), flushing outboxes", len(self.sessions))
         for session in self.sessions.values():
             session.stop()
+        await settle(self._session_tasks(), deadline - loop.time())
+        await self.router.close()
+        await settle([self.task("router")], max(0.0, deadline - loop.time()))
+        for worker in self.workers.values():
+            worker.close()
+        await settle(self._worker_tasks(), max(0.0, deadline - loop.time()))
+        for name, worker in self.workers.items():
+            if worker.depth():
+                log.warning(
+                    "sink %s: %d event(s) not delivered by the drain deadline", name, worker.depth()
+                )
+        if self.health is not None:
+            await self.health.stop()
+
+    def _session_tasks(self) -> list[asyncio.Task[None]]:
+        return [self.task(f"source:{name}") for name in self.sessions]
+
+    def _worker_tasks(self) -> list[asyncio.Task[None]]:
+        return [self.task(f"sink:{name}") for name in self.workers]
 
     def request_stop(self) -> None:
         self.stopping.set()
 
+    def request_reload(self) -> None:
+        self._reload_wanted.set()
 
-async def run_daemon(daemon: Daemon) -> int:
-    """Run with signal handling: first SIGTERM/SIGINT drains, a second exits at once."""
+    # -- reload (see listend.daemon.reload) --------------------------------------------------
+
+    async def _reloader(self) -> None:
+        """Serve SIGHUPs one at a time; several during one reload make one more reload."""
+        await self._ready.wait()  # a SIGHUP before READY=1 waits for it
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            if not self.stopping.is_set():
+                await self.reload()
+
+    async def reload(self) -> bool:
+        """Re-read the config and apply what changed; on any problem keep the running one."""
+        if self.reload_config is None:
+            log.warning("reload requested, but this daemon has no config file to re-read")
+            return False
+        self._phase = "reloading"
+        self.notifier.reloading()
+        ok = False
+        try:
+            new = await asyncio.to_thread(self.reload_config)
+            await apply_reload(self, new)
+            ok = True
+        except ListendError as exc:
+            log.error("reload failed, still running the previous configuration: %s", exc)  # noqa: TRY400
+        finally:
+            self.metrics.reloads["ok" if ok else "failed"] += 1
+            if self._phase == "reloading":
+                self._phase = "running"
+            self.notifier.ready(self.status())
+        return ok
+
+    def stop_session(self, name: str) -> asyncio.Task[None]:
+        """Finalize one stream for a reload; returns its task (done once it has ended)."""
+        task = self.task(f"source:{name}")
+        self._retiring.add(task)
+        self._ended.discard(name)
+        self.sessions[name].stop()
+        return task
+
+
+def _user_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The first :class:`ListendError` a task raised (e.g. Deepgram refusing the key)."""
+    found = group.subgroup(ListendError)
+    first: BaseException | None = found
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
+def _handle_signals(daemon: Daemon, main: asyncio.Task[Any]) -> list[signal.Signals]:
     loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    assert main is not None
 
-    def on_signal(signum: int) -> None:
+    def on_stop(signum: signal.Signals) -> None:
         if daemon.stopping.is_set():
-            log.warning("second %s: exiting without draining", signal.Signals(signum).name)
+            log.warning("second %s: exiting without draining", signum.name)
             main.cancel()
+            # Should a thread blocked in I/O hold the exit up, do not wait for it either.
+            timer = threading.Timer(FORCED_EXIT_AFTER, os._exit, (128 + signum,))
+            timer.daemon = True
+            timer.start()
             return
-        log.info("%s: draining (a second signal exits at once)", signal.Signals(signum).name)
+        log.info("%s: draining (a second signal exits at once)", signum.name)
         daemon.request_stop()
 
+    def on_hangup() -> None:
+        if daemon.stopping.is_set():
+            log.info("SIGHUP ignored: stopping")
+            return
+        log.info("SIGHUP: reloading the configuration")
+        daemon.request_reload()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
+        loop.add_signal_handler(signum, on_stop, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    return [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+
+
+async def run_daemon(daemon: Daemon) -> int:
+    """Run with signals: SIGHUP reloads; SIGTERM/SIGINT drain, a second one exits at once."""
+    main = asyncio.current_task()
+    assert main is not None
+    handled = _handle_signals(daemon, main)
     try:
         return await daemon.run()
     except asyncio.CancelledError:
         if daemon.stopping.is_set():
             return 130
         raise
+    except BaseExceptionGroup as group:
+        # A task's user error is surfaced so the CLI prints one line and exits with its code.
+        error = _user_error(group)
+        if error is None:
+            raise
+        raise error from group
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
+        for signum in handled:
+            asyncio.get_running_loop().remove_signal_handler(signum)
+        daemon.notifier.close()
