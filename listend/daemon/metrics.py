@@ -120,9 +120,10 @@ class Metrics(Collector):
             "Seconds from the end of the audio of a final to its arrival",
             ["source"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=None,
         )
-        self.registry.register(self)
+        self.registry.register(self)  # first: its collect() moves new latencies in
+        self.registry.register(self.latency)
 
     def retire(self, source: str, stats: SessionStats) -> None:
         """A session is being replaced: keep its counters and latencies."""
