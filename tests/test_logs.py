@@ -1,0 +1,122 @@
+"""Logging: priority prefixes without timestamps under journald, timestamps elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from listend.daemon.logs import JournalFormatter
+from tests.conftest import ROOT, listend_cmd
+
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+SECRET = "dg-secret-value-0123456789"
+
+CONFIG = """\
+device: logtest
+state_dir: {state}
+log:
+  level: {level}
+deepgram:
+  api_key: $env:LOGTEST_KEY
+  url: http://127.0.0.1:9
+sources:
+  hall:
+    type: file
+    path: config/samples/hello.wav
+    realtime: false
+sinks:
+  out:
+    type: stdout
+    format: jsonl
+"""
+
+
+def record(level: int, message: str) -> logging.LogRecord:
+    return logging.LogRecord("listend.test", level, __file__, 1, message, None, None)
+
+
+def test_journal_formatter_prefixes_every_line() -> None:
+    formatter = JournalFormatter("%(name)s: %(message)s")
+    assert formatter.format(record(logging.WARNING, "disk full")) == "<4>listend.test: disk full"
+    assert formatter.format(record(logging.ERROR, "bad\n  line 2")) == (
+        "<3>listend.test: bad\n<3>  line 2"
+    )
+    assert formatter.format(record(logging.DEBUG, "x")).startswith("<7>")
+    assert formatter.format(record(logging.INFO, "x")).startswith("<6>")
+    assert formatter.format(record(logging.CRITICAL, "x")).startswith("<2>")
+
+
+def run_daemon(
+    tmp_path: Path, *, journal: bool, level: str = "info", extra: tuple[str, ...] = ()
+) -> str:
+    """Run the daemon on a short file; return its stderr. ``journal``: as systemd would."""
+    config = tmp_path / "listend.yaml"
+    config.write_text(CONFIG.format(state=tmp_path / "state", level=level), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
+    env["LOGTEST_KEY"] = SECRET
+    read_end, write_end = os.pipe()
+    if journal:
+        # systemd sets JOURNAL_STREAM to the device:inode of the stream it connects to stderr
+        info = os.fstat(write_end)
+        env["JOURNAL_STREAM"] = f"{info.st_dev}:{info.st_ino}"
+    with os.fdopen(read_end, "rb") as reader:
+        proc = subprocess.Popen(
+            listend_cmd(*extra, "run", str(config)),
+            stdout=subprocess.DEVNULL,
+            stderr=write_end,
+            env=env,
+            cwd=ROOT,
+        )
+        os.close(write_end)
+        try:
+            output = reader.read().decode()
+        finally:
+            assert proc.wait(timeout=60) == 0
+    return output
+
+
+def test_under_journald_priorities_and_no_timestamps(tmp_path: Path) -> None:
+    output = run_daemon(tmp_path, journal=True)
+    lines = output.splitlines()
+    assert lines, output
+    assert all(re.match(r"<[2-7]>", line) for line in lines), output
+    assert not any(TIMESTAMP.search(line[3:]) for line in lines), output
+    assert any(line.startswith("<6>listend: listend ") for line in lines), output
+
+
+def test_journal_stream_of_another_file_is_ignored(tmp_path: Path) -> None:
+    """JOURNAL_STREAM inherited but stderr redirected elsewhere: a human reads it."""
+    config = tmp_path / "listend.yaml"
+    config.write_text(CONFIG.format(state=tmp_path / "state", level="info"), encoding="utf-8")
+    env = dict(os.environ, JOURNAL_STREAM="1:1", LOGTEST_KEY=SECRET)
+    result = subprocess.run(
+        listend_cmd("run", str(config)),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert TIMESTAMP.match(result.stderr), result.stderr
+
+
+def test_elsewhere_timestamps(tmp_path: Path) -> None:
+    output = run_daemon(tmp_path, journal=False)
+    assert all(TIMESTAMP.match(line) for line in output.splitlines() if line[:1] != " "), output
+
+
+def test_level_from_config_and_command_line(tmp_path: Path) -> None:
+    quiet = run_daemon(tmp_path, journal=True, level="warning")
+    assert not any(line.startswith("<6>") for line in quiet.splitlines()), quiet
+    loud = run_daemon(tmp_path, journal=True, level="warning", extra=("--log-level", "debug"))
+    assert any(line.startswith("<6>") for line in loud.splitlines()), loud
+
+
+def test_secrets_never_logged(tmp_path: Path) -> None:
+    output = run_daemon(tmp_path, journal=False, extra=("--log-level", "debug"))
+    assert SECRET not in output
