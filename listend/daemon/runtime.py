@@ -9,6 +9,7 @@ and a second signal exits at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -181,17 +182,21 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until every source ends or :meth:`request_stop`; return the exit code."""
-        async with asyncio.TaskGroup() as group:
-            self._group = group
-            try:
-                await self._start()
-                await self._until_done()
-            finally:
-                self._phase = "stopping"
-                self.notifier.stopping()
-            await self._drain()
-            for name in ("ready", "heartbeat", "reloader"):
-                self.task(name).cancel()
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                try:
+                    await self._start()
+                    await self._until_done()
+                finally:
+                    self._phase = "stopping"
+                    self.notifier.stopping()
+                await self._drain()
+                for name in ("ready", "heartbeat", "reloader"):
+                    self.task(name).cancel()
+        finally:
+            if self.health is not None:
+                await self.health.stop()
         return 0
 
     async def _start(self) -> None:
@@ -250,22 +255,26 @@ class Daemon:
         """Stop sources, finalize streams, flush outboxes; give up at ``drain_timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.drain_timeout
+
+        def left() -> float:
+            return max(0.0, deadline - loop.time())
+
         log.info("draining: finalizing %d stream(s), flushing outboxes", len(self.sessions))
         for session in self.sessions.values():
             session.stop()
-        await settle(self._session_tasks(), deadline - loop.time())
-        await self.router.close()
-        await settle([self.task("router")], max(0.0, deadline - loop.time()))
+        await settle(self._session_tasks(), left())
+        with contextlib.suppress(TimeoutError):  # a full queue behind a stuck sink
+            async with asyncio.timeout(left()):
+                await self.router.close()
+        await settle([self.task("router")], left())
         for worker in self.workers.values():
             worker.close()
-        await settle(self._worker_tasks(), max(0.0, deadline - loop.time()))
+        await settle(self._worker_tasks(), left())
         for name, worker in self.workers.items():
             if worker.depth():
                 log.warning(
                     "sink %s: %d event(s) not delivered by the drain deadline", name, worker.depth()
                 )
-        if self.health is not None:
-            await self.health.stop()
 
     def _session_tasks(self) -> list[asyncio.Task[None]]:
         return [self.task(f"source:{name}") for name in self.sessions]
