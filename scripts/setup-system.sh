@@ -6,7 +6,7 @@ PACKAGES=(
   portaudio19-dev alsa-utils            # PyAudio -> PortAudio -> ALSA
   mosquitto mosquitto-clients           # the MQTT tests run a real broker
   espeak-ng sox ffmpeg                  # generated speech for tests and the command source
-  systemd                               # systemd-analyze for the unit tests
+  systemd procps                        # systemd-analyze for the unit tests; /bin/kill (ExecReload=)
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
