@@ -5,6 +5,7 @@ PACKAGES=(
   python3-venv python3-dev gcc make    # venv and building PyAudio
   portaudio19-dev alsa-utils            # PyAudio -> PortAudio -> ALSA
   mosquitto mosquitto-clients           # the MQTT tests run a real broker
+  openssl                               # the MQTT TLS test makes its own CA
   espeak-ng sox ffmpeg                  # generated speech for tests and the command source
   systemd procps                        # systemd-analyze for the unit tests; /bin/kill (ExecReload=)
 )

@@ -63,12 +63,18 @@ def test_one_changed_sink_restarts_only_that_sink(parse) -> None:
     assert plan.stop_sources == plan.start_sources == []
 
 
-def test_routing_changes_restart_nothing(parse) -> None:
-    new = BASE.replace("    sinks: [a]\n", "    sinks: [a, b]\n").replace(
-        "  a: {type: stdout}", "  a: {type: stdout, receive: [final, interim]}"
-    )
+def test_receive_changes_restart_nothing(parse) -> None:
+    new = BASE.replace("  a: {type: stdout}", "  a: {type: stdout, receive: [final, interim]}")
     plan = plan_reload(parse(BASE), parse(new))
     assert plan.stop_sources == plan.stop_sinks == plan.start_sources == plan.start_sinks == []
+
+
+def test_a_sink_fed_a_new_source_restarts_alone(parse) -> None:
+    """Sinks are told their sources at start (Home Assistant discovery needs them)."""
+    new = BASE.replace("    sinks: [a]\n", "    sinks: [a, b]\n")
+    plan = plan_reload(parse(BASE), parse(new))
+    assert plan.stop_sinks == plan.start_sinks == ["b"]
+    assert plan.stop_sources == plan.start_sources == []
 
 
 def test_source_restarts_on_its_own_options_or_stream_options(parse) -> None:
@@ -109,9 +115,11 @@ def test_added_removed_and_disabled(parse) -> None:
     plan = plan_reload(parse(BASE), parse(new))
     assert plan.stop_sources == ["hall"]
     assert plan.start_sources == ["lobby"]
-    assert plan.stop_sinks == ["b"]
-    assert plan.start_sinks == ["c"]
+    # a now hears lobby instead of hall: restarted to be told so
+    assert plan.stop_sinks == ["a", "b"]
+    assert plan.start_sinks == ["a", "c"]
     assert "started sources lobby" in plan.summary()
+    assert "restarted sinks a" in plan.summary()
     assert "stopped sinks b" in plan.summary()
 
 

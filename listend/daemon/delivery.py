@@ -1,68 +1,322 @@
-"""One delivery worker per sink: takes events in order, retries with backoff until confirmed.
+"""One delivery worker per sink: events go through the sink's durable outbox, in order.
 
-This is the in-memory version; the durable SQLite outbox replaces its queue.
+An event is removed from the outbox only after ``Sink.deliver`` returned for it (the sink's
+confirmation: PUBACK, HTTP 2xx, file flushed); until then it is retried with the shared
+:class:`~listend.daemon.backoff.Backoff`, across restarts if need be. Consumers may see an
+event twice (at-least-once) and dedupe on its ``id``.
+
+Interim results are never stored: they are superseded within a second, so each source's
+latest one waits in memory (latest wins) and is delivered best-effort, only once the outbox
+holds nothing older from that source, so per-source order holds for every kind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections import deque
+import os
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from listend.daemon.backoff import Backoff
-from listend.daemon.events import AnyEvent
-from listend.daemon.sinks import DeliveryError, PermanentDeliveryError, Sink
+from listend.daemon.events import AnyEvent, TranscriptEvent, to_json
+from listend.daemon.outbox import Dropped, Outbox, Queued
+from listend.daemon.sinks import (
+    DeliveryError,
+    OutboxOptions,
+    PermanentDeliveryError,
+    Sink,
+)
 
 log = logging.getLogger(__name__)
 
+#: A gap (dropped events) is reported at most this often while it keeps growing.
+GAP_REPORT_INTERVAL = 60.0
+
+
+def outbox_path(state_dir: Path, sink: str) -> Path:
+    return state_dir / "outbox" / f"{sink}.sqlite3"
+
+
+def dead_letter_path(state_dir: Path, sink: str) -> Path:
+    return state_dir / "dead-letter" / f"{sink}.jsonl"
+
 
 class SinkWorker:
+    """Feeds one sink from its outbox; ``put`` is called by the router, ``run`` is its task."""
+
     def __init__(self, sink: Sink, backoff: Backoff | None = None) -> None:
         self.sink = sink
         self.backoff = backoff or Backoff()
-        self._pending: deque[AnyEvent] = deque()
+        self.options: OutboxOptions = getattr(sink.config, "outbox", None) or OutboxOptions()
+        state_dir = sink.context.state_dir
+        self.outbox = Outbox(outbox_path(state_dir, sink.name), max_events=self.options.max_events)
+        self.dead_letter = dead_letter_path(state_dir, sink.name)
+        self._interims: dict[str, TranscriptEvent] = {}
         self._wakeup = asyncio.Event()
+        self._space = asyncio.Event()
+        self._inflight_through = 0
         self._closing = False
+        self._deadline: float | None = None
+        self._timeout: asyncio.Timeout | None = None
+        self._started = False
+        self._opening = asyncio.Lock()
+        self._failing_since: float | None = None
+        self._gap: list[Dropped] = []
+        self._gap_reported_at = 0.0
         self.delivered = 0
         self.failed = 0
+        self.dropped = 0
+        self.dead_lettered = 0
+        self.interims_dropped = 0
+
+    # -- the router's side -------------------------------------------------------------------
 
     async def put(self, event: AnyEvent) -> None:
-        self._pending.append(event)
+        """Accept an event; for stored kinds, return only once it is durable."""
+        if isinstance(event, TranscriptEvent) and not event.is_final:
+            self._interims.pop(event.source, None)  # latest wins, and moves to the back
+            self._interims[event.source] = event
+            self._wakeup.set()
+            return
+        if not self._started:
+            await self.open()
+        if self.options.policy == "block":
+            while len(self.outbox) >= self.options.max_events:
+                self._space.clear()
+                await self._space.wait()
+        dropped = await self.outbox.append(event, keep_through=self._inflight_through)
+        if event.kind == "final":
+            self._interims.pop(event.source, None)  # the final supersedes it
+        if dropped:
+            self._note_gap(dropped)
         self._wakeup.set()
 
     def depth(self) -> int:
-        return len(self._pending)
+        """Events waiting for this sink (stored and interim)."""
+        return len(self.outbox) + len(self._interims)
 
-    def close(self) -> None:
-        """Deliver what is queued, then return from :meth:`run`."""
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver what is queued for at most ``timeout`` seconds (default: the sink's
+        ``outbox.drain_timeout``), then return from :meth:`run`; the rest stays on disk."""
         self._closing = True
+        wait = self.options.drain_timeout if timeout is None else timeout
+        self._deadline = asyncio.get_running_loop().time() + wait
+        if self._timeout is not None:
+            self._timeout.reschedule(self._deadline)
         self._wakeup.set()
 
-    async def run(self) -> None:
-        await self.sink.start()
-        try:
-            while True:
-                if not self._pending:
-                    if self._closing:
-                        return
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
-                batch = [
-                    self._pending[i] for i in range(min(self.sink.max_batch, len(self._pending)))
-                ]
+    # -- the task ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the outbox and start the sink (idempotent); errors here are the user's to fix,
+        so the daemon calls it before starting its tasks."""
+        async with self._opening:
+            await self.outbox.open()
+            if not self._started:
                 try:
-                    await self.sink.deliver(batch)
-                except DeliveryError as exc:
-                    self.failed += 1
-                    log.warning("sink %s: delivery failed, will retry: %s", self.sink.name, exc)
-                    await self.backoff.wait(at_least=exc.retry_after or 0.0)
-                    continue
-                except PermanentDeliveryError as exc:
-                    log.error("sink %s: dropped %d event(s): %s", self.sink.name, len(batch), exc)  # noqa: TRY400
-                for _ in batch:
-                    self._pending.popleft()
-                self.delivered += len(batch)
-                self.backoff.reset()
+                    await self.sink.start()
+                except BaseException:
+                    await self.outbox.close()
+                    raise
+                self._started = True
+
+    async def abort(self) -> None:
+        """Release the sink and the outbox without delivering (startup failed elsewhere)."""
+        try:
+            if self._started:
+                await self.sink.stop()
         finally:
-            await self.sink.stop()
+            await self.outbox.close()
+
+    async def run(self) -> None:
+        await self.open()
+        deadline = asyncio.timeout(self._deadline)
+        self._timeout = deadline
+        try:
+            async with deadline:
+                await self._loop()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            log.warning(
+                "sink %s: stop deadline reached; %d event(s) stay in %s for the next start",
+                self.sink.name,
+                len(self.outbox),
+                self.outbox.path,
+            )
+        finally:
+            self._timeout = None
+            self._report_gap(force=True)
+            try:
+                await self.sink.stop()
+            finally:
+                await self.outbox.close()
+
+    async def _loop(self) -> None:
+        while True:
+            self._wakeup.clear()  # before looking, so a put() during the look is not missed
+            if ready := self._ready_interims():
+                await self._deliver_interims(ready)
+                continue
+            batch = await self.outbox.peek(self.sink.max_batch) if len(self.outbox) else []
+            if batch:
+                await self._deliver_stored(batch)
+            elif self._closing:
+                return
+            else:
+                await self._wakeup.wait()
+
+    def _ready_interims(self) -> list[TranscriptEvent]:
+        """Interims whose source has nothing older waiting in the outbox."""
+        ready = [e for s, e in self._interims.items() if not self.outbox.pending(s)]
+        ready = ready[: self.sink.max_batch]
+        for event in ready:
+            del self._interims[event.source]
+        return ready
+
+    async def _deliver_interims(self, events: list[TranscriptEvent]) -> None:
+        try:
+            await self.sink.deliver(events)
+        except (DeliveryError, PermanentDeliveryError) as exc:
+            self.interims_dropped += len(events)
+            log.debug("sink %s: interim result(s) not delivered: %s", self.sink.name, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.interims_dropped += len(events)
+            log.exception("sink %s: deliver() raised unexpectedly", self.sink.name)
+
+    async def _deliver_stored(self, batch: list[Queued]) -> None:
+        self._inflight_through = batch[-1].pos  # drop_oldest must not drop these
+        try:
+            if await self._attempt([item.event for item in batch]):
+                await self.outbox.remove(batch)
+                self._space.set()
+        finally:
+            self._inflight_through = 0
+
+    async def _attempt(self, events: list[AnyEvent]) -> bool:
+        """One delivery; True when the events are done with (confirmed or dead-lettered)."""
+        try:
+            await self.sink.deliver(events)
+        except DeliveryError as exc:
+            await self._retry_later(exc, exc.retry_after)
+            return False
+        except PermanentDeliveryError as exc:
+            await self._dead_letter(events, exc)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a sink bug must not lose events: keep them, retry, say so
+            log.exception("sink %s: deliver() raised unexpectedly", self.sink.name)
+            await self._retry_later(exc, None)
+            return False
+        if self._failing_since is not None:
+            log.info(
+                "sink %s: delivering again after %.0f s of failures",
+                self.sink.name,
+                time.monotonic() - self._failing_since,
+            )
+            self._failing_since = None
+        self.delivered += len(events)
+        self.backoff.reset()
+        self._report_gap()
+        return True
+
+    async def _retry_later(self, exc: Exception, retry_after: float | None) -> None:
+        self.failed += 1
+        first = self._failing_since is None
+        if first:
+            self._failing_since = time.monotonic()
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "sink %s: delivery failed, %d event(s) kept for retry: %s",
+            self.sink.name,
+            len(self.outbox),
+            exc,
+        )
+        await self.backoff.wait(at_least=retry_after or 0.0)
+
+    async def _dead_letter(self, events: Sequence[AnyEvent], exc: PermanentDeliveryError) -> None:
+        """Write undeliverable events to the sink's dead-letter file (fsynced), then forget."""
+        failed_at = datetime.now(UTC).isoformat()
+        lines = "".join(
+            json.dumps(
+                {
+                    "sink": self.sink.name,
+                    "failed_at": failed_at,
+                    "error": str(exc),
+                    "event": json.loads(to_json(event)),
+                }
+            )
+            + "\n"
+            for event in events
+        )
+        await asyncio.to_thread(_append_synced, self.dead_letter, lines)
+        self.dead_lettered += len(events)
+        log.error(
+            "sink %s: %d event(s) rejected and written to %s: %s",
+            self.sink.name,
+            len(events),
+            self.dead_letter,
+            exc,
+        )
+
+    # -- gaps (drop_oldest) ------------------------------------------------------------------
+
+    def _note_gap(self, dropped: list[Dropped]) -> None:
+        self.dropped += len(dropped)
+        self._gap.extend(dropped)
+        self._report_gap()
+
+    def _report_gap(self, *, force: bool = False) -> None:
+        """Log dropped events, at most once a minute while the gap grows, so an outage of a
+        day does not log every transcript."""
+        if not self._gap:
+            return
+        now = time.monotonic()
+        if (
+            not force
+            and self._gap_reported_at
+            and now - self._gap_reported_at < GAP_REPORT_INTERVAL
+        ):
+            return
+        self._gap_reported_at = now
+        sources = sorted({d.source for d in self._gap})
+        log.warning(
+            "sink %s: outbox full (%d events): dropped %d oldest undelivered event(s) of %s, "
+            "%s .. %s (%d dropped in total); consumers will see a gap",
+            self.sink.name,
+            self.options.max_events,
+            len(self._gap),
+            ", ".join(sources),
+            self._gap[0].event_id,
+            self._gap[-1].event_id,
+            self.dropped,
+        )
+        self._gap.clear()
+
+
+def _append_synced(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+async def open_workers(workers: Iterable[SinkWorker]) -> None:
+    """Open every worker's outbox and sink, or none: on an error, close those already open."""
+    opened: list[SinkWorker] = []
+    try:
+        for worker in workers:
+            await worker.open()
+            opened.append(worker)
+    except BaseException:
+        for worker in opened:
+            await worker.abort()
+        raise

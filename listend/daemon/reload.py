@@ -1,16 +1,16 @@
 """What a SIGHUP reload has to restart: the difference between the running and the new config.
 
 Only what changed is touched. A source restarts when its own settings, its merged stream
-options or the Deepgram connection settings changed; a sink when its own settings changed.
-Which sinks a source feeds (``sources.*.sinks``) and which event kinds a sink receives
-(``sinks.*.receive``) are routing, applied in the router without restarting anything.
+options or the Deepgram connection settings changed; a sink when its own settings or the
+set of sources routed to it changed (sinks are told their sources at start). Which event
+kinds a sink receives, and the routes themselves, are applied in the router.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,9 @@ from listend.daemon.events import EventKind
 from listend.daemon.health import HealthServer
 
 if TYPE_CHECKING:
+    from listend.daemon.delivery import SinkWorker
     from listend.daemon.runtime import Daemon
+    from listend.daemon.sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,14 @@ def _deepgram_connection(config: ListendConfig) -> tuple[type, dict[str, object]
     return _fields(config.deepgram, exclude=("options",))
 
 
+def _diff(
+    old: list[str], new: list[str], changed: Callable[[str], bool]
+) -> tuple[list[str], list[str]]:
+    """(to stop, to start): removed or changed, then added or changed, each in config order."""
+    stop = [name for name in old if name not in new or changed(name)]
+    return stop, [name for name in new if name not in old or name in stop]
+
+
 def plan_reload(old: ListendConfig, new: ListendConfig) -> ReloadPlan:
     plan = ReloadPlan()
     for name in RESTART_ONLY:
@@ -87,35 +97,30 @@ def plan_reload(old: ListendConfig, new: ListendConfig) -> ReloadPlan:
         merged = source.stream.merged_over(config.deepgram.options)
         return _fields(source, exclude=("sinks",)), merged
 
-    def running_sources(config: ListendConfig) -> list[str]:
-        return [name for name, source in config.sources.items() if source.enabled]
+    def sink_key(config: ListendConfig, name: str) -> object:
+        # a sink is told its sources at start (e.g. for Home Assistant discovery)
+        return _fields(config.sinks[name], exclude=("receive",)), routed_to(config, name)
 
-    old_sources, new_sources = running_sources(old), running_sources(new)
-    for name in old_sources:
-        if (
-            name not in new_sources
-            or connection_changed
-            or source_key(old, name) != source_key(new, name)
-        ):
-            plan.stop_sources.append(name)
-    plan.start_sources = [
-        name for name in new_sources if name not in old_sources or name in plan.stop_sources
-    ]
-
-    def running_sinks(config: ListendConfig) -> list[str]:
-        return [name for name, sink in config.sinks.items() if sink.enabled]
-
-    old_sinks, new_sinks = running_sinks(old), running_sinks(new)
-    for name in old_sinks:
-        changed = name in new_sinks and _fields(old.sinks[name], exclude=("receive",)) != _fields(
-            new.sinks[name], exclude=("receive",)
-        )
-        if name not in new_sinks or changed:
-            plan.stop_sinks.append(name)
-    plan.start_sinks = [
-        name for name in new_sinks if name not in old_sinks or name in plan.stop_sinks
-    ]
+    plan.stop_sources, plan.start_sources = _diff(
+        [name for name, source in old.sources.items() if source.enabled],
+        [name for name, source in new.sources.items() if source.enabled],
+        lambda name: connection_changed or source_key(old, name) != source_key(new, name),
+    )
+    plan.stop_sinks, plan.start_sinks = _diff(
+        [name for name, sink in old.sinks.items() if sink.enabled],
+        [name for name, sink in new.sinks.items() if sink.enabled],
+        lambda name: sink_key(old, name) != sink_key(new, name),
+    )
     return plan
+
+
+def routed_to(config: ListendConfig, sink: str) -> tuple[str, ...]:
+    """The running sources whose events go to ``sink`` (a sink is told them at start)."""
+    return tuple(
+        name
+        for name, source in config.sources.items()
+        if source.enabled and sink in config.sinks_for(name)
+    )
 
 
 def routes_of(config: ListendConfig) -> tuple[dict[str, list[str]], dict[str, list[EventKind]]]:
@@ -163,11 +168,14 @@ async def apply_reload(daemon: Daemon, new: ListendConfig) -> None:
         # A changed sink stops without flushing: what is queued stays in its outbox (kept by
         # sink name in the state directory) and the new worker delivers it, new settings.
         await settle([daemon.task(f"sink:{name}") for name in plan.stop_sinks], 0)
+        previous = {name: daemon.sinks[name] for name in plan.stop_sinks}
         for name in plan.stop_sinks:
             daemon.router.detach(name)
             del daemon.workers[name], daemon.sinks[name]
         for name, sink in sinks.items():
-            daemon.start_sink(name, sink)
+            worker = await _open_or_fall_back(daemon, sink, previous.get(name))
+            if worker is not None:
+                daemon.start_worker(name, worker)
         daemon.router.set_routes(*routes_of(new))
     daemon.config = new
     for session in sessions:
@@ -176,6 +184,27 @@ async def apply_reload(daemon: Daemon, new: ListendConfig) -> None:
     if daemon.on_reloaded is not None:
         daemon.on_reloaded(new)
     log.info("reloaded: %s", plan.summary())
+
+
+async def _open_or_fall_back(
+    daemon: Daemon, sink: Sink, previous: Sink | None
+) -> SinkWorker | None:
+    """Open a sink's new worker; if its new settings fail to start, go back to the old ones."""
+    worker = daemon.make_worker(sink)
+    try:
+        await worker.open()
+    except Exception as exc:  # a plugin's start(): anything it raises is its complaint
+        if previous is None:
+            log.error("sink %s: cannot start, not running: %s", sink.name, exc)  # noqa: TRY400
+            return None
+        log.error(  # noqa: TRY400
+            "sink %s: cannot start with the new settings, keeping the previous ones: %s",
+            sink.name,
+            exc,
+        )
+        worker = daemon.make_worker(daemon.make_sink(daemon.config, sink.name))
+        await worker.open()
+    return worker
 
 
 async def _reload_health(daemon: Daemon, new: ListendConfig) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -19,12 +20,12 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from listend.daemon.config import ListendConfig
-from listend.daemon.delivery import SinkWorker
+from listend.daemon.delivery import SinkWorker, open_workers
 from listend.daemon.errors import ListendError
 from listend.daemon.health import HealthServer
 from listend.daemon.metrics import Metrics, SinkState, status_line
 from listend.daemon.plugins import PluginHost
-from listend.daemon.reload import apply_reload, routes_of, settle
+from listend.daemon.reload import apply_reload, routed_to, routes_of, settle
 from listend.daemon.router import Router
 from listend.daemon.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
 from listend.daemon.session import Endpoint, SessionStats, StreamSession
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: The router may sit on waiting events this long before the watchdog calls it wedged.
 ROUTER_STALL_SECONDS = 60.0
+#: Time a sink worker gets after its drain deadline to close its outbox and sink.
+WORKER_CLOSE_GRACE = 2.0
 #: After a second stop signal, exit even if a blocked thread would hold the exit up.
 FORCED_EXIT_AFTER = 3.0
 
@@ -137,7 +140,7 @@ class Daemon:
         cfg = config.sinks[name]
         cls = self.host.sinks.get(cfg.type)
         assert cls is not None  # validated by the loader
-        return cls(name, cfg, self.context)
+        return cls(name, cfg, dataclasses.replace(self.context, sources=routed_to(config, name)))
 
     def make_source(self, config: ListendConfig, name: str) -> Source:
         cfg = config.sources[name]
@@ -159,9 +162,9 @@ class Daemon:
             publish=self.router.publish,
         )
 
-    def start_sink(self, name: str, sink: Sink) -> None:
-        worker = self.make_worker(sink)
-        self.sinks[name], self.workers[name] = sink, worker
+    def start_worker(self, name: str, worker: SinkWorker) -> None:
+        """Route to an (opened) worker and run it."""
+        self.sinks[name], self.workers[name] = worker.sink, worker
         self.router.attach(name, worker)
         self._spawn(f"sink:{name}", worker.run())
 
@@ -206,14 +209,23 @@ class Daemon:
         self._spawn(
             "heartbeat", run_heartbeat(self.notifier, checks=self._checks, status=self.status)
         )
-        for name, sink_cfg in self.config.sinks.items():
-            if sink_cfg.enabled:
-                self.start_sink(name, self.make_sink(self.config, name))
+        config = self.config
+        sources = {
+            name: self.make_source(config, name)
+            for name, cfg in config.sources.items()
+            if cfg.enabled
+        }
+        workers = {
+            name: self.make_worker(self.make_sink(config, name))
+            for name, cfg in config.sinks.items()
+            if cfg.enabled
+        }
+        await open_workers(workers.values())  # outboxes under state_dir; fails early
+        for name, worker in workers.items():
+            self.start_worker(name, worker)
         self._spawn("router", self.router.run())
-        for name, cfg in self.config.sources.items():
-            if cfg.enabled:
-                source = self.make_source(self.config, name)
-                self.start_session(self.make_session(self.config, name, source))
+        for name, source in sources.items():
+            self.start_session(self.make_session(config, name, source))
         self._spawn("ready", self._announce_ready())
         self._spawn("reloader", self._reloader())
 
@@ -268,13 +280,10 @@ class Daemon:
                 await self.router.close()
         await settle([self.task("router")], left())
         for worker in self.workers.values():
-            worker.close()
-        await settle(self._worker_tasks(), left())
-        for name, worker in self.workers.items():
-            if worker.depth():
-                log.warning(
-                    "sink %s: %d event(s) not delivered by the drain deadline", name, worker.depth()
-                )
+            # each worker stops at its own outbox.drain_timeout or ours, whichever comes first,
+            # and says what stays in its outbox for the next start
+            worker.close(min(left(), worker.options.drain_timeout))
+        await settle(self._worker_tasks(), left() + WORKER_CLOSE_GRACE)
 
     def _session_tasks(self) -> list[asyncio.Task[None]]:
         return [self.task(f"source:{name}") for name in self.sessions]

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 from abc import ABC
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from listend.daemon.events import AnyEvent, EventKind
 from listend.daemon.sources import PluginContext
+
+
+class OutboxOptions(BaseModel):
+    """How much a sink's durable outbox holds while the sink is unreachable, and for how long
+    the daemon keeps delivering when it stops."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_events: int = Field(
+        default=100_000, ge=1, description="most undelivered events kept on disk"
+    )
+    policy: Literal["drop_oldest", "block"] = Field(
+        default="drop_oldest",
+        description="when full: drop the oldest (logged, counted gap) or block the sources",
+    )
+    drain_timeout: float = Field(
+        default=10.0, ge=0, description="seconds to keep delivering on stop; the rest stays"
+    )
 
 
 class SinkConfig(BaseModel):
@@ -23,6 +41,7 @@ class SinkConfig(BaseModel):
         default_factory=lambda: list[EventKind](["final"]),
         description="event kinds this sink gets: final, interim, utterance_end, speech_started",
     )
+    outbox: OutboxOptions = Field(default_factory=OutboxOptions)
 
 
 class DeliveryError(Exception):
@@ -47,8 +66,8 @@ class Sink(ABC):
 
     type_name: ClassVar[str]
     config_model: ClassVar[type[SinkConfig]] = SinkConfig
-    #: Most events handed to one ``deliver`` call.
-    max_batch: ClassVar[int] = 1
+    #: Most events handed to one ``deliver`` call (an instance may set its own from config).
+    max_batch: int = 1
 
     def __init__(self, name: str, config: Any, context: PluginContext) -> None:
         self.name = name

@@ -71,6 +71,8 @@ class PluginContext:
 
     device: str
     state_dir: Path
+    #: For a sink: the sources routed to it (e.g. for Home Assistant discovery).
+    sources: tuple[str, ...] = ()
 
 
 class Source(ABC):

@@ -29,6 +29,7 @@ class StreamParams:
     language: str = "en"
     keywords: tuple[str, ...] = ()
     keyterm: tuple[str, ...] = ()
+    multichannel: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,10 @@ class SpeechStarted:
 
 
 RecognizerOutput = Hypothesis | UtteranceEnd | SpeechStarted
+
+
+class UnsupportedParams(ValueError):  # noqa: N818 - reads as the reason in `raise`
+    """Raised by a recognizer factory for parameters it cannot honour; the server answers 400."""
 
 
 @dataclass

@@ -1,0 +1,333 @@
+"""The ``mqtt`` sink: transcripts to an MQTT broker, with Home Assistant discovery.
+
+Topics (``topic`` template, default ``listend/{device}/{source}/transcript``): finals on the
+topic itself, other kinds it receives on ``<topic>/interim``, ``<topic>/utterance_end`` and
+``<topic>/speech_started``. Payloads are the event JSON (never retained). The retained
+``listend/{device}/status`` is ``online`` while connected and ``offline`` after a clean stop
+or, through the Last Will, when the daemon dies.
+
+A background task keeps one connection up, reconnecting with the shared backoff; ``deliver``
+waits for it, publishes the batch and returns once every PUBACK/PUBCOMP is in. If the
+connection drops first, :class:`DeliveryError` keeps the batch in the outbox for a retry
+(consumers dedupe on ``id``). Interim results go out with QoS 0: they are disposable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from paho.mqtt.enums import MQTTProtocolVersion
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from listend import hookimpl
+from listend.daemon.backoff import Backoff
+from listend.daemon.errors import ConfigError
+from listend.daemon.events import AnyEvent, EventKind, to_json
+from listend.daemon.hookspecs import RegisterSink
+from listend.daemon.secrets import SecretRef
+from listend.daemon.sinks import DeliveryError, Sink, SinkConfig
+from listend.daemon.sources import PluginContext
+from listend.plugins.ha_discovery import Discovery
+from listend.plugins.mqtt_connection import MqttConnection, MqttError, MqttSettings, Will
+
+log = logging.getLogger(__name__)
+
+KIND_SUFFIX: dict[EventKind, str] = {
+    "final": "",
+    "interim": "/interim",
+    "utterance_end": "/utterance_end",
+    "speech_started": "/speech_started",
+}
+#: Home Assistant waits this long at most (random) before re-sending discovery on its birth.
+BIRTH_RESEND_MAX_DELAY = 3.0
+
+
+class MqttTls(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ca_file: Path | None = Field(default=None, description="CA bundle; default: system CAs")
+    cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
+    key_file: Path | None = Field(default=None, description="client key (PEM)")
+    insecure: bool = Field(
+        default=False, description="skip certificate and host name checks (testing only)"
+    )
+
+    @model_validator(mode="after")
+    def _files(self) -> MqttTls:
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: {path} does not exist or is not a file")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+
+class HomeAssistantOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    prefix: str = Field(default="homeassistant", description="HA's discovery prefix")
+    mode: Literal["device", "entity"] = Field(
+        default="device",
+        description="device: one config per device (HA >= 2024.11); entity: one per entity",
+    )
+
+
+class MqttSinkConfig(SinkConfig):
+    host: str = "localhost"
+    port: int | None = Field(default=None, ge=1, le=65535, description="1883, or 8883 with TLS")
+    protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="MQTT version")
+    tls: MqttTls | None = Field(default=None, description="TLS options; `tls: {}` for defaults")
+    username: SecretRef | None = None
+    password: SecretRef | None = None
+    client_id: str | None = Field(default=None, description="default: listend-<device>-<sink>")
+    keepalive: int = Field(default=60, ge=5, le=65535)
+    qos: Literal[0, 1, 2] = 1
+    topic: str = Field(
+        default="listend/{device}/{source}/transcript",
+        description="finals' topic; other kinds add /interim, /utterance_end, /speech_started",
+    )
+    status_topic: str = Field(default="listend/{device}/status")
+    timeout: float = Field(default=10.0, gt=0, description="seconds for CONNACK and PUBACKs")
+    reconnect_max_delay: float = Field(default=30.0, gt=0, description="backoff cap, seconds")
+    homeassistant: HomeAssistantOptions | None = Field(
+        default=None, description="Home Assistant MQTT discovery; `homeassistant: {}` enables"
+    )
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_number(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
+
+    @field_validator("topic", "status_topic")
+    @classmethod
+    def _topic_template(cls, value: str) -> str:
+        try:
+            rendered = value.format(device="d", source="s")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"placeholders are {{device}} and {{source}}; {exc!s}") from None
+        if "+" in rendered or "#" in rendered or not rendered:
+            raise ValueError("a topic to publish to cannot be empty or contain + or #")
+        return value
+
+
+class MqttSink(Sink):
+    type_name = "mqtt"
+    config_model = MqttSinkConfig
+    config: MqttSinkConfig
+    max_batch = 50
+
+    def __init__(self, name: str, config: Any, context: PluginContext) -> None:
+        super().__init__(name, config, context)
+        cfg = self.config
+        self.status_topic = cfg.status_topic.format(device=context.device, source="")
+        self._ready = asyncio.Event()
+        self._conn: MqttConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._sources: set[str] = set(context.sources)
+        self._birth_resend: asyncio.TimerHandle | None = None
+        self.discovery = (
+            Discovery(
+                device=context.device,
+                status_topic=self.status_topic,
+                final_topic=self.topic_for_source,
+                prefix=cfg.homeassistant.prefix,
+                qos=max(cfg.qos, 1),
+                mode=cfg.homeassistant.mode,
+            )
+            if cfg.homeassistant is not None and cfg.homeassistant.enabled
+            else None
+        )
+
+    def topic_for_source(self, source: str, kind: EventKind = "final") -> str:
+        base = self.config.topic.format(device=self.context.device, source=source)
+        return base + KIND_SUFFIX[kind]
+
+    def _settings(self) -> MqttSettings:
+        cfg = self.config
+        return MqttSettings(
+            host=cfg.host,
+            port=cfg.port or (8883 if cfg.tls is not None else 1883),
+            client_id=cfg.client_id or f"listend-{self.context.device}-{self.name}",
+            protocol=MQTTProtocolVersion.MQTTv5
+            if cfg.protocol == "5"
+            else MQTTProtocolVersion.MQTTv311,
+            keepalive=cfg.keepalive,
+            username=cfg.username.reveal() if cfg.username else None,
+            password=cfg.password.reveal() if cfg.password else None,
+            tls=self._tls_context(),
+            tls_insecure=cfg.tls is not None and cfg.tls.insecure,
+            will=Will(self.status_topic, "offline", qos=1, retain=True),
+            timeout=cfg.timeout,
+        )
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        tls = self.config.tls
+        if tls is None:
+            return None
+        try:
+            context = ssl.create_default_context(cafile=tls.ca_file)
+            if tls.cert_file is not None:
+                context.load_cert_chain(tls.cert_file, tls.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"sink {self.name}: TLS files cannot be loaded: {exc}") from None
+        if tls.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings = self._settings()  # TLS/config errors surface here, before any task runs
+        self._task = asyncio.create_task(
+            self._maintain(settings), name=f"listend[mqtt:{self.name}]"
+        )
+
+    async def stop(self) -> None:
+        """Publish ``offline`` (retained) and disconnect cleanly, so no Last Will fires."""
+        self._stopping = True
+        if self._birth_resend is not None:
+            self._birth_resend.cancel()
+        conn = self._conn
+        if conn is not None and conn.is_connected:
+            with contextlib.suppress(MqttError):
+                await conn.publish(self.status_topic, "offline", qos=1, retain=True)
+            await conn.disconnect()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def reachable(self) -> bool:
+        return self._ready.is_set()
+
+    async def _maintain(self, settings: MqttSettings) -> None:
+        """Keep a connection up: connect, announce, wait for it to drop, back off, repeat."""
+        backoff = Backoff(cap=self.config.reconnect_max_delay)
+        where = f"{settings.host}:{settings.port}"
+        failures = 0
+        while not self._stopping:
+            conn = MqttConnection(settings, on_message=self._on_message, name=f"mqtt:{self.name}")
+            try:
+                await conn.connect()
+                await self._announce(conn)
+            except asyncio.CancelledError:
+                conn.abort()
+                raise
+            except Exception as exc:  # MqttError, or a bug: either way, log and reconnect
+                await conn.disconnect()
+                failures += 1
+                if not isinstance(exc, MqttError):
+                    log.exception("sink %s: unexpected error while connecting", self.name)
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "sink %s: MQTT broker %s: %s; retrying", self.name, where, exc)
+                backoff.failed()
+                await backoff.wait()
+                continue
+            log.info(
+                "sink %s: connected to MQTT broker %s%s",
+                self.name,
+                where,
+                f" after {failures} failed attempt(s)" if failures else "",
+            )
+            failures = 0
+            backoff.connected()
+            self._conn = conn
+            self._ready.set()
+            try:
+                await asyncio.wait([conn.closed])
+            finally:
+                self._ready.clear()
+                if self._birth_resend is not None:
+                    self._birth_resend.cancel()
+            if not self._stopping:
+                reason = conn.closed.exception() or "closed"
+                log.warning("sink %s: lost MQTT broker %s: %s", self.name, where, reason)
+                backoff.failed()
+                await backoff.wait()
+
+    async def _announce(self, conn: MqttConnection) -> None:
+        """On every (re)connect: status ``online``, then Home Assistant discovery."""
+        await conn.publish(self.status_topic, "online", qos=1, retain=True)
+        if self.discovery is not None:
+            await conn.subscribe(self.discovery.birth_topic, qos=1)
+            await self._publish_discovery(conn)
+
+    async def _publish_discovery(self, conn: MqttConnection) -> None:
+        assert self.discovery is not None
+        waiters = [
+            conn.publish_nowait(topic, payload, qos=1, retain=True)
+            for topic, payload in self.discovery.messages(self._sources)
+        ]
+        await conn.wait_acks([w for w in waiters if w is not None])
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """Home Assistant's birth message: re-send discovery after a short random delay."""
+        if self.discovery is None or topic != self.discovery.birth_topic:
+            return
+        if payload.strip() != b"online" or self._conn is None:
+            return
+        conn = self._conn
+        if self._birth_resend is not None:
+            self._birth_resend.cancel()
+        delay = random.uniform(0, BIRTH_RESEND_MAX_DELAY)  # noqa: S311 - not cryptographic
+        log.info("sink %s: Home Assistant restarted; re-sending discovery", self.name)
+        self._birth_resend = asyncio.get_running_loop().call_later(
+            delay, self._resend_discovery, conn
+        )
+
+    def _resend_discovery(self, conn: MqttConnection) -> None:
+        if self.discovery is None or not conn.is_connected:
+            return
+        try:
+            for topic, payload in self.discovery.messages(self._sources):
+                conn.publish_nowait(topic, payload, qos=1, retain=True)
+        except MqttError as exc:
+            log.warning("sink %s: discovery not re-sent: %s", self.name, exc)
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    async def deliver(self, events: Sequence[AnyEvent]) -> None:
+        await self._ready.wait()  # the outbox holds the events meanwhile
+        conn = self._conn
+        assert conn is not None
+        await self._discover_new_sources(conn, events)
+        try:
+            waiters = []
+            for event in events:
+                kind = event.kind
+                qos = 0 if kind == "interim" else self.config.qos
+                topic = self.topic_for_source(event.source, kind)
+                waiter = conn.publish_nowait(topic, to_json(event), qos=qos)
+                if waiter is not None:
+                    waiters.append(waiter)
+            await conn.wait_acks(waiters)
+        except MqttError as exc:
+            raise DeliveryError(str(exc)) from None
+
+    async def _discover_new_sources(self, conn: MqttConnection, events: Sequence[AnyEvent]) -> None:
+        """A source not known at start (e.g. added by a reload) gets its entities now."""
+        new = {e.source for e in events} - self._sources
+        if not new:
+            return
+        self._sources |= new
+        if self.discovery is not None:
+            try:
+                await self._publish_discovery(conn)
+            except MqttError as exc:
+                raise DeliveryError(f"discovery: {exc}") from None
+
+
+@hookimpl
+def register_sink_types(register: RegisterSink) -> None:
+    register(MqttSink)
