@@ -75,6 +75,19 @@ def cmd_plugins(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from listend.plugins import portaudio  # noqa: PLC0415
+
+    devices = portaudio.list_input_devices()
+    if args.json:
+        print(json.dumps(portaudio.devices_as_json(devices), indent=2))
+    elif devices:
+        print(portaudio.format_devices(devices))
+    else:
+        print("no audio input devices found", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="listend", description=__doc__)
     parser.add_argument("--version", action="version", version=f"listend {__version__}")
@@ -101,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("schema", cmd_schema, "print the JSON Schema of the config, including plugin options")
     add("plugins", cmd_plugins, "list installed plugins and the types they provide")
+    devices = add("devices", cmd_devices, "list audio input devices (for microphone sources)")
+    devices.add_argument("--json", action="store_true", help="print a JSON array")
     return parser
 
 

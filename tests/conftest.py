@@ -107,3 +107,14 @@ def echo_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env={**os.environ, "PIP_NO_INDEX": "1"},
     )
     return target
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory):
+    """Debian's headless Chromium, one per test worker, driven over the DevTools protocol."""
+    from tests.browser import Chromium  # noqa: PLC0415 - only the page tests need it
+
+    browser = Chromium(tmp_path_factory.mktemp("chromium") / "profile")
+    browser.start()
+    yield browser
+    browser.stop()

@@ -8,7 +8,10 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from listend.daemon.logs import JournalFormatter
+from listend.testing import ThreadedDeepgramTestServer
 from tests.conftest import ROOT, listend_cmd
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
@@ -21,7 +24,7 @@ log:
   level: {level}
 deepgram:
   api_key: $env:LOGTEST_KEY
-  url: http://127.0.0.1:9
+  url: {url}
 sources:
   hall:
     type: file
@@ -49,12 +52,25 @@ def test_journal_formatter_prefixes_every_line() -> None:
     assert formatter.format(record(logging.CRITICAL, "x")).startswith("<2>")
 
 
+@pytest.fixture(scope="module")
+def dg_url():
+    """Deepgram's protocol on loopback, answering the test's key (the one we check leaks of)."""
+    with ThreadedDeepgramTestServer(api_keys=[SECRET]) as server:
+        yield server.url
+
+
+def write_config(tmp_path: Path, url: str, level: str = "info") -> Path:
+    config = tmp_path / "listend.yaml"
+    text = CONFIG.format(state=tmp_path / "state", level=level, url=url)
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
 def run_daemon(
-    tmp_path: Path, *, journal: bool, level: str = "info", extra: tuple[str, ...] = ()
+    tmp_path: Path, url: str, *, journal: bool, level: str = "info", extra: tuple[str, ...] = ()
 ) -> str:
     """Run the daemon on a short file; return its stderr. ``journal``: as systemd would."""
-    config = tmp_path / "listend.yaml"
-    config.write_text(CONFIG.format(state=tmp_path / "state", level=level), encoding="utf-8")
+    config = write_config(tmp_path, url, level)
     env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
     env["LOGTEST_KEY"] = SECRET
     read_end, write_end = os.pipe()
@@ -73,13 +89,16 @@ def run_daemon(
         os.close(write_end)
         try:
             output = reader.read().decode()
+            assert proc.wait(timeout=60) == 0, output
         finally:
-            assert proc.wait(timeout=60) == 0
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
     return output
 
 
-def test_under_journald_priorities_and_no_timestamps(tmp_path: Path) -> None:
-    output = run_daemon(tmp_path, journal=True)
+def test_under_journald_priorities_and_no_timestamps(tmp_path: Path, dg_url: str) -> None:
+    output = run_daemon(tmp_path, dg_url, journal=True)
     lines = output.splitlines()
     assert lines, output
     assert all(re.match(r"<[2-7]>", line) for line in lines), output
@@ -87,10 +106,9 @@ def test_under_journald_priorities_and_no_timestamps(tmp_path: Path) -> None:
     assert any(line.startswith("<6>listend: listend ") for line in lines), output
 
 
-def test_journal_stream_of_another_file_is_ignored(tmp_path: Path) -> None:
+def test_journal_stream_of_another_file_is_ignored(tmp_path: Path, dg_url: str) -> None:
     """JOURNAL_STREAM inherited but stderr redirected elsewhere: a human reads it."""
-    config = tmp_path / "listend.yaml"
-    config.write_text(CONFIG.format(state=tmp_path / "state", level="info"), encoding="utf-8")
+    config = write_config(tmp_path, dg_url)
     env = dict(os.environ, JOURNAL_STREAM="1:1", LOGTEST_KEY=SECRET)
     result = subprocess.run(
         listend_cmd("run", str(config)),
@@ -105,18 +123,22 @@ def test_journal_stream_of_another_file_is_ignored(tmp_path: Path) -> None:
     assert TIMESTAMP.match(result.stderr), result.stderr
 
 
-def test_elsewhere_timestamps(tmp_path: Path) -> None:
-    output = run_daemon(tmp_path, journal=False)
+def test_elsewhere_timestamps(tmp_path: Path, dg_url: str) -> None:
+    output = run_daemon(tmp_path, dg_url, journal=False)
     assert all(TIMESTAMP.match(line) for line in output.splitlines() if line[:1] != " "), output
 
 
-def test_level_from_config_and_command_line(tmp_path: Path) -> None:
-    quiet = run_daemon(tmp_path, journal=True, level="warning")
+def test_level_from_config_and_command_line(tmp_path: Path, dg_url: str) -> None:
+    quiet = run_daemon(tmp_path, dg_url, journal=True, level="warning")
     assert not any(line.startswith("<6>") for line in quiet.splitlines()), quiet
-    loud = run_daemon(tmp_path, journal=True, level="warning", extra=("--log-level", "debug"))
+    loud = run_daemon(
+        tmp_path, dg_url, journal=True, level="warning", extra=("--log-level", "debug")
+    )
     assert any(line.startswith("<6>") for line in loud.splitlines()), loud
 
 
-def test_secrets_never_logged(tmp_path: Path) -> None:
-    output = run_daemon(tmp_path, journal=False, extra=("--log-level", "debug"))
+def test_secrets_never_logged(tmp_path: Path, dg_url: str) -> None:
+    """The key is used (the server accepts only it), and at debug level it still never shows."""
+    output = run_daemon(tmp_path, dg_url, journal=False, extra=("--log-level", "debug"))
+    assert "connected" in output, output
     assert SECRET not in output

@@ -12,8 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
-EventKind = Literal["final", "interim", "utterance_end", "speech_started"]
-EVENT_KINDS: tuple[EventKind, ...] = ("final", "interim", "utterance_end", "speech_started")
+EventKind = Literal["final", "interim", "utterance_end", "speech_started", "metadata"]
+EVENT_KINDS: tuple[EventKind, ...] = (
+    "final",
+    "interim",
+    "utterance_end",
+    "speech_started",
+    "metadata",
+)
 
 
 class Word(BaseModel):
@@ -83,8 +89,24 @@ class SpeechStartedEvent(_EventBase):
         return "speech_started"
 
 
+class MetadataEvent(_EventBase):
+    """Deepgram's summary of one connection (sent when the stream closes cleanly)."""
+
+    type: Literal["metadata"] = "metadata"
+    duration: float = Field(description="seconds of audio this connection received")
+    channels: int = 1
+    created: str | None = Field(default=None, description="when Deepgram opened the request")
+    sha256: str | None = None
+    at: datetime
+
+    @property
+    def kind(self) -> EventKind:
+        return "metadata"
+
+
 Event = Annotated[
-    TranscriptEvent | UtteranceEndEvent | SpeechStartedEvent, Field(discriminator="type")
+    TranscriptEvent | UtteranceEndEvent | SpeechStartedEvent | MetadataEvent,
+    Field(discriminator="type"),
 ]
 
 
@@ -96,7 +118,7 @@ def to_json(event: AnyEvent) -> str:
     return event.model_dump_json(exclude_none=True)
 
 
-AnyEvent = TranscriptEvent | UtteranceEndEvent | SpeechStartedEvent
+AnyEvent = TranscriptEvent | UtteranceEndEvent | SpeechStartedEvent | MetadataEvent
 
 
 def from_json(data: str | bytes) -> AnyEvent:

@@ -21,14 +21,14 @@ from typing import Any
 
 from listend.daemon.config import ListendConfig
 from listend.daemon.delivery import SinkWorker, open_workers
-from listend.daemon.errors import ListendError
+from listend.daemon.errors import AuthError, ListendError
 from listend.daemon.health import HealthServer
 from listend.daemon.metrics import Metrics, SinkState, status_line
 from listend.daemon.plugins import PluginHost
 from listend.daemon.reload import apply_reload, routed_to, routes_of, settle
 from listend.daemon.router import Router
 from listend.daemon.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
-from listend.daemon.session import Endpoint, SessionStats, StreamSession
+from listend.daemon.session import LOCAL, Endpoint, SessionStats, StreamSession
 from listend.daemon.sinks import Sink
 from listend.daemon.sources import PluginContext, Source
 
@@ -46,6 +46,8 @@ ConfigLoader = Callable[[], ListendConfig]
 
 def build_endpoint(config: ListendConfig) -> Endpoint:
     dg = config.deepgram
+    if dg.uses_local_engine():  # the local engine's server replaces LOCAL with its URL
+        return Endpoint(LOCAL, None, engine="local")
     if dg.access_token is not None:
         return Endpoint(dg.url or "https://api.deepgram.com", f"Bearer {dg.access_token.reveal()}")
     key = dg.effective_api_key()
@@ -81,6 +83,7 @@ class Daemon:
         self._reload_wanted = asyncio.Event()
         self._sessions_changed = asyncio.Event()
         self._ended: set[str] = set()  # sources whose input ended by itself
+        self._failed: set[str] = set()  # ... and those of them that ended with an error
         self._retiring: set[asyncio.Task[None]] = set()  # sessions a reload is replacing
         self._ready = asyncio.Event()
         self.health: HealthServer | None = None
@@ -171,7 +174,8 @@ class Daemon:
     def start_session(self, session: StreamSession) -> None:
         self.sessions[session.name] = session
         self._ended.discard(session.name)
-        task = self._spawn(f"source:{session.name}", session.run())
+        self._failed.discard(session.name)
+        task = self._spawn(f"source:{session.name}", self._run_session(session))
 
         def ended(task: asyncio.Task[None]) -> None:
             if task not in self._retiring:
@@ -180,6 +184,17 @@ class Daemon:
             self._sessions_changed.set()
 
         task.add_done_callback(ended)
+
+    async def _run_session(self, session: StreamSession) -> None:
+        await session.run()
+        if session.failure is not None:
+            self._failed.add(session.name)
+            if not self._all_failed():
+                log.error("source %s stopped: %s", session.name, session.failure)
+
+    def _all_failed(self) -> bool:
+        """Every source ended with an error: :meth:`run` raises it (one message, its exit code)."""
+        return bool(self.sessions) and set(self.sessions) <= self._failed
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -200,32 +215,37 @@ class Daemon:
         finally:
             if self.health is not None:
                 await self.health.stop()
+        if self._all_failed():
+            failures = [s.failure for s in self.sessions.values() if s.failure is not None]
+            raise next((f for f in failures if isinstance(f, AuthError)), failures[0])
         return 0
 
     async def _start(self) -> None:
-        if self.config.health is not None:
-            self.health = HealthServer(self.config.health, self, self.metrics)
-            await self.health.start()
-        self._spawn(
-            "heartbeat", run_heartbeat(self.notifier, checks=self._checks, status=self.status)
-        )
+        # Sessions first: a bad source (missing file, unknown command) or stream options that
+        # contradict its format are a ConfigError before anything is opened or connects.
         config = self.config
-        sources = {
-            name: self.make_source(config, name)
+        sessions = [
+            self.make_session(config, name, self.make_source(config, name))
             for name, cfg in config.sources.items()
             if cfg.enabled
-        }
+        ]
         workers = {
             name: self.make_worker(self.make_sink(config, name))
             for name, cfg in config.sinks.items()
             if cfg.enabled
         }
+        if config.health is not None:
+            self.health = HealthServer(config.health, self, self.metrics)
+            await self.health.start()
+        self._spawn(
+            "heartbeat", run_heartbeat(self.notifier, checks=self._checks, status=self.status)
+        )
         await open_workers(workers.values())  # outboxes under state_dir; fails early
         for name, worker in workers.items():
             self.start_worker(name, worker)
         self._spawn("router", self.router.run())
-        for name, source in sources.items():
-            self.start_session(self.make_session(config, name, source))
+        for session in sessions:
+            self.start_session(session)
         self._spawn("ready", self._announce_ready())
         self._spawn("reloader", self._reloader())
 

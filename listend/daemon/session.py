@@ -1,23 +1,46 @@
-"""A stream session: one source's audio over one Deepgram stream, events out to the router.
+"""A stream session: one source's audio over Deepgram streams, without losing any of it.
 
-Placeholder until the stream-session work lands: it drains the source so the daemon runs.
+Four tasks per session: *capture* reads the source into the :class:`ReplayBuffer`; per
+connection, *send* streams the buffer (KeepAlive when quiet, Finalize + CloseStream at the end)
+and *receive* turns Deepgram's messages into events; *publish* hands events to the router from
+a bounded queue, so a slow sink never stalls the WebSocket. A dropped connection is retried
+with the shared :class:`Backoff`, and the new one starts by replaying what no final covered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from listend.daemon.backoff import Backoff
 from listend.daemon.config import DeepgramConfig
+from listend.daemon.deepgram_connect import (
+    StreamError,
+    check_stream_format,
+    close_failure,
+    connect_options,
+    handshake_failure,
+    make_client,
+)
+from listend.daemon.errors import ListendError
 from listend.daemon.events import AnyEvent
+from listend.daemon.replay import ReplayBuffer
 from listend.daemon.sources import Source
+from listend.daemon.stream_connection import StreamConnection
 from listend.daemon.stream_options import StreamOptions
+from listend.daemon.transcripts import EventFactory
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[AnyEvent], Awaitable[None]]
+EVENT_QUEUE_SIZE = 1000
+#: Endpoint URL meaning "the embedded offline engine" (not wired in yet: audio is not sent).
+LOCAL = "local"
 
 
 @dataclass
@@ -43,6 +66,7 @@ class Endpoint:
 
     url: str
     authorization: str | None
+    engine: str = "deepgram"  # what events report as their `engine`
 
 
 class StreamSession:
@@ -64,16 +88,226 @@ class StreamSession:
         self.deepgram = deepgram
         self.endpoint = endpoint
         self.publish = publish
-        self._stop = asyncio.Event()
+        self.format = source.audio_format
+        check_stream_format(name, options, self.format)
+        self.client = (
+            None if endpoint.url == LOCAL else make_client(endpoint.url, endpoint.authorization)
+        )
         self.stats = SessionStats()
+        self.failure: ListendError | None = None  # why the source stopped, if it had to
+        self.dropped_interims = 0
+        self.backoff = Backoff()  # the shared retry policy; replaceable (tests use short delays)
+        self.live = bool(getattr(source, "realtime", True))
+        self._stop = asyncio.Event()
+        self._stop_deadline: float | None = None
+        self._capture_task: asyncio.Task[None] | None = None
+        self._events: asyncio.Queue[AnyEvent | None] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self.buffer = ReplayBuffer(self.format, deepgram.replay_buffer_seconds)
+        self.factory = EventFactory(
+            device=device, source=name, epoch=0, wall_start=time.time(), engine=endpoint.engine
+        )
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self) -> None:
-        """Ask for a graceful end: finalize, close, then :meth:`run` returns."""
-        self._stop.set()
+        """Ask for a graceful end: stop capturing, finalize, close, then :meth:`run` returns."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._stop_deadline = time.monotonic() + 2 * self.deepgram.finalize_timeout
+        if self._capture_task is not None:
+            self._capture_task.cancel()
 
     async def run(self) -> None:
+        if self.client is None:
+            await self._drain_untranscribed()
+            return
+        now = time.time()
+        self.factory.epoch = int(now * 1000)
+        self.factory.wall_start = now
+        tag = f"listend[source:{self.name}]"
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._capture_task = group.create_task(self._capture(), name=f"{tag}.capture")
+                if self._stop.is_set():
+                    self._capture_task.cancel()
+                publisher = group.create_task(self._publish_events(), name=f"{tag}.publish")
+                try:
+                    await self._stream()
+                except BaseException:
+                    publisher.cancel()  # a hard stop does not wait for the sinks
+                    raise
+                finally:
+                    self._capture_task.cancel()
+                await self._events.put(None)  # the publisher drains the queue, then ends
+        finally:
+            self.stats.connected = False
+            self.stats.first_attempt.set()
+        log.info("source %s ended", self.name)
+
+    async def _drain_untranscribed(self) -> None:
+        """No credentials and no local engine yet: read the source so the daemon still runs."""
+        log.warning(
+            "source %s: no Deepgram credentials and no local engine: not transcribed", self.name
+        )
         self.stats.first_attempt.set()
         async for _chunk in self.source.stream():
             if self._stop.is_set():
                 break
-        log.info("source %s ended", self.name)
+
+    # -- capture and publish ------------------------------------------------------------
+
+    async def _capture(self) -> None:
+        stream = self.source.stream()
+        try:
+            async for chunk in stream:
+                if not chunk:
+                    continue  # an empty frame would close Deepgram's stream
+                if not self.live and self.buffer.full():
+                    await self.buffer.wait_for_room()
+                await self.buffer.append(chunk)
+                self.stats.audio_seconds_captured += self.buffer.to_seconds(len(chunk))
+        except ListendError as exc:
+            log.error("source %s failed: %s", self.name, exc)  # noqa: TRY400 - a user error
+            self.failure = exc
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            await self.buffer.finish()
+
+    async def _publish_events(self) -> None:
+        while (event := await self._events.get()) is not None:
+            await self.publish(event)
+
+    async def emit(self, event: AnyEvent | None) -> None:
+        if event is None:
+            return
+        if event.kind == "interim" and self._events.full():
+            self.dropped_interims += 1  # superseded by the final anyway; never block for them
+            if self.dropped_interims % 100 == 1:
+                log.warning("source %s: sinks are slow, dropping interim results", self.name)
+            return
+        await self._events.put(event)
+
+    # -- connections ----------------------------------------------------------------------
+
+    async def _stream(self) -> None:
+        """Connect, stream, reconnect on retryable failures; return once flushed (or fatal)."""
+        backoff = self.backoff
+        while True:
+            buffer = self.buffer
+            if buffer.ended and not buffer.uncovered and (self.stats.connects or not buffer.end):
+                return  # nothing (left) to transcribe: stopped before or between connections
+            try:
+                await self._connection(backoff)
+            except StreamError as failure:
+                self.stats.connected = False
+                self.stats.first_attempt.set()
+                if not failure.retry:
+                    self.failure = failure.error
+                    return
+                if self._out_of_time():
+                    self._abandon(failure)
+                    return
+                backoff.failed()
+                delay = max(backoff.next_delay(), failure.retry_after or 0.0)
+                log.warning(
+                    "source %s: %s; reconnecting in %.1fs (attempt %d)",
+                    self.name,
+                    failure,
+                    delay,
+                    backoff.attempt,
+                )
+                await self._sleep_unless_stopping(delay)
+            else:
+                return
+
+    def _out_of_time(self) -> bool:
+        return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
+
+    def _abandon(self, failure: StreamError) -> None:
+        lost = self.buffer.to_seconds(self.buffer.lost() + self.buffer.uncovered)
+        self.stats.gap_seconds += lost
+        log.error(
+            "source %s: stopping with %.1fs of audio never transcribed (%s)",
+            self.name,
+            lost,
+            failure,
+        )
+
+    async def _sleep_unless_stopping(self, delay: float) -> None:
+        if self._stop_deadline is not None:
+            delay = min(delay, max(0.0, self._stop_deadline - time.monotonic()))
+        if self._stop.is_set():
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._stop.wait()  # stop() cuts the wait: flush what was captured now
+
+    async def _connection(self, backoff: Backoff) -> None:
+        start = self._resume_point()
+        async with contextlib.AsyncExitStack() as stack:
+            assert self.client is not None
+            try:
+                sock = await stack.enter_async_context(
+                    self.client.listen.v1.connect(
+                        **connect_options(self.options, self.format),
+                        authorization=self.endpoint.authorization,
+                    )
+                )
+            except Exception as exc:
+                raise handshake_failure(exc, self.name) from exc
+            ws: Any = sock._websocket  # noqa: SLF001 - the SDK does not expose headers/close code
+            conn = StreamConnection(
+                sock,
+                ws,
+                start=start,
+                request_id=ws.response_headers.get("dg-request-id"),
+                session=self,
+            )
+            self._connected(backoff, conn)
+            await conn.run()
+            self.stats.connected = False
+        if conn.close_stream_sent and conn.close_code == 1000:  # noqa: PLR2004
+            return
+        raise close_failure(conn.close_code, conn.close_reason, self.name)
+
+    def _resume_point(self) -> int:
+        """Where the next connection starts: the first audio no final covered."""
+        lost = self.buffer.skip_lost()
+        if lost:
+            seconds = self.buffer.to_seconds(lost)
+            self.stats.gap_seconds += seconds
+            until = self.buffer.to_seconds(self.buffer.covered)
+            self.factory.skip_to(until)
+            log.error(
+                "source %s: %.1fs of audio lost (%.1fs-%.1fs): the outage outlasted the "
+                "replay buffer (deepgram.replay_buffer_seconds=%g)",
+                self.name,
+                seconds,
+                until - seconds,
+                until,
+                self.deepgram.replay_buffer_seconds,
+            )
+        return max(self.buffer.covered, self.buffer.start)
+
+    def _connected(self, backoff: Backoff, conn: StreamConnection) -> None:
+        stats = self.stats
+        stats.first_attempt.set()
+        stats.connected = True
+        stats.connects += 1
+        if stats.connects > 1:
+            stats.reconnects += 1
+        backoff.connected()
+        offset = self.buffer.to_seconds(conn.start)
+        self.factory.connection(offset, conn.request_id)
+        backlog = self.buffer.to_seconds(self.buffer.end - conn.start)
+        log.info(
+            "source %s: connected (dg-request-id %s)%s",
+            self.name,
+            conn.request_id,
+            f", replaying {backlog:.1f}s from {offset:.1f}s" if stats.connects > 1 else "",
+        )

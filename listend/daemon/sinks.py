@@ -39,7 +39,9 @@ class SinkConfig(BaseModel):
     enabled: bool = True
     receive: list[EventKind] = Field(
         default_factory=lambda: list[EventKind](["final"]),
-        description="event kinds this sink gets: final, interim, utterance_end, speech_started",
+        description=(
+            "event kinds this sink gets: final, interim, utterance_end, speech_started, metadata"
+        ),
     )
     outbox: OutboxOptions = Field(default_factory=OutboxOptions)
 

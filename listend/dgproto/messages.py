@@ -135,15 +135,21 @@ def encode(
     request_id: str,
     model_uuid: str,
     info: RecognizerInfo,
+    channel: int = 0,
 ) -> dict[str, Any]:
     channels = params.channels if params.multichannel else 1
     if isinstance(output, Hypothesis):
         return results(
-            output, request_id=request_id, model_uuid=model_uuid, info=info, channels=channels
+            output,
+            request_id=request_id,
+            model_uuid=model_uuid,
+            info=info,
+            channel=channel,
+            channels=channels,
         )
     if isinstance(output, UtteranceEnd):
-        return utterance_end(output, channels=channels)
-    return speech_started(output, channels=channels)
+        return utterance_end(output, channel=channel, channels=channels)
+    return speech_started(output, channel=channel, channels=channels)
 
 
 def error_body(err_code: str, err_msg: str, request_id: str) -> Mapping[str, str]:

@@ -16,108 +16,44 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 
 from listend.dgproto import messages
-from listend.dgproto.faults import ABRUPT, ConnectionFault, Drop, FaultPlan, Refuse, Stall
+from listend.dgproto.channels import SAMPLE_WIDTH, ChannelRecognizers, Tagged
+from listend.dgproto.faults import ABRUPT, Drop, FaultPlan, Refuse, Stall
 from listend.dgproto.params import BadRequest, parse_params
 from listend.dgproto.recognizer import (
     Recognizer,
-    RecognizerOutput,
     StreamParams,
     UnsupportedParams,
 )
+from listend.dgproto.records import (
+    ConnectionRecord,
+    ControlMessage,
+    Credentials,
+    Refusal,
+)
+
+__all__ = [
+    "ConnectionRecord",
+    "ControlMessage",
+    "Credentials",
+    "DeepgramProtocolServer",
+    "RecognizerFactory",
+    "Refusal",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
 RecognizerFactory = Callable[[StreamParams], Recognizer]
 REQUEST_ID = web.RequestKey("dg_request_id", str)
-SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
 MAX_MESSAGE = 1 << 20  # what Deepgram's SDK itself allows per message
-
-
-@dataclass(frozen=True, slots=True)
-class ControlMessage:
-    """A text message the client sent, with how much audio had arrived before it."""
-
-    type: str
-    at_byte: int
-    at: float  # seconds since the connection opened
-    raw: str
-
-
-@dataclass(eq=False)
-class ConnectionRecord:
-    """Everything one connection received and how it ended (for tests and debugging)."""
-
-    index: int
-    request_id: str
-    params: StreamParams
-    query: list[tuple[str, str]]
-    authorization: str | None
-    fault: ConnectionFault | None = None
-    audio: bytearray = field(default_factory=bytearray)
-    bytes_received: int = 0
-    frames: int = 0
-    controls: list[ControlMessage] = field(default_factory=list)
-    sent: list[dict[str, Any]] = field(default_factory=list)
-    close_code: int | None = None
-    close_reason: str = ""
-    closed_by: Literal["client", "server"] | None = None
-    opened_at: float = field(default_factory=time.monotonic)
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def control_types(self) -> list[str]:
-        return [c.type for c in self.controls]
-
-    def finals(self) -> list[dict[str, Any]]:
-        return [m for m in self.sent if m.get("type") == "Results" and m.get("is_final")]
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A handshake the server answered with an HTTP error instead of upgrading."""
-
-    status: int
-    err_code: str
-    message: str
-    request_id: str
-
-
-class Credentials:
-    """Accepted API keys (``Token``) and access tokens (``Bearer``); none at all: open."""
-
-    def __init__(self, api_keys: Iterable[str] = (), access_tokens: Iterable[str] = ()) -> None:
-        self.api_keys = set(api_keys)
-        self.access_tokens = set(access_tokens)
-
-    @property
-    def open(self) -> bool:
-        return not self.api_keys and not self.access_tokens
-
-    def allows(self, request: web.Request) -> bool:
-        if self.open:
-            return True
-        scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
-        if not secret:  # browsers cannot set headers: Sec-WebSocket-Protocol: token, <key>
-            offered = [
-                p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-            ]
-            if len(offered) == 2:  # noqa: PLR2004 - scheme and secret
-                scheme, secret = offered
-        scheme = scheme.lower()
-        if scheme == "token":
-            return secret.strip() in self.api_keys
-        if scheme == "bearer":
-            return secret.strip() in self.access_tokens
-        return False
 
 
 class DeepgramProtocolServer:
@@ -165,7 +101,7 @@ class DeepgramProtocolServer:
         query = {key: request.query.getall(key) for key in request.query}
         try:
             params = parse_params(query, models=self.models)
-            recognizer = self.recognizer_factory(params)
+            recognizer = ChannelRecognizers(self.recognizer_factory, params)
         except (BadRequest, UnsupportedParams) as exc:
             return self._refuse(request, 400, "Bad Request", str(exc))
         self._count += 1
@@ -230,7 +166,7 @@ class _Connection:
         server: DeepgramProtocolServer,
         request: web.Request,
         ws: web.WebSocketResponse,
-        recognizer: Recognizer,
+        recognizer: ChannelRecognizers,
         record: ConnectionRecord,
     ) -> None:
         self.server = server
@@ -334,8 +270,8 @@ class _Connection:
         await self._send_json(meta)
         await self._close(1000, "")
 
-    async def _send(self, outputs: list[RecognizerOutput]) -> None:
-        for output in outputs:
+    async def _send(self, outputs: Tagged) -> None:
+        for channel, output in outputs:
             if messages.wanted(output, self.params):
                 await self._send_json(
                     messages.encode(
@@ -344,6 +280,7 @@ class _Connection:
                         request_id=self.record.request_id,
                         model_uuid=self.model_uuid,
                         info=self.recognizer.info,
+                        channel=channel,
                     )
                 )
 

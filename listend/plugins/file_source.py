@@ -1,33 +1,72 @@
-"""The ``file`` source: a WAV or raw PCM file, paced in real time like a live source."""
+"""The ``file`` source: a WAV or raw PCM file, paced in real time like a live source.
+
+Every problem with the file (missing, unreadable, not WAV, 8-bit or compressed, a raw size
+that is not whole frames, no audio) is a :class:`ConfigError` naming the file and saying why,
+raised when the source is built, i.e. at daemon start. Reads happen in a thread, a block at a
+time, so long files neither block the loop nor sit in memory.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 import time
-import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from pydantic import Field
 
 from listend import hookimpl
-from listend.daemon.errors import ConfigError
+from listend.daemon.errors import ConfigError, ListendError
 from listend.daemon.hookspecs import RegisterSource
 from listend.daemon.sources import AudioFormat, PluginContext, Source, SourceConfig
+from listend.plugins.wav import WavError, read_wav_info
 
 log = logging.getLogger(__name__)
+
+READ_BLOCK_CHUNKS = 10  # chunks read per trip to the thread
 
 
 class FileSourceConfig(SourceConfig):
     path: Path = Field(description="WAV file, or raw PCM with `format: raw`")
     format: Literal["wav", "raw"] = Field(default="wav", description="wav reads its header")
-    sample_rate: int = Field(default=16000, gt=0, description="raw only")
-    channels: int = Field(default=1, gt=0, description="raw only")
+    sample_rate: int = Field(default=16000, ge=8000, le=192000, description="raw only")
+    channels: int = Field(default=1, ge=1, le=32, description="raw only")
     realtime: bool = Field(default=True, description="pace like a live source; false: fast")
     loop: bool = Field(default=False, description="start again at the end (demos)")
     chunk_ms: int = Field(default=100, ge=10, le=1000)
+
+
+class Pacer:
+    """Holds audio back to the rate it plays at, each deadline counted from the first chunk.
+
+    Deadlines come from the total handed on so far, never from "now + chunk length", so time
+    spent elsewhere (a slow consumer, a busy CPU) is caught up instead of accumulating drift.
+    """
+
+    def __init__(
+        self,
+        audio_format: AudioFormat,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._format = audio_format
+        self._clock = clock
+        self._sleep = sleep
+        self._started: float | None = None
+        self._bytes = 0
+
+    async def handed_on(self, nbytes: int) -> None:
+        """Record ``nbytes`` more audio and sleep until it has had time to play."""
+        if self._started is None:
+            self._started = self._clock()
+        self._bytes += nbytes
+        delay = self._started + self._format.seconds(self._bytes) - self._clock()
+        if delay > 0:
+            await self._sleep(delay)
 
 
 class FileSource(Source):
@@ -37,52 +76,99 @@ class FileSource(Source):
 
     def __init__(self, name: str, config: Any, context: PluginContext) -> None:
         super().__init__(name, config, context)
-        self._format = self._probe()
+        self._format, self._data_offset, self._data_size = self._probe()
 
-    def _probe(self) -> AudioFormat:
+    def _error(self, why: str) -> ConfigError:
+        return ConfigError(f"source {self.name}: {self.config.path} {why}")
+
+    def _probe(self) -> tuple[AudioFormat, int, int]:
+        """Check the file now, so a bad file stops the daemon at start with a clear message."""
+        cfg = self.config
+        try:
+            mode = cfg.path.stat().st_mode
+            if stat.S_ISDIR(mode):
+                raise self._error("is a directory")
+            if not stat.S_ISREG(mode):
+                msg = "is not a regular file (for a pipe or device use a `command` source)"
+                raise self._error(msg)
+            with cfg.path.open("rb") as file:
+                size = cfg.path.stat().st_size
+                audio_format, offset, data_size = self._read_header(file, size)
+        except FileNotFoundError:
+            raise self._error("does not exist") from None
+        except OSError as exc:
+            raise self._error(f"cannot be read: {exc.strerror or exc}") from None
+        if data_size == 0:
+            raise self._error("contains no audio")
+        return audio_format, offset, data_size
+
+    def _read_header(self, file: BinaryIO, size: int) -> tuple[AudioFormat, int, int]:
         cfg = self.config
         if cfg.format == "raw":
-            if not cfg.path.is_file():
-                raise ConfigError(f"source {self.name}: {cfg.path} does not exist")
-            return AudioFormat(cfg.sample_rate, cfg.channels)
+            audio_format = AudioFormat(cfg.sample_rate, cfg.channels)
+            frame = audio_format.bytes_per_frame
+            if size % frame:
+                msg = f"is {size} bytes, not a whole number of {frame}-byte frames "
+                msg += f"(16-bit, {cfg.channels} channels): wrong `channels`, or not raw PCM?"
+                raise self._error(msg)
+            return audio_format, 0, size
         try:
-            with wave.open(str(cfg.path), "rb") as wav:
-                if wav.getsampwidth() != 2 or wav.getcomptype() != "NONE":  # noqa: PLR2004
-                    msg = f"source {self.name}: {cfg.path} is not 16-bit PCM WAV"
-                    raise ConfigError(msg)
-                return AudioFormat(wav.getframerate(), wav.getnchannels())
-        except (OSError, EOFError, wave.Error) as exc:
-            raise ConfigError(f"source {self.name}: cannot read WAV {cfg.path}: {exc}") from None
+            info = read_wav_info(file, size)
+        except WavError as exc:
+            raise self._error(str(exc)) from None
+        return AudioFormat(info.sample_rate, info.channels), info.data_offset, info.data_size
 
     @property
     def audio_format(self) -> AudioFormat:
         return self._format
 
+    @property
+    def realtime(self) -> bool:
+        """Not live: the stream session may pause reading instead of dropping audio."""
+        return self.config.realtime
+
     async def stream(self) -> AsyncIterator[bytes]:
         cfg = self.config
         chunk = self._format.bytes_per_second * cfg.chunk_ms // 1000
-        chunk -= chunk % self._format.bytes_per_frame
-        data = await asyncio.to_thread(self._read_all)
-        sent = 0.0
-        started = time.monotonic()
-        while True:
-            for offset in range(0, len(data), chunk):
-                piece = data[offset : offset + chunk]
-                yield piece
-                if cfg.realtime:
-                    sent += self._format.seconds(len(piece))
-                    await asyncio.sleep(max(0.0, started + sent - time.monotonic()))
-            if not cfg.loop:
-                return
-            log.debug("source %s: looping %s", self.name, cfg.path)
+        chunk = max(chunk - chunk % self._format.bytes_per_frame, self._format.bytes_per_frame)
+        pacer = Pacer(self._format) if cfg.realtime else None
+        file = await self._in_thread(cfg.path.open, "rb")
+        try:
+            while True:
+                sent = 0
+                async for block in self._blocks(file, chunk * READ_BLOCK_CHUNKS):
+                    for offset in range(0, len(block), chunk):
+                        piece = block[offset : offset + chunk]
+                        yield piece
+                        sent += len(piece)
+                        if pacer is not None:
+                            await pacer.handed_on(len(piece))
+                if not cfg.loop or sent == 0:
+                    log.info("source %s: end of %s", self.name, cfg.path)
+                    return
+                log.debug("source %s: looping %s", self.name, cfg.path)
+        finally:
+            file.close()
 
-    def _read_all(self) -> bytes:
-        if self.config.format == "wav":
-            with wave.open(str(self.config.path), "rb") as wav:
-                data = wav.readframes(wav.getnframes())
-        else:
-            data = self.config.path.read_bytes()
-        return data[: len(data) - len(data) % self._format.bytes_per_frame]
+    async def _blocks(self, file: BinaryIO, block_size: int) -> AsyncIterator[bytes]:
+        """The audio data, a block at a time, stopping early if the file was truncated."""
+        await self._in_thread(file.seek, self._data_offset)
+        remaining = self._data_size
+        while remaining > 0:
+            block = await self._in_thread(file.read, min(block_size, remaining))
+            block = block[: len(block) - len(block) % self._format.bytes_per_frame]
+            if not block:
+                log.warning("source %s: %s became shorter while reading", self.name, file.name)
+                return
+            remaining -= len(block)
+            yield block
+
+    async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(func, *args)
+        except OSError as exc:
+            msg = f"source {self.name}: reading {self.config.path} failed: {exc.strerror or exc}"
+            raise ListendError(msg) from exc
 
 
 @hookimpl

@@ -44,6 +44,7 @@ KIND_SUFFIX: dict[EventKind, str] = {
     "interim": "/interim",
     "utterance_end": "/utterance_end",
     "speech_started": "/speech_started",
+    "metadata": "/metadata",
 }
 #: Home Assistant waits this long at most (random) before re-sending discovery on its birth.
 BIRTH_RESEND_MAX_DELAY = 3.0

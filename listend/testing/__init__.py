@@ -9,8 +9,8 @@ planned with ``server.faults`` and every connection is recorded in ``server.conn
 from __future__ import annotations
 
 from listend.dgproto.faults import Drop, FaultPlan, Refuse, Stall
-from listend.dgproto.server import ConnectionRecord, ControlMessage, Refusal
-from listend.testing.scripted import Script, ScriptedRecognizer, WordSpan
+from listend.dgproto.records import ConnectionRecord, ControlMessage, Refusal
+from listend.testing.scripted import Script, ScriptedRecognizer, WordSpan, interleave
 from listend.testing.server import (
     DEFAULT_API_KEY,
     DeepgramTestServer,
@@ -32,5 +32,6 @@ __all__ = [
     "Stall",
     "ThreadedDeepgramTestServer",
     "WordSpan",
+    "interleave",
     "running_server",
 ]

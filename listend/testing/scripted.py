@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import random
 import wave
-from dataclasses import dataclass, field
+from array import array
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 from typing import Final
@@ -129,6 +130,17 @@ class Script:
             wav.setframerate(self.sample_rate)
             wav.writeframes(self.pcm())
         return path
+
+
+def interleave(*scripts: Script) -> bytes:
+    """Multichannel PCM with one mono script per channel (shorter ones padded with silence)."""
+    monos = [Script.pcm(replace(s, channels=1)) for s in scripts]
+    longest = max(len(m) for m in monos)
+    samples = [array("h", m.ljust(longest, b"\0")) for m in monos]
+    out = array("h", bytes(longest * len(monos)))
+    for channel, mono in enumerate(samples):
+        out[channel :: len(monos)] = mono
+    return out.tobytes()
 
 
 _SILENCE: Final = "silence"

@@ -1,0 +1,154 @@
+"""Everything about reaching Deepgram that is not the session's own logic.
+
+Where to connect (base URL -> the SDK's environment), with which query parameters, and what a
+failure means: retry with backoff, or stop the source with one clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from deepgram import AsyncDeepgramClient
+from deepgram.core.api_error import ApiError
+from deepgram.environment import DeepgramClientEnvironment
+from websockets.exceptions import WebSocketException
+
+from listend.daemon.errors import AuthError, ConfigError, ListendError
+from listend.daemon.sources import AudioFormat
+from listend.daemon.stream_options import StreamOptions
+
+#: Close codes worth a reconnect: abnormal closure, internal error, restart, try again later.
+RETRY_CLOSE_CODES = frozenset({1006, 1011, 1012, 1013})
+#: Deepgram could not decode the audio (DATA-0000): the same bytes will fail again.
+FATAL_CLOSE_CODES = frozenset({1008})
+#: Deepgram's err_code for a status, when the status alone says it.
+ERR_CODES = {401: "INVALID_AUTH"}
+_HTTP_FOR_WS = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
+_WS_FOR_HTTP = {"http": "ws", "https": "wss"}
+
+
+@dataclass
+class StreamError(Exception):
+    """Why a connection ended or never started, and whether to try again."""
+
+    message: str
+    retry: bool
+    retry_after: float | None = None
+    error: ListendError | None = None  # set when not retrying: what the daemon reports
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def environment_for(url: str) -> DeepgramClientEnvironment:
+    """The SDK environment for a base URL (http/https, or ws/wss for the streaming side)."""
+    parts = urlsplit(url.strip().rstrip("/"))
+    http = _HTTP_FOR_WS.get(parts.scheme)
+    if http is None or not parts.netloc:
+        msg = f"deepgram.url: expected an http(s):// or ws(s):// URL, found {url!r}"
+        raise ConfigError(msg)
+    base = urlunsplit((http, parts.netloc, parts.path, "", ""))
+    ws = urlunsplit((_WS_FOR_HTTP[http], parts.netloc, parts.path, "", ""))
+    return DeepgramClientEnvironment(base=base, production=ws, agent=ws, agent_rest=base)
+
+
+def make_client(url: str, authorization: str | None) -> AsyncDeepgramClient:
+    """A client whose requests carry ``authorization`` (``Token <key>`` or ``Bearer <t>``)."""
+    key = "unused"  # the SDK wants one; the explicit Authorization header replaces it
+    if authorization and authorization.startswith("Token "):
+        key = authorization.removeprefix("Token ")
+    return AsyncDeepgramClient(api_key=key, environment=environment_for(url))
+
+
+def check_stream_format(source: str, options: StreamOptions, fmt: AudioFormat) -> None:
+    """An explicit encoding/sample_rate/channels that contradicts the source is a config error."""
+    problems = [
+        f"stream.{key} is {given!r} but the source delivers {actual!r}"
+        for key, given, actual in (
+            ("encoding", options.encoding, fmt.encoding),
+            ("sample_rate", options.sample_rate, fmt.sample_rate),
+            ("channels", options.channels, fmt.channels),
+        )
+        if given is not None and given != actual
+    ]
+    if problems:
+        msg = (
+            f"source {source}: "
+            + "; ".join(problems)
+            + " (remove the setting: it follows the source)"
+        )
+        raise ConfigError(msg)
+
+
+def connect_options(options: StreamOptions, fmt: AudioFormat) -> dict[str, Any]:
+    """Keyword arguments for ``listen.v1.connect``: the options plus the source's format."""
+    query = options.query()
+    query.update(encoding=fmt.encoding, sample_rate=fmt.sample_rate, channels=fmt.channels)
+    query.setdefault("model", None)  # the SDK requires the keyword; None leaves Deepgram's default
+    return query
+
+
+def handshake_failure(exc: BaseException, source: str) -> StreamError:
+    """Classify an exception raised while opening the stream; re-raise what is a bug."""
+    if isinstance(exc, ApiError):
+        return _status_failure(exc, source)
+    if isinstance(exc, (OSError, TimeoutError, WebSocketException, asyncio.IncompleteReadError)):
+        return StreamError(f"cannot connect: {_describe(exc)}", retry=True)
+    raise exc
+
+
+def _status_failure(exc: ApiError, source: str) -> StreamError:
+    status = exc.status_code or 0
+    headers: Any = getattr(exc.__context__, "headers", None) or {}
+    dg_error = headers.get("dg-error")
+    request_id = headers.get("dg-request-id")
+    detail = f"HTTP {status}"
+    if status in ERR_CODES:
+        detail += f" {ERR_CODES[status]}"
+    if dg_error:
+        detail += f": {dg_error}"
+    if request_id:
+        detail += f" (dg-request-id {request_id})"
+    if status == 429 or status >= 500:  # noqa: PLR2004 - too many streams, server trouble
+        return StreamError(
+            f"Deepgram refused the stream for now: {detail}",
+            retry=True,
+            retry_after=_retry_after(headers.get("retry-after")),
+        )
+    if status in (401, 403):
+        hint = "check deepgram.api_key / $DEEPGRAM_API_KEY, or deepgram.access_token"
+        message = f"Deepgram refused the credentials for source {source}: {detail}; {hint}"
+        return StreamError(message, retry=False, error=AuthError(message))
+    message = f"Deepgram refused the stream of source {source}: {detail}"
+    if status == 400:  # noqa: PLR2004
+        message += "; check deepgram.options and the source's stream: settings"
+    return StreamError(message, retry=False, error=ListendError(message))
+
+
+def close_failure(code: int | None, reason: str, source: str) -> StreamError:
+    """Classify a close we did not ask for."""
+    described = f"{code if code is not None else 'no close code'} {reason}".strip()
+    if code in FATAL_CLOSE_CODES:
+        message = (
+            f"Deepgram closed the stream of source {source} with {described}: it could not "
+            "decode the audio (does the source's format match what it sends?)"
+        )
+        return StreamError(message, retry=False, error=ListendError(message))
+    return StreamError(f"connection closed: {described}", retry=True)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,121 @@
+"""The session's pure parts: URLs, options, failure classification, the replay buffer."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from listend.daemon.deepgram_connect import (
+    check_stream_format,
+    close_failure,
+    connect_options,
+    environment_for,
+)
+from listend.daemon.errors import ConfigError
+from listend.daemon.events import TranscriptEvent
+from listend.daemon.replay import ReplayBuffer
+from listend.daemon.session import EVENT_QUEUE_SIZE
+from listend.daemon.sources import AudioFormat
+from listend.daemon.stream_options import StreamOptions
+from listend.testing import DeepgramTestServer, Script
+from tests.session_helpers import Collector, MemorySource, make_session
+
+
+@pytest.mark.parametrize(
+    ("url", "base", "ws"),
+    [
+        ("https://api.deepgram.com", "https://api.deepgram.com", "wss://api.deepgram.com"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080", "ws://127.0.0.1:8080"),
+        ("wss://dg.internal/prefix", "https://dg.internal/prefix", "wss://dg.internal/prefix"),
+    ],
+)
+def test_environment_for_base_urls(url, base, ws):
+    env = environment_for(url)
+    assert (env.base, env.production) == (base, ws)
+
+
+def test_environment_rejects_what_is_not_a_url():
+    with pytest.raises(ConfigError, match=r"deepgram\.url"):
+        environment_for("dg.internal:8080")
+
+
+def test_connect_options_take_the_format_from_the_source():
+    options = StreamOptions(model="nova-3", keywords=["listend:2"], extra={"room": "hall"})
+    query = connect_options(options, AudioFormat(8000, channels=2))
+    assert query["encoding"] == "linear16"
+    assert (query["sample_rate"], query["channels"]) == (8000, 2)
+    assert query["keywords"] == ["listend:2"]
+    assert query["extra"] == ["room:hall"]
+    assert "model" in connect_options(StreamOptions(), AudioFormat(16000))
+
+
+def test_contradicting_format_names_source_and_both_values():
+    options = StreamOptions(sample_rate=16000, channels=1, encoding="linear16")
+    check_stream_format("hall", options, AudioFormat(16000))  # agreeing is fine
+    with pytest.raises(ConfigError) as caught:
+        check_stream_format(
+            "hall", StreamOptions(sample_rate=44100, channels=2), AudioFormat(16000)
+        )
+    message = str(caught.value)
+    assert "source hall" in message
+    assert "stream.sample_rate is 44100 but the source delivers 16000" in message
+    assert "stream.channels is 2 but the source delivers 1" in message
+
+
+@pytest.mark.parametrize(
+    ("code", "retry"), [(1006, True), (1011, True), (1013, True), (1008, False)]
+)
+def test_close_codes(code, retry):
+    assert close_failure(code, "", "hall").retry is retry
+
+
+def test_replay_buffer_trims_and_reports_lost_audio():
+    async def main():
+        buffer = ReplayBuffer(AudioFormat(1000), max_seconds=1.0)  # 2000 bytes
+        await buffer.append(b"\1\0" * 500)
+        assert await buffer.cover(400) is not None
+        assert (buffer.start, buffer.covered) == (400, 400)
+        await buffer.append(b"\2\0" * 1500)  # 4000 captured, 3600 uncovered, room for 2000
+        assert (buffer.start, buffer.end) == (2000, 4000)
+        assert buffer.lost() == 1600
+        assert buffer.skip_lost() == 1600
+        assert buffer.lost() == 0
+        assert buffer.read(2000, 4) == b"\2\0\2\0"
+        with pytest.raises(ValueError, match="dropped"):
+            buffer.read(0, 10)
+
+    asyncio.run(main())
+
+
+def test_full_event_queue_drops_interims_but_never_finals():
+    def event(seq: int, *, final: bool) -> TranscriptEvent:
+        now = datetime.now(UTC)
+        return TranscriptEvent(
+            id=f"d/s/1/{seq}",
+            device="d",
+            source="s",
+            epoch=1,
+            seq=seq,
+            start=0,
+            end=1,
+            started_at=now,
+            ended_at=now,
+            text="x",
+            is_final=final,
+        )
+
+    async def main():
+        async with DeepgramTestServer() as dg:
+            session = make_session(dg, MemorySource(Script().say("x").pcm()), Collector())
+            for seq in range(EVENT_QUEUE_SIZE):
+                await session.emit(event(seq, final=True))
+            await session.emit(event(-1, final=False))
+            assert session.dropped_interims == 1
+            blocked = asyncio.create_task(session.emit(event(-2, final=True)))
+            await asyncio.sleep(0.05)
+            assert not blocked.done()  # a final waits for room
+            blocked.cancel()
+
+    asyncio.run(main())
