@@ -142,3 +142,18 @@ def test_secrets_never_logged(tmp_path: Path, dg_url: str) -> None:
     output = run_daemon(tmp_path, dg_url, journal=False, extra=("--log-level", "debug"))
     assert "connected" in output, output
     assert SECRET not in output
+
+
+def test_the_authorization_header_is_not_in_reprs(monkeypatch) -> None:
+    """Tracebacks and debug logs show objects' reprs: the endpoint must not carry the key."""
+    from listend.daemon.config import ListendConfig  # noqa: PLC0415
+    from listend.daemon.runtime import build_endpoint  # noqa: PLC0415
+
+    monkeypatch.setenv("LOGTEST_KEY", SECRET)
+    config = ListendConfig.model_validate(
+        {"deepgram": {"api_key": "$env:LOGTEST_KEY", "url": "http://127.0.0.1:1"}}
+    )
+    endpoint = build_endpoint(config)
+    assert endpoint.authorization == f"Token {SECRET}"
+    assert SECRET not in repr(endpoint)
+    assert SECRET not in repr(config)

@@ -3,27 +3,30 @@ Deepgram SDK talking to our Deepgram-protocol server, signals for reload and sto
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from listend.testing import DeepgramTestServer, ThreadedDeepgramTestServer
+from listend.testing import DeepgramTestServer, Script, ThreadedDeepgramTestServer
 from tests.conftest import ROOT, free_port, listend_cmd
+from tests.sink_support import outbox_ids
 
 DEADLINE = 60.0  # generous: the CPU is shared with other test workers
-SAMPLE = ROOT / "config" / "samples" / "hello.wav"
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +38,16 @@ def config_text(
     sink_b_format: str = "jsonl",
     hall_keyword: str = "listend:2",
     health_port: int | None = None,
+    hook: str = "",
+    finalize_timeout: float = 3,
 ) -> str:
+    """Two looping scripted sources (hall -> a, door -> b), each tagged to tell streams apart."""
+    audio = state.parent / "speech.wav"
+    if not audio.exists():
+        script = Script().say("turn on the kitchen lights", then_silence=1.0)
+        script.say("good night", then_silence=1.0).write_wav(audio)
     health = f"health: {{listen: 127.0.0.1:{health_port}}}\n" if health_port else ""
+    hook_sink = f"  hook: {{type: http, url: '{hook}'}}\n" if hook else ""
     return f"""\
 device: svc
 state_dir: {state}
@@ -45,24 +56,54 @@ deepgram:
   api_key: $env:SVC_DG_KEY
   url: {dg.url}
   keepalive_interval: 2
+  finalize_timeout: {finalize_timeout}
   options: {{model: nova-3, interim_results: false}}
 sources:
   hall:
     type: file
-    path: {SAMPLE}
+    path: {audio}
     loop: true
-    sinks: [a]
+    sinks: [a{", hook" if hook else ""}]
     stream: {{tag: [hall], keywords: ["{hall_keyword}"]}}
   door:
     type: file
-    path: {SAMPLE}
+    path: {audio}
     loop: true
     sinks: [b]
     stream: {{tag: [door]}}
 sinks:
   a: {{type: stdout, format: jsonl}}
   b: {{type: stdout, format: {sink_b_format}}}
-{health}"""
+{hook_sink}{health}"""
+
+
+class Receiver:
+    """A real local HTTP server answering 200 to the http sink, recording the events."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        received = self.events
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
 
 
 class Notifications:
@@ -151,6 +192,13 @@ def dg_thread() -> Iterator[ThreadedDeepgramTestServer]:
     threaded = ThreadedDeepgramTestServer()
     with threaded:
         yield threaded
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()
 
 
 @pytest.fixture
@@ -323,7 +371,7 @@ def test_second_signal_exits_at_once(
     tmp_path: Path, notify: Notifications, dg_thread, start_daemon
 ) -> None:
     dg = dg_thread.server
-    daemon = start_daemon(config_text(dg, tmp_path / "state"))
+    daemon = start_daemon(config_text(dg, tmp_path / "state", finalize_timeout=10))
     notify.wait_for("READY")
     wait_until(lambda: len(dg.connections) == 2, "both streams connected")
     dg_thread.call(dg.stop())  # nobody answers the Finalize: the drain would take 20 s
@@ -334,3 +382,29 @@ def test_second_signal_exits_at_once(
     daemon.signal(signal.SIGTERM)
     assert daemon.stop(timeout=15) != 0
     assert "exiting without draining" in daemon.log()
+
+
+def test_reload_keeps_a_sinks_old_settings_when_the_new_ones_fail(
+    tmp_path: Path, notify: Notifications, dg_thread, start_daemon, receiver: Receiver
+) -> None:
+    dg = dg_thread.server
+    state = tmp_path / "state"
+    daemon = start_daemon(config_text(dg, state, hook=receiver.url))
+    notify.wait_for("READY")
+    wait_until(lambda: len(receiver.events) >= 1, "a first final at the http sink")
+    broken = config_text(dg, state, hook=receiver.url).replace(
+        "type: http,", "type: http, ca_file: /nonexistent/ca.pem,"
+    )
+    daemon.config.write_text(broken, encoding="utf-8")
+    daemon.signal(signal.SIGHUP)
+    notify.wait_for("RELOADING")
+    notify.wait_for("READY")
+    daemon.wait_for_log("sink hook: cannot start with the new settings, keeping the previous ones")
+    before = len(receiver.events)
+    wait_until(lambda: len(receiver.events) > before, "finals still delivered")
+    assert len(dg.connections) == 2  # the streams were not touched
+
+    # a clean stop: the streams are finalized and the outbox is empty afterwards
+    assert daemon.stop() == 0
+    assert asyncio.run(outbox_ids(state, "hook")) == []
+    assert all(event["source"] == "hall" for event in receiver.events)
