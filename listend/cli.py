@@ -37,8 +37,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from listend.daemon.config_loader import load_config  # noqa: PLC0415
     from listend.daemon.logs import set_level, setup_logging  # noqa: PLC0415
-    from listend.daemon.runtime import Daemon, run_daemon  # noqa: PLC0415
+    from listend.daemon.runtime import Daemon  # noqa: PLC0415
     from listend.daemon.sdnotify import Notifier  # noqa: PLC0415
+    from listend.daemon.service import run_daemon  # noqa: PLC0415
 
     notifier = Notifier()  # before anything can spawn a process that inherits NOTIFY_SOCKET
     path, host, config = _load(args)

@@ -1,9 +1,9 @@
 """The daemon: one TaskGroup with a named task per stream session, per sink, and the router.
 
 Lifecycle: start sinks, router and sources; READY=1 once every source made its first
-connection attempt; SIGHUP reloads (only what changed restarts, see :mod:`reload`); SIGTERM
-or SIGINT drains (sources stop, streams finalize, outboxes flush until ``drain_timeout``)
-and a second signal exits at once.
+connection attempt; a reload restarts only what changed (see :mod:`reload`); a stop
+drains (sources stop, streams finalize, outboxes flush until ``drain_timeout``). Signals
+and exit codes are :mod:`service`'s.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
@@ -38,8 +35,6 @@ log = logging.getLogger(__name__)
 ROUTER_STALL_SECONDS = 60.0
 #: Time a sink worker gets after its drain deadline to close its outbox and sink.
 WORKER_CLOSE_GRACE = 2.0
-#: After a second stop signal, exit even if a blocked thread would hold the exit up.
-FORCED_EXIT_AFTER = 3.0
 
 ConfigLoader = Callable[[], ListendConfig]
 
@@ -356,63 +351,3 @@ class Daemon:
         self._ended.discard(name)
         self.sessions[name].stop()
         return task
-
-
-def _user_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The first :class:`ListendError` a task raised (e.g. Deepgram refusing the key)."""
-    found = group.subgroup(ListendError)
-    first: BaseException | None = found
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first
-
-
-def _handle_signals(daemon: Daemon, main: asyncio.Task[Any]) -> list[signal.Signals]:
-    loop = asyncio.get_running_loop()
-
-    def on_stop(signum: signal.Signals) -> None:
-        if daemon.stopping.is_set():
-            log.warning("second %s: exiting without draining", signum.name)
-            main.cancel()
-            # Should a thread blocked in I/O hold the exit up, do not wait for it either.
-            timer = threading.Timer(FORCED_EXIT_AFTER, os._exit, (128 + signum,))
-            timer.daemon = True
-            timer.start()
-            return
-        log.info("%s: draining (a second signal exits at once)", signum.name)
-        daemon.request_stop()
-
-    def on_hangup() -> None:
-        if daemon.stopping.is_set():
-            log.info("SIGHUP ignored: stopping")
-            return
-        log.info("SIGHUP: reloading the configuration")
-        daemon.request_reload()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_stop, signum)
-    loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    return [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
-
-
-async def run_daemon(daemon: Daemon) -> int:
-    """Run with signals: SIGHUP reloads; SIGTERM/SIGINT drain, a second one exits at once."""
-    main = asyncio.current_task()
-    assert main is not None
-    handled = _handle_signals(daemon, main)
-    try:
-        return await daemon.run()
-    except asyncio.CancelledError:
-        if daemon.stopping.is_set():
-            return 130
-        raise
-    except BaseExceptionGroup as group:
-        # A task's user error is surfaced so the CLI prints one line and exits with its code.
-        error = _user_error(group)
-        if error is None:
-            raise
-        raise error from group
-    finally:
-        for signum in handled:
-            asyncio.get_running_loop().remove_signal_handler(signum)
-        daemon.notifier.close()
