@@ -94,6 +94,7 @@ def test_unit_has_what_the_daemon_relies_on() -> None:
     assert seconds(one("WatchdogSec")) > 0
     assert one("ExecReload") == "/bin/kill -HUP $MAINPID"
     assert one("Restart") == "on-failure"
+    assert one("KillMode") == "mixed"  # the drain stops listend's own helpers itself
     assert {"77", "78"} <= set(one("RestartPreventExitStatus").split())  # config, auth
     assert one("DynamicUser") == "yes"
     assert one("StateDirectory") == "listend"
