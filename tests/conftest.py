@@ -89,6 +89,9 @@ def mosquitto_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def echo_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The third-party fixture plugin, pip-installed into its own target dir (not our venv)."""
     target = tmp_path_factory.mktemp("echo-plugin")
+    # Build from a copy: setuptools writes build/ next to the sources, and xdist workers race.
+    source = tmp_path_factory.mktemp("echo-src") / "listend-echo"
+    shutil.copytree(FIXTURES / "listend-echo", source)
     subprocess.run(
         [
             sys.executable,
@@ -100,7 +103,7 @@ def echo_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--target",
             str(target),
-            str(FIXTURES / "listend-echo"),
+            str(source),
         ],
         check=True,
         capture_output=True,
