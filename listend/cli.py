@@ -35,13 +35,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from listend.daemon.logs import setup_logging  # noqa: PLC0415
-    from listend.daemon.runtime import Daemon, run_daemon  # noqa: PLC0415
+    from listend.daemon.config_loader import load_config  # noqa: PLC0415
+    from listend.daemon.logs import set_level, setup_logging  # noqa: PLC0415
+    from listend.daemon.runtime import Daemon  # noqa: PLC0415
+    from listend.daemon.sdnotify import Notifier  # noqa: PLC0415
+    from listend.daemon.service import run_daemon  # noqa: PLC0415
 
+    notifier = Notifier()  # before anything can spawn a process that inherits NOTIFY_SOCKET
     path, host, config = _load(args)
     setup_logging(args.log_level or config.log.level)
     log.info("listend %s starting with %s", __version__, path)
-    return asyncio.run(run_daemon(Daemon(config, host)))
+    daemon = Daemon(
+        config,
+        host,
+        reload_config=lambda: load_config(path, host),
+        notifier=notifier,
+        on_reloaded=None if args.log_level else lambda new: set_level(new.log.level),
+    )
+    return asyncio.run(run_daemon(daemon))
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:

@@ -66,7 +66,7 @@ class Endpoint:
     """Where and how to connect: a base URL and the Authorization header value."""
 
     url: str
-    authorization: str | None
+    authorization: str | None = field(repr=False)  # a secret: never in logs or tracebacks
     engine: str = "deepgram"  # what events report as their `engine`
 
 
