@@ -27,7 +27,10 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: AN
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    path, _host, config = _load(args)
+    from listend.daemon.preflight import check_sources  # noqa: PLC0415
+
+    path, host, config = _load(args)
+    check_sources(config, host)
     print(f"{path}: ok ({len(config.sources)} sources, {len(config.sinks)} sinks)")
     if args.show:
         print(json.dumps(config.model_dump(mode="json"), indent=2))
