@@ -32,11 +32,13 @@ test: lint typecheck pytest
 run: venv
 	$(VENV)/bin/listend run config/listend.example.yaml
 
-# listend against the SDK-guide baseline, and voice-activity gating: writes bench/RESULTS.md
-# (about 12 minutes on 2 cores; needs both cores mostly idle for meaningful numbers).
-bench: venv
-	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) bench/run.py
-
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache state
+
+# Benchmarks (numbers in bench/RESULTS.md and the README); not part of `make test`.
+# engine_bench.py: the offline engine. run.py: listend against the SDK-guide baseline and
+# voice-activity gating (about 10 minutes; wants both cores otherwise idle).
+bench: venv
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) bench/engine_bench.py
+	$(PY) bench/run.py

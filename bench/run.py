@@ -1,6 +1,6 @@
 """``make bench``: listend against the SDK-guide baseline, and the gating scenario, in one run.
 
-    python bench/run.py [--quick]   ->  bench/RESULTS.md (and bench/results.json)
+    python bench/run.py [--quick]   ->  its section of bench/RESULTS.md, bench/streams-results.json
 
 One Deepgram-protocol server process (``bench/dgserver.py``, scripted recognizer) and one
 mosquitto, both pinned to core 1 with this harness, serve both sides. For 1, 32 and 128
@@ -25,7 +25,7 @@ from typing import Any
 
 import gating
 from common import CLIENT_CORE, SERVICE_CORE, Subscriber, services
-from report import render
+from report import render, write_section
 from streams import Run, RunError, measure, write_audio
 
 BENCH = Path(__file__).resolve().parent
@@ -176,9 +176,9 @@ def main() -> None:
     results["gating"] = asdict(gate)
     results["elapsed_s"] = time.monotonic() - started
     out = workdir if args.quick else BENCH  # a smoke run never replaces the real results
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "streams-results.json").write_text(json.dumps(results, indent=2) + "\n")
     target = out / "RESULTS.md"
-    target.write_text(render(results))
+    write_section(target, render(results))
     print(f"wrote {target} in {results['elapsed_s']:.0f} s", file=sys.stderr)
 
 

@@ -27,7 +27,10 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: AN
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    path, _host, config = _load(args)
+    from listend.daemon.preflight import check_sources  # noqa: PLC0415
+
+    path, host, config = _load(args)
+    check_sources(config, host)
     print(f"{path}: ok ({len(config.sources)} sources, {len(config.sinks)} sinks)")
     if args.show:
         print(json.dumps(config.model_dump(mode="json"), indent=2))
@@ -35,13 +38,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from listend.daemon.logs import setup_logging  # noqa: PLC0415
-    from listend.daemon.runtime import Daemon, run_daemon  # noqa: PLC0415
+    from listend.daemon.config_loader import load_config  # noqa: PLC0415
+    from listend.daemon.logs import set_level, setup_logging  # noqa: PLC0415
+    from listend.daemon.runtime import Daemon  # noqa: PLC0415
+    from listend.daemon.sdnotify import Notifier  # noqa: PLC0415
+    from listend.daemon.service import run_daemon  # noqa: PLC0415
 
+    notifier = Notifier()  # before anything can spawn a process that inherits NOTIFY_SOCKET
     path, host, config = _load(args)
     setup_logging(args.log_level or config.log.level)
     log.info("listend %s starting with %s", __version__, path)
-    return asyncio.run(run_daemon(Daemon(config, host)))
+    daemon = Daemon(
+        config,
+        host,
+        reload_config=lambda: load_config(path, host),
+        notifier=notifier,
+        on_reloaded=None if args.log_level else lambda new: set_level(new.log.level),
+    )
+    return asyncio.run(run_daemon(daemon))
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:
@@ -63,6 +77,13 @@ def cmd_plugins(_args: argparse.Namespace) -> int:
             for name in names:
                 print(f"    {kind}: {name}")
     return 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from listend.transcribe import run  # noqa: PLC0415
+
+    logging.basicConfig(level=(args.log_level or "warning").upper(), format="listend: %(message)s")
+    return run(args)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -104,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("schema", cmd_schema, "print the JSON Schema of the config, including plugin options")
     add("plugins", cmd_plugins, "list installed plugins and the types they provide")
+    from listend.transcribe import add_arguments  # noqa: PLC0415
+
+    add_arguments(add("transcribe", cmd_transcribe, "transcribe a file or URL once"))
     devices = add("devices", cmd_devices, "list audio input devices (for microphone sources)")
     devices.add_argument("--json", action="store_true", help="print a JSON array")
     return parser

@@ -7,7 +7,8 @@ PACKAGES=(
   mosquitto mosquitto-clients           # the MQTT tests run a real broker
   openssl                               # the MQTT TLS test makes its own CA
   espeak-ng sox ffmpeg                  # generated speech for tests and the command source
-  systemd                               # systemd-analyze for the unit tests
+  systemd procps                        # systemd-analyze for the unit tests; /bin/kill (ExecReload=)
+  chromium fonts-dejavu-core            # the captions page tests drive headless Chromium
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi

@@ -3,16 +3,24 @@ or servers on free loopback ports; nothing here mocks what listend ships against
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from listend.dgproto.recognizer import StreamParams
+from listend.engine.evaluation import synthesize
+from listend.engine.server import LocalEngine
+from listend.engine.workers import PocketsphinxRecognizer, WorkerPool
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -89,6 +97,9 @@ def mosquitto_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def echo_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The third-party fixture plugin, pip-installed into its own target dir (not our venv)."""
     target = tmp_path_factory.mktemp("echo-plugin")
+    # Build from a copy: setuptools writes build/ next to the sources, and xdist workers race.
+    source = tmp_path_factory.mktemp("echo-src") / "listend-echo"
+    shutil.copytree(FIXTURES / "listend-echo", source)
     subprocess.run(
         [
             sys.executable,
@@ -100,10 +111,98 @@ def echo_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--target",
             str(target),
-            str(FIXTURES / "listend-echo"),
+            str(source),
         ],
         check=True,
         capture_output=True,
         env={**os.environ, "PIP_NO_INDEX": "1"},
     )
     return target
+
+
+# -- local engine (pocketsphinx) -------------------------------------------------------------
+
+
+class LoopThread:
+    """An event loop in a thread, so one warm engine can serve every test of a module."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro, timeout: float = 120.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def engine_loop() -> Iterator[LoopThread]:
+    loop = LoopThread()
+    try:
+        yield loop
+    finally:
+        loop.close()
+
+
+async def warm_up(pool: WorkerPool, speech) -> None:
+    """Let the decoders' cepstral mean adapt to (generated) speech, as one utterance would."""
+    for _ in range(pool.size):
+        recognizer = PocketsphinxRecognizer(pool, StreamParams())
+        await recognizer.feed(speech("this sentence warms up the decoder") + b"\0\0" * 16000)
+        await recognizer.close()
+
+
+@pytest.fixture(scope="module")
+def worker_pool(engine_loop: LoopThread, speech) -> Iterator[WorkerPool]:
+    """One warm pocketsphinx worker process for the module (decoders cost ~0.4 s and 90 MB)."""
+    pool = WorkerPool(1)
+    engine_loop.run(pool.start())
+    engine_loop.run(warm_up(pool, speech))
+    try:
+        yield pool
+    finally:
+        engine_loop.run(pool.close())
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory: pytest.TempPathFactory):
+    """``speech(text, rate=16000) -> bytes``: espeak-ng speech as raw mono 16-bit PCM (cached)."""
+    folder = tmp_path_factory.mktemp("speech")
+    cache: dict[tuple[str, int], bytes] = {}
+
+    def make(text: str, rate: int = 16000) -> bytes:
+        if (text, rate) not in cache:
+            path = synthesize(text, folder / f"{len(cache)}.wav", rate=rate)
+            with wave.open(str(path)) as wav:
+                cache[text, rate] = wav.readframes(wav.getnframes())
+        return cache[text, rate]
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def local_engine(engine_loop: LoopThread, speech) -> Iterator[LocalEngine]:
+    """The whole local engine (protocol server + REST) on loopback, one warm worker."""
+    engine = LocalEngine(workers=1, idle_timeout=3.0)
+    engine_loop.run(engine.start())
+    engine_loop.run(warm_up(engine.pool, speech))
+    try:
+        yield engine
+    finally:
+        engine_loop.run(engine.stop())
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory):
+    """Debian's headless Chromium, one per test worker, driven over the DevTools protocol."""
+    from tests.browser import Chromium  # noqa: PLC0415 - only the page tests need it
+
+    browser = Chromium(tmp_path_factory.mktemp("chromium") / "profile")
+    browser.start()
+    yield browser
+    browser.stop()

@@ -161,3 +161,17 @@ def test_schema_is_valid_json_schema_with_plugin_options():
     assert file_source["properties"]["type"] == {"const": "file", "description": "source type"}
     assert "realtime" in file_source["properties"]
     assert schema["$defs"]["sink:stdout"]["additionalProperties"] is False
+
+
+def test_validate_reports_sources_that_cannot_start(write_config, tmp_path):
+    path = write_config(
+        "sources:\n"
+        "  hall:\n    type: file\n    path: config/samples/hello.wav\n"
+        "    stream: {sample_rate: 8000}\n"
+        f"  gone:\n    type: file\n    path: {tmp_path}/missing.wav\n"
+    )
+    result = run_listend("validate", str(path))
+    assert result.returncode == 78, result.stdout
+    assert "Traceback" not in result.stderr
+    assert "stream.sample_rate is 8000 but the source delivers 16000" in result.stderr
+    assert "missing.wav" in result.stderr

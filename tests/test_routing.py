@@ -37,7 +37,7 @@ sinks:
 """
     config = parse_config(text, "routing.yaml", load_plugins())
     daemon = Daemon(config, load_plugins())
-    workers = {name: SinkWorker(daemon._make_sink(name)) for name in config.sinks}
+    workers = {name: SinkWorker(daemon.make_sink(config, name)) for name in config.sinks}
     assert workers["broker"].sink.context.sources == ("hall", "door")
     assert workers["disk"].sink.context.sources == ("hall",)
     for name, worker in workers.items():

@@ -53,6 +53,12 @@ class DeepgramConfig(BaseModel):
     finalize_timeout: float = Field(
         default=3.0, gt=0, description="seconds to wait for the from_finalize final on stop"
     )
+    fallback_after: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds Deepgram must be unreachable before sources with `fallback: local` "
+        "use the local engine",
+    )
 
     @model_validator(mode="after")
     def _one_credential(self) -> DeepgramConfig:
@@ -77,6 +83,41 @@ class LogConfig(BaseModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class HealthConfig(BaseModel):
+    """The opt-in HTTP endpoint: /healthz, /readyz, /metrics (Prometheus)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = Field(
+        default="127.0.0.1:9464",
+        description="HOST:PORT to serve on ([::1]:PORT for IPv6); keep it on loopback unless "
+        "a firewall guards it",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` -> ``("127.0.0.1", 9464)``; ``"[::1]:9464"`` -> ``("::1", 9464)``."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:  # noqa: PLR2004
+        raise ValueError(f"expected HOST:PORT, e.g. 127.0.0.1:9464, found {value!r}")
+    return host, int(port)
+
+
 class ListendConfig(BaseModel):
     """The whole file, with sources and sinks already validated by their plugins' models."""
 
@@ -90,6 +131,15 @@ class ListendConfig(BaseModel):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     sinks: dict[str, SinkConfig] = Field(default_factory=dict)
     log: LogConfig = Field(default_factory=LogConfig)
+    health: HealthConfig | None = Field(
+        default=None, description="HTTP health and metrics endpoint; off unless set"
+    )
+    drain_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        description="seconds a stop (SIGTERM) may spend finalizing streams and flushing "
+        "outboxes; the unit's TimeoutStopSec= must be longer",
+    )
 
     @field_validator("device")
     @classmethod

@@ -48,6 +48,12 @@ def setup_logging(level: str) -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    """Set listend's level (also on reload); chatty libraries stay at warning or above."""
+    root = logging.getLogger()
     root.setLevel(level.upper())
-    for noisy in ("websockets", "httpx", "httpcore", "asyncio"):
+    for noisy in ("websockets", "httpx", "httpcore", "asyncio", "aiohttp"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

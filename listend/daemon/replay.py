@@ -155,6 +155,10 @@ class ReplayBuffer:
         return waiter
 
     async def _notify(self) -> None:
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake whoever waits for a change (they look again and wait again if need be)."""
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():

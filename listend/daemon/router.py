@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Protocol
 
 from listend.daemon.events import AnyEvent, EventKind
@@ -34,25 +35,41 @@ class Router:
     ) -> None:
         self._routes = {source: tuple(sinks) for source, sinks in routes.items()}
         self._kinds = {sink: frozenset(k) for sink, k in kinds.items()}
+        self._source_kinds: dict[str, frozenset[EventKind]] = {}
         self._targets: dict[str, EventTarget] = {}
         self.queue: asyncio.Queue[AnyEvent | None] = asyncio.Queue(ROUTER_QUEUE_SIZE)
         self.on_event: list[Callable[[AnyEvent], None]] = []
+        self.forwarded = 0  # events fully handed on; the watchdog checks that it moves
+        self._forwarding = asyncio.Lock()
 
     def kinds_for(self, source: str) -> frozenset[EventKind]:
         """What the sinks of ``source`` receive (a session builds nothing else)."""
-        kinds: frozenset[EventKind] = frozenset()
-        for sink in self._routes.get(source, ()):
-            kinds |= self._kinds.get(sink, frozenset())
+        kinds = self._source_kinds.get(source)
+        if kinds is None:
+            kinds = frozenset()
+            for sink in self._routes.get(source, ()):
+                kinds |= self._kinds.get(sink, frozenset())
+            self._source_kinds[source] = kinds
         return kinds
 
     def attach(self, sink: str, target: EventTarget) -> None:
         self._targets[sink] = target
+
+    def detach(self, sink: str) -> None:
+        self._targets.pop(sink, None)
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold events in the queue while sink workers are swapped (reload)."""
+        async with self._forwarding:
+            yield
 
     def set_routes(
         self, routes: Mapping[str, Sequence[str]], kinds: Mapping[str, Sequence[EventKind]]
     ) -> None:
         self._routes = {source: tuple(sinks) for source, sinks in routes.items()}
         self._kinds = {sink: frozenset(k) for sink, k in kinds.items()}
+        self._source_kinds = {}
 
     async def publish(self, event: AnyEvent) -> None:
         await self.queue.put(event)
@@ -71,15 +88,20 @@ class Router:
                 if len(batch) >= ROUTER_BATCH or self.queue.empty():
                     break
                 event = self.queue.get_nowait()
-            per_sink: dict[str, list[AnyEvent]] = {}
-            for event in batch:
-                for hook in self.on_event:
-                    hook(event)
-                for sink in self._routes.get(event.source, ()):
-                    if event.kind in self._kinds.get(sink, ()):
-                        per_sink.setdefault(sink, []).append(event)
-            for sink, events in per_sink.items():
-                await self._forward(sink, events)
+            async with self._forwarding:
+                await self._forward_batch(batch)
+            self.forwarded += len(batch)
+
+    async def _forward_batch(self, batch: list[AnyEvent]) -> None:
+        per_sink: dict[str, list[AnyEvent]] = {}
+        for event in batch:
+            for hook in self.on_event:
+                hook(event)
+            for sink in self._routes.get(event.source, ()):
+                if event.kind in self._kinds.get(sink, ()):
+                    per_sink.setdefault(sink, []).append(event)
+        for sink, events in per_sink.items():
+            await self._forward(sink, events)
 
     async def _forward(self, sink: str, events: list[AnyEvent]) -> None:
         target = self._targets.get(sink)

@@ -1,30 +1,51 @@
-"""The daemon: one TaskGroup with a named task per stream session, per sink, and the router."""
+"""The daemon: one TaskGroup with a named task per stream session, per sink, and the router.
+
+Lifecycle: start sinks, router and sources; READY=1 once every source made its first
+connection attempt; a reload restarts only what changed (see :mod:`reload`); a stop
+drains (sources stop, streams finalize, outboxes flush until ``drain_timeout``). Signals
+and exit codes are :mod:`service`'s.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
-import signal
 import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from listend.daemon.config import ListendConfig
 from listend.daemon.delivery import SinkWorker, open_workers
-from listend.daemon.errors import AuthError
+from listend.daemon.errors import AuthError, ListendError
+from listend.daemon.health import HealthServer
+from listend.daemon.metrics import Metrics, SinkState, status_line
 from listend.daemon.plugins import PluginHost
+from listend.daemon.reload import apply_reload, routed_to, routes_of, settle
 from listend.daemon.router import Router
-from listend.daemon.session import LOCAL, Endpoint, StreamSession
+from listend.daemon.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
+from listend.daemon.session import LOCAL, Endpoint, SessionStats, StreamSession
 from listend.daemon.sinks import Sink
 from listend.daemon.sources import PluginContext, Source
+from listend.engine.embedded import embedded_engine
+from listend.engine.server import LocalEngine
 
 log = logging.getLogger(__name__)
 
+#: The router may sit on waiting events this long before the watchdog calls it wedged.
+ROUTER_STALL_SECONDS = 60.0
+#: Time a sink worker gets after its drain deadline to close its outbox and sink.
+WORKER_CLOSE_GRACE = 2.0
 
-def build_endpoint(config: ListendConfig) -> Endpoint:
+ConfigLoader = Callable[[], ListendConfig]
+
+
+def build_endpoint(config: ListendConfig, local_url: str | None = None) -> Endpoint:
     dg = config.deepgram
-    if dg.uses_local_engine():  # the local engine's server replaces LOCAL with its URL
-        return Endpoint(LOCAL, None, engine="local")
+    if dg.uses_local_engine():  # the embedded engine's URL once it runs
+        return Endpoint(local_url or LOCAL, None, engine="local")
     if dg.access_token is not None:
         return Endpoint(dg.url or "https://api.deepgram.com", f"Bearer {dg.access_token.reveal()}")
     key = dg.effective_api_key()
@@ -32,131 +53,320 @@ def build_endpoint(config: ListendConfig) -> Endpoint:
 
 
 class Daemon:
-    def __init__(self, config: ListendConfig, host: PluginHost) -> None:
+    def __init__(
+        self,
+        config: ListendConfig,
+        host: PluginHost,
+        *,
+        reload_config: ConfigLoader | None = None,
+        notifier: Notifier | None = None,
+        on_reloaded: Callable[[ListendConfig], None] | None = None,
+    ) -> None:
         self.config = config
         self.host = host
+        self.reload_config = reload_config
+        self.on_reloaded = on_reloaded
+        self.notifier = notifier or Notifier({})
         self.context = PluginContext(device=config.device, state_dir=config.state_dir)
-        self.router = Router(
-            {name: config.sinks_for(name) for name in config.sources},
-            {name: sink.receive for name, sink in config.sinks.items()},
-        )
+        self.router = Router(*routes_of(config))
+        self.sinks: dict[str, Sink] = {}
         self.workers: dict[str, SinkWorker] = {}
         self.sessions: dict[str, StreamSession] = {}
         self.stopping = asyncio.Event()
         self.started_at = time.monotonic()
-        self._finished: set[str] = set()
+        self.metrics = Metrics(self)
+        self._phase = "starting"
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # by task name
+        self._group: asyncio.TaskGroup | None = None
+        self._reload_wanted = asyncio.Event()
+        self._sessions_changed = asyncio.Event()
+        self._ended: set[str] = set()  # sources whose input ended by itself
+        self._failed: set[str] = set()  # ... and those of them that ended with an error
+        self._retiring: set[asyncio.Task[None]] = set()  # sessions a reload is replacing
+        self._ready = asyncio.Event()
+        self.health: HealthServer | None = None
+        self.local_engine: LocalEngine | None = None  # runs while the config needs it
+        self._checks: list[ProgressCheck] = [
+            stall_check(
+                "router",
+                self.router.queue.qsize,
+                lambda: self.router.forwarded,
+                ROUTER_STALL_SECONDS,
+            )
+        ]
 
-    def _make_sink(self, name: str) -> Sink:
-        cfg = self.config.sinks[name]
+    # -- the probe health, metrics and STATUS= read ------------------------------------------
+
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    def stream_stats(self) -> Mapping[str, SessionStats]:
+        return {
+            name: session.stats
+            for name, session in self.sessions.items()
+            if not self.task(f"source:{name}").done()
+        }
+
+    def sink_states(self) -> Mapping[str, SinkState]:
+        return {
+            name: SinkState(
+                depth=worker.depth(),
+                delivered=worker.delivered,
+                failed=worker.failed,
+                reachable=self.sinks[name].reachable(),
+            )
+            for name, worker in self.workers.items()
+        }
+
+    def stalls(self) -> list[str]:
+        return [reason for check in self._checks if (reason := check()) is not None]
+
+    def status(self) -> str:
+        self.metrics.absorb()
+        return status_line(self)
+
+    # -- building blocks ------------------------------------------------------------------
+
+    def task(self, key: str) -> asyncio.Task[None]:
+        return self._tasks[f"listend[{key}]"]
+
+    def _spawn(self, key: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        assert self._group is not None
+        name = f"listend[{key}]"
+        task = self._group.create_task(coro, name=name)
+        self._tasks[name] = task
+        return task
+
+    def make_sink(self, config: ListendConfig, name: str) -> Sink:
+        cfg = config.sinks[name]
         cls = self.host.sinks.get(cfg.type)
         assert cls is not None  # validated by the loader
-        routed = tuple(
-            source
-            for source, source_cfg in self.config.sources.items()
-            if source_cfg.enabled and name in self.config.sinks_for(source)
-        )
-        return cls(name, cfg, dataclasses.replace(self.context, sources=routed))
+        return cls(name, cfg, dataclasses.replace(self.context, sources=routed_to(config, name)))
 
-    def _make_source(self, name: str) -> Source:
-        cfg = self.config.sources[name]
+    def make_source(self, config: ListendConfig, name: str) -> Source:
+        cfg = config.sources[name]
         cls = self.host.sources.get(cfg.type)
         assert cls is not None
         return cls(name, cfg, self.context)
 
-    def _make_sessions(self) -> None:
-        """Built before the TaskGroup: a bad source (missing file, unknown command) or a stream
-        setting contradicting its format is then a plain ConfigError for the CLI, raised
-        before anything connects."""
-        endpoint = build_endpoint(self.config)
-        for name, cfg in self.config.sources.items():
-            if cfg.enabled:
-                self.sessions[name] = StreamSession(
-                    name=name,
-                    device=self.config.device,
-                    source=self._make_source(name),
-                    options=cfg.stream.merged_over(self.config.deepgram.options),
-                    deepgram=self.config.deepgram,
-                    endpoint=endpoint,
-                    publish=self.router.publish,
-                    kinds=self.router.kinds_for(name),
-                )
+    def make_worker(self, sink: Sink) -> SinkWorker:
+        return SinkWorker(sink)
+
+    def make_session(self, config: ListendConfig, name: str, source: Source) -> StreamSession:
+        engine = self.local_engine
+        endpoint = build_endpoint(config, engine.url if engine is not None else None)
+        fallback = None
+        if config.sources[name].fallback == "local" and endpoint.engine != "local":
+            if engine is None:  # a reload asked for it: the engine starts with the daemon
+                log.warning("source %s: fallback: local takes effect after a restart", name)
+            else:
+                fallback = Endpoint(engine.url, None, engine="local")
+        return StreamSession(
+            name=name,
+            device=config.device,
+            source=source,
+            options=config.sources[name].stream.merged_over(config.deepgram.options),
+            deepgram=config.deepgram,
+            endpoint=endpoint,
+            publish=self.router.publish,
+            kinds=functools.partial(self.router.kinds_for, name),
+            fallback=fallback,
+        )
+
+    def start_worker(self, name: str, worker: SinkWorker) -> None:
+        """Route to an (opened) worker and run it."""
+        self.sinks[name], self.workers[name] = worker.sink, worker
+        self.router.attach(name, worker)
+        self._spawn(f"sink:{name}", worker.run())
+
+    def start_session(self, session: StreamSession) -> None:
+        self.sessions[session.name] = session
+        self._ended.discard(session.name)
+        self._failed.discard(session.name)
+        task = self._spawn(f"source:{session.name}", self._run_session(session))
+
+        def ended(task: asyncio.Task[None]) -> None:
+            if task not in self._retiring:
+                self._ended.add(session.name)
+            self._retiring.discard(task)
+            self._sessions_changed.set()
+
+        task.add_done_callback(ended)
 
     async def _run_session(self, session: StreamSession) -> None:
-        try:
-            await session.run()
-        finally:
-            self._finished.add(session.name)
-        if session.failure is not None and not self._all_failed():
-            log.error("source %s stopped: %s", session.name, session.failure)
+        await session.run()
+        if session.failure is not None:
+            self._failed.add(session.name)
+            if not self._all_failed():
+                log.error("source %s stopped: %s", session.name, session.failure)
 
     def _all_failed(self) -> bool:
         """Every source ended with an error: :meth:`run` raises it (one message, its exit code)."""
-        sessions = self.sessions.values()
-        return len(self._finished) == len(self.sessions) and all(s.failure for s in sessions)
+        return bool(self.sessions) and set(self.sessions) <= self._failed
+
+    # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> int:
         """Run until every source ends or :meth:`request_stop`; return the exit code."""
-        self._make_sessions()
-        for name, sink_cfg in self.config.sinks.items():
-            if sink_cfg.enabled:
-                self.workers[name] = SinkWorker(self._make_sink(name))
-        await open_workers(self.workers.values())  # outboxes under state_dir; fails early
-        async with asyncio.TaskGroup() as group:
-            for name, worker in self.workers.items():
-                self.router.attach(name, worker)
-                group.create_task(worker.run(), name=f"listend[sink:{name}]")
-            router_task = group.create_task(self.router.run(), name="listend[router]")
-            session_tasks = [
-                group.create_task(self._run_session(session), name=f"listend[source:{name}]")
-                for name, session in self.sessions.items()
-            ]
-            stopper = group.create_task(self._stop_on_request(), name="listend[stop]")
-            if session_tasks:
-                await asyncio.wait(session_tasks)
-            else:
-                await self.stopping.wait()
-            stopper.cancel()
-            await self.router.close()
-            await router_task
-            for worker in self.workers.values():
-                worker.close()
-        if self.sessions and self._all_failed():
+        async with embedded_engine(self.config) as engine:  # stopped after the sessions
+            self.local_engine = engine
+            return await self._run()
+
+    async def _run(self) -> int:
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                try:
+                    await self._start()
+                    await self._until_done()
+                finally:
+                    self._phase = "stopping"
+                    self.notifier.stopping()
+                await self._drain()
+                for name in ("ready", "heartbeat", "reloader"):
+                    self.task(name).cancel()
+        finally:
+            if self.health is not None:
+                await self.health.stop()
+        if self._all_failed():
             failures = [s.failure for s in self.sessions.values() if s.failure is not None]
             raise next((f for f in failures if isinstance(f, AuthError)), failures[0])
         return 0
 
-    async def _stop_on_request(self) -> None:
-        await self.stopping.wait()
+    async def _start(self) -> None:
+        # Sessions first: a bad source (missing file, unknown command) or stream options that
+        # contradict its format are a ConfigError before anything is opened or connects.
+        config = self.config
+        sessions = [
+            self.make_session(config, name, self.make_source(config, name))
+            for name, cfg in config.sources.items()
+            if cfg.enabled
+        ]
+        workers = {
+            name: self.make_worker(self.make_sink(config, name))
+            for name, cfg in config.sinks.items()
+            if cfg.enabled
+        }
+        if config.health is not None:
+            self.health = HealthServer(config.health, self, self.metrics)
+            await self.health.start()
+        self._spawn(
+            "heartbeat", run_heartbeat(self.notifier, checks=self._checks, status=self.status)
+        )
+        await open_workers(workers.values())  # outboxes under state_dir; fails early
+        for name, worker in workers.items():
+            self.start_worker(name, worker)
+        self._spawn("router", self.router.run())
+        for session in sessions:
+            self.start_session(session)
+        self._spawn("ready", self._announce_ready())
+        self._spawn("reloader", self._reloader())
+
+    async def _first_attempt(self, name: str) -> None:
+        attempt = asyncio.ensure_future(self.sessions[name].stats.first_attempt.wait())
+        try:
+            await asyncio.wait(
+                [attempt, self.task(f"source:{name}")], return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            attempt.cancel()
+
+    async def _announce_ready(self) -> None:
+        """READY=1 once every source has made its first connection attempt (or ended)."""
+        await asyncio.gather(*(self._first_attempt(name) for name in list(self.sessions)))
+        if self._phase == "starting":
+            self._phase = "running"
+            self._ready.set()
+            self.notifier.ready(self.status())
+            log.info("ready: %s", self.status())
+
+    async def _until_done(self) -> None:
+        """Return on a stop request, or once every source ended on its own."""
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            while not stop.done():
+                live = [t for n in self.sessions if not (t := self.task(f"source:{n}")).done()]
+                if not live and self._ended:
+                    log.info("every source has ended; stopping")
+                    return
+                self._sessions_changed.clear()
+                changed = asyncio.ensure_future(self._sessions_changed.wait())
+                await asyncio.wait([stop, changed], return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+        finally:
+            stop.cancel()
+
+    async def _drain(self) -> None:
+        """Stop sources, finalize streams, flush outboxes; give up at ``drain_timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.drain_timeout
+
+        def left() -> float:
+            return max(0.0, deadline - loop.time())
+
+        log.info("draining: finalizing %d stream(s), flushing outboxes", len(self.sessions))
         for session in self.sessions.values():
             session.stop()
+        await settle(self._session_tasks(), left())
+        with contextlib.suppress(TimeoutError):  # a full queue behind a stuck sink
+            async with asyncio.timeout(left()):
+                await self.router.close()
+        await settle([self.task("router")], left())
+        for worker in self.workers.values():
+            # each worker stops at its own outbox.drain_timeout or ours, whichever comes first,
+            # and says what stays in its outbox for the next start
+            worker.close(min(left(), worker.options.drain_timeout))
+        await settle(self._worker_tasks(), left() + WORKER_CLOSE_GRACE)
+
+    def _session_tasks(self) -> list[asyncio.Task[None]]:
+        return [self.task(f"source:{name}") for name in self.sessions]
+
+    def _worker_tasks(self) -> list[asyncio.Task[None]]:
+        return [self.task(f"sink:{name}") for name in self.workers]
 
     def request_stop(self) -> None:
         self.stopping.set()
 
+    def request_reload(self) -> None:
+        self._reload_wanted.set()
 
-async def run_daemon(daemon: Daemon) -> int:
-    """Run with signal handling: first SIGTERM/SIGINT drains, a second exits at once."""
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    assert main is not None
+    # -- reload (see listend.daemon.reload) --------------------------------------------------
 
-    def on_signal(signum: int) -> None:
-        if daemon.stopping.is_set():
-            log.warning("second %s: exiting without draining", signal.Signals(signum).name)
-            main.cancel()
-            return
-        log.info("%s: draining (a second signal exits at once)", signal.Signals(signum).name)
-        daemon.request_stop()
+    async def _reloader(self) -> None:
+        """Serve SIGHUPs one at a time; several during one reload make one more reload."""
+        await self._ready.wait()  # a SIGHUP before READY=1 waits for it
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            if not self.stopping.is_set():
+                await self.reload()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
-        return await daemon.run()
-    except asyncio.CancelledError:
-        if daemon.stopping.is_set():
-            return 130
-        raise
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
+    async def reload(self) -> bool:
+        """Re-read the config and apply what changed; on any problem keep the running one."""
+        if self.reload_config is None:
+            log.warning("reload requested, but this daemon has no config file to re-read")
+            return False
+        self._phase = "reloading"
+        self.notifier.reloading()
+        ok = False
+        try:
+            new = await asyncio.to_thread(self.reload_config)
+            await apply_reload(self, new)
+            ok = True
+        except ListendError as exc:
+            log.error("reload failed, still running the previous configuration: %s", exc)  # noqa: TRY400
+        finally:
+            self.metrics.reloads["ok" if ok else "failed"] += 1
+            if self._phase == "reloading":
+                self._phase = "running"
+            self.notifier.ready(self.status())
+        return ok
+
+    def stop_session(self, name: str) -> asyncio.Task[None]:
+        """Finalize one stream for a reload; returns its task (done once it has ended)."""
+        task = self.task(f"source:{name}")
+        self._retiring.add(task)
+        self._ended.discard(name)
+        self.sessions[name].stop()
+        return task

@@ -28,10 +28,11 @@ from listend.daemon.deepgram_connect import (
     close_failure,
     connect_options,
     handshake_failure,
-    make_client,
+    shared_client,
 )
 from listend.daemon.errors import ListendError
 from listend.daemon.events import AnyEvent, EventKind
+from listend.daemon.fallback import Fallback
 from listend.daemon.replay import ReplayBuffer
 from listend.daemon.sources import Source
 from listend.daemon.stream_connection import StreamConnection
@@ -70,18 +71,15 @@ class Endpoint:
     """Where and how to connect: a base URL and the Authorization header value."""
 
     url: str
-    authorization: str | None
+    authorization: str | None = field(repr=False)  # a secret: never in logs or tracebacks
     engine: str = "deepgram"  # what events report as their `engine`
-    _client: AsyncDeepgramClient | None = field(default=None, repr=False, compare=False)
 
     def client(self) -> AsyncDeepgramClient | None:
         """The SDK client, one for every session of the endpoint (None for the local engine):
         each one builds an HTTP client and a TLS context, 80 ms of CPU apiece."""
         if self.url == LOCAL:
             return None
-        if self._client is None:
-            self._client = make_client(self.url, self.authorization)
-        return self._client
+        return shared_client(self.url, self.authorization)
 
 
 class StreamSession:
@@ -95,7 +93,8 @@ class StreamSession:
         deepgram: DeepgramConfig,
         endpoint: Endpoint,
         publish: Publish,
-        kinds: Collection[EventKind] | None = None,
+        kinds: Callable[[], Collection[EventKind]] | None = None,
+        fallback: Endpoint | None = None,
     ) -> None:
         self.name = name
         self.device = device
@@ -104,11 +103,18 @@ class StreamSession:
         self.deepgram = deepgram
         self.endpoint = endpoint
         self.publish = publish
-        #: Whether any sink receives interim results (if not, they are never built).
-        self.wants_interims = kinds is None or "interim" in kinds
+        self._kinds = kinds  # what the source's sinks receive now (None: everything)
         self.format = source.audio_format
         check_stream_format(name, options, self.format)
         self.client = endpoint.client()
+        self.fallback = (  # `fallback: local`, when the daemon runs the local engine
+            None
+            if fallback is None or self.client is None
+            else Fallback(endpoint, fallback, after=deepgram.fallback_after)
+        )
+        self._clients = {endpoint.url: self.client}
+        if fallback is not None:
+            self._clients[fallback.url] = fallback.client()
         self.stats = SessionStats()
         self.failure: ListendError | None = None  # why the source stopped, if it had to
         self.dropped_interims = 0
@@ -129,6 +135,11 @@ class StreamSession:
             engine=endpoint.engine,
             timeline=self.buffer.timeline,
         )
+
+    @property
+    def wants_interims(self) -> bool:
+        """Whether any sink receives interim results (if not, they are never built)."""
+        return self._kinds is None or "interim" in self._kinds()
 
     @property
     def stopping(self) -> bool:
@@ -241,19 +252,24 @@ class StreamSession:
             buffer = self.buffer
             if buffer.ended and not buffer.uncovered and (self.stats.connects or not buffer.end):
                 return  # nothing (left) to transcribe: stopped before or between connections
+            endpoint = self._target()
             try:
-                await self._connection(backoff)
+                handed_back = await self._connection(backoff, endpoint)
             except StreamError as failure:
                 self.stats.connected = False
                 self.stats.first_attempt.set()
                 if not failure.retry:
                     self.failure = failure.error
                     return
+                if self._falling_back(endpoint, failure):
+                    continue
                 if self._out_of_time():
                     self._abandon(failure)
                     return
                 backoff.failed()
                 delay = max(backoff.next_delay(), failure.retry_after or 0.0)
+                if self.fallback is not None and endpoint is self.fallback.primary:
+                    delay = max(0.0, min(delay, self.fallback.after - self.fallback.waited()))
                 log.warning(
                     "source %s: %s; reconnecting in %.1fs (attempt %d)",
                     self.name,
@@ -263,7 +279,8 @@ class StreamSession:
                 )
                 await self._sleep_unless_stopping(delay)
             else:
-                return
+                if not handed_back:
+                    return
 
     def _out_of_time(self) -> bool:
         return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
@@ -288,15 +305,37 @@ class StreamSession:
             async with asyncio.timeout(delay):
                 await self._stop.wait()  # stop() cuts the wait: flush what was captured now
 
-    async def _connection(self, backoff: Backoff) -> None:
+    def _falling_back(self, endpoint: Endpoint, failure: StreamError) -> bool:
+        """Deepgram failed (again): True when the next connection goes to the local engine."""
+        if self.fallback is None or endpoint is not self.fallback.primary:
+            return False
+        self.fallback.primary_failed()
+        if self._target() is endpoint:
+            return False
+        log.warning(
+            "source %s: %s; Deepgram unreachable for %.0fs: switching to the local engine",
+            self.name,
+            failure,
+            self.fallback.waited(),
+        )
+        return True
+
+    def _target(self) -> Endpoint:
+        if self.fallback is None:
+            return self.endpoint
+        return self.fallback.target(stopping=self._stop.is_set())
+
+    async def _connection(self, backoff: Backoff, endpoint: Endpoint) -> bool:
+        """One connection to ``endpoint``; True when it ended to hand back to Deepgram."""
         start = self._resume_point()
         async with contextlib.AsyncExitStack() as stack:
-            assert self.client is not None
+            client = self._clients[endpoint.url]
+            assert client is not None
             try:
                 sock = await stack.enter_async_context(
-                    self.client.listen.v1.connect(
+                    client.listen.v1.connect(
                         **connect_options(self.options, self.format),
-                        authorization=self.endpoint.authorization,
+                        authorization=endpoint.authorization,
                     )
                 )
             except Exception as exc:
@@ -309,12 +348,38 @@ class StreamSession:
                 request_id=ws.response_headers.get("dg-request-id"),
                 session=self,
             )
+            self.factory.engine = endpoint.engine
             self._connected(backoff, conn)
+            if self.fallback is not None:
+                if endpoint is self.fallback.primary:
+                    self.fallback.primary_connected()
+                else:
+                    stack.push_async_callback(self._cancel, self._hand_back_when_reachable(conn))
             await conn.run()
             self.stats.connected = False
         if conn.close_stream_sent and conn.close_code == 1000:  # noqa: PLR2004
-            return
+            return conn.handoff.is_set()
         raise close_failure(conn.close_code, conn.close_reason, self.name)
+
+    def _hand_back_when_reachable(self, conn: StreamConnection) -> asyncio.Task[None]:
+        """On the local engine: end this connection cleanly once Deepgram answers again."""
+        assert self.fallback is not None
+        primary = self._clients[self.fallback.primary.url]
+        assert primary is not None
+
+        async def probe() -> None:
+            assert self.fallback is not None
+            options = connect_options(self.options, self.format)
+            await self.fallback.wait_for_primary(primary, options, self.name)
+            log.info("source %s: finalizing the local stream, back to Deepgram", self.name)
+            conn.handoff.set()
+
+        return asyncio.create_task(probe(), name=f"listend[source:{self.name}].probe")
+
+    @staticmethod
+    async def _cancel(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     def _resume_point(self) -> int:
         """Where the next connection starts: the first audio no final covered."""

@@ -98,6 +98,7 @@ class StreamConnection:
         self.last_sent = self.opened  # when audio or a control message last went out
         send_uncompressed(ws)
         self.finalized = asyncio.Event()
+        self.handoff = asyncio.Event()  # end cleanly now: the session switches engines
         self.closed = asyncio.Event()
         self.close_stream_sent = False
         self.close_code: int | None = None
@@ -124,17 +125,25 @@ class StreamConnection:
     # -- sending --------------------------------------------------------------------------
 
     async def _send(self) -> None:
+        tag = f"listend[source:{self.name}]"
         with contextlib.suppress(ConnectionClosed):
-            keepalive = asyncio.create_task(
-                self._keep_alive(), name=f"listend[source:{self.name}].keepalive"
-            )
+            helpers = [
+                asyncio.create_task(self._keep_alive(), name=f"{tag}.keepalive"),
+                asyncio.create_task(self._wake_on_handoff(), name=f"{tag}.handoff"),
+            ]
             try:
                 await self._send_audio()
             finally:
-                keepalive.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keepalive
+                for task in helpers:
+                    task.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
             await self._flush()
+
+    async def _wake_on_handoff(self) -> None:
+        """The sender waits for audio without a timeout: wake it when the session switches
+        engines, so it ends this connection cleanly."""
+        await self.handoff.wait()
+        self.buffer.wake()
 
     async def _keep_alive(self) -> None:
         """KeepAlive whenever no audio went out for ``keepalive_interval``. A task of its own
@@ -158,7 +167,7 @@ class StreamConnection:
         buffer, sock = self.buffer, self.sock
         max_frame = buffer.to_bytes(MAX_FRAME_SECONDS)
         paused_through = self.start  # gate closes up to here are handled
-        while True:
+        while not self.handoff.is_set():
             if self.sent < buffer.start:
                 msg = "the connection fell behind by more than the replay buffer"
                 raise StreamError(msg, retry=True)

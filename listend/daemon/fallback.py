@@ -1,0 +1,80 @@
+"""``fallback: local``: while Deepgram is unreachable, a source streams to the local engine.
+
+The session asks :meth:`Fallback.target` where to connect. Once Deepgram has failed for longer
+than ``deepgram.fallback_after`` (or at once when the session is stopping), that is the local
+engine; its connection replays from the first audio no final covered, as any reconnect does.
+Meanwhile :meth:`Fallback.wait_for_primary` retries Deepgram's handshake with the shared
+backoff; when it answers, the session finalizes the local stream (its finals then cover
+everything sent to it) and Deepgram resumes exactly there. Each stretch of audio is thus
+transcribed by exactly one engine, and events say which in ``engine``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from deepgram import AsyncDeepgramClient
+
+from listend.daemon.backoff import Backoff
+
+if TYPE_CHECKING:
+    from listend.daemon.session import Endpoint
+
+log = logging.getLogger(__name__)
+
+
+class Fallback:
+    def __init__(
+        self,
+        primary: Endpoint,
+        local: Endpoint,
+        *,
+        after: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.primary = primary
+        self.local = local
+        self.after = after
+        self._clock = clock
+        self.outage_since: float | None = None
+        self.probe_backoff = Backoff(initial=1.0, cap=30.0)
+
+    def primary_failed(self) -> None:
+        if self.outage_since is None:
+            self.outage_since = self._clock()
+
+    def primary_connected(self) -> None:
+        self.outage_since = None
+        self.probe_backoff.reset()
+
+    def target(self, *, stopping: bool) -> Endpoint:
+        """Where the next connection goes."""
+        if self.outage_since is None:
+            return self.primary
+        if stopping or self._clock() - self.outage_since >= self.after:
+            return self.local
+        return self.primary
+
+    def waited(self) -> float:
+        return 0.0 if self.outage_since is None else self._clock() - self.outage_since
+
+    async def wait_for_primary(
+        self, client: AsyncDeepgramClient, options: dict[str, Any], source: str
+    ) -> None:
+        """Return once Deepgram accepts a stream again (the probe stream is closed at once)."""
+        while True:
+            await self.probe_backoff.wait()
+            try:
+                async with client.listen.v1.connect(
+                    **options, authorization=self.primary.authorization
+                ):
+                    pass
+            except Exception as exc:  # any failure means "still unreachable"
+                log.debug("source %s: Deepgram still unreachable: %s", source, exc)
+                continue
+            log.info("source %s: Deepgram is reachable again", source)
+            self.outage_since = None  # the next connection goes to Deepgram
+            return

@@ -1,0 +1,232 @@
+"""What the daemon says about itself: readiness reasons, the STATUS= line, Prometheus metrics.
+
+Everything is computed from the live objects when asked (a scrape, a heartbeat), from the
+sessions' :class:`SessionStats` and the sink workers' counters, so nothing is counted twice.
+Counters of a source restarted by a reload carry over, so they never go backwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from listend import __version__
+from listend.daemon.session import SessionStats
+
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkState:
+    """One sink as seen from outside: outbox depth, delivery counters, reachability."""
+
+    depth: int
+    delivered: int
+    failed: int
+    reachable: bool
+
+
+class DaemonProbe(Protocol):
+    """The read-only view of a running daemon that health, metrics and STATUS= use."""
+
+    @property
+    def phase(self) -> str:
+        """``starting``, ``running``, ``reloading`` or ``stopping``."""
+        ...
+
+    def stream_stats(self) -> Mapping[str, SessionStats]:
+        """The running stream sessions' stats, by source name."""
+        ...
+
+    def sink_states(self) -> Mapping[str, SinkState]:
+        """The running sinks, by name."""
+        ...
+
+    def stalls(self) -> list[str]:
+        """Why the daemon is stuck (empty when it is making progress)."""
+        ...
+
+
+def readiness(probe: DaemonProbe) -> list[str]:
+    """Reasons the daemon is not ready; empty means every stream is up and every sink reachable."""
+    reasons = [] if probe.phase in ("running", "reloading") else [f"daemon is {probe.phase}"]
+    reasons += [
+        f"stream {name}: not connected"
+        for name, stats in sorted(probe.stream_stats().items())
+        if not stats.connected
+    ]
+    reasons += [
+        f"sink {name}: unreachable"
+        for name, state in sorted(probe.sink_states().items())
+        if not state.reachable
+    ]
+    return reasons + probe.stalls()
+
+
+def status_line(probe: DaemonProbe, now: float | None = None) -> str:
+    """The short summary systemctl status shows: streams up/total, outbox depth, last final."""
+    now = time.monotonic() if now is None else now
+    streams = probe.stream_stats()
+    up = sum(1 for stats in streams.values() if stats.connected)
+    depth = sum(state.depth for state in probe.sink_states().values())
+    finals = [s.last_final_at for s in streams.values() if s.last_final_at is not None]
+    last = f"last final {now - max(finals):.0f}s ago" if finals else "no finals yet"
+    text = f"{up}/{len(streams)} streams up, outbox {depth}, {last}"
+    return text if probe.phase == "running" else f"{probe.phase}: {text}"
+
+
+@dataclass
+class _Totals:
+    """Counters of sessions that were replaced by a reload, added to the live ones."""
+
+    connects: int = 0
+    reconnects: int = 0
+    keepalives: int = 0
+    audio_seconds_sent: float = 0.0
+    audio_seconds_captured: float = 0.0
+    audio_seconds_gated_in: float = 0.0
+    finals: int = 0
+    gap_seconds: float = 0.0
+
+    def add(self, stats: SessionStats | _Totals) -> _Totals:
+        return _Totals(
+            self.connects + stats.connects,
+            self.reconnects + stats.reconnects,
+            self.keepalives + stats.keepalives,
+            self.audio_seconds_sent + stats.audio_seconds_sent,
+            self.audio_seconds_captured + stats.audio_seconds_captured,
+            self.audio_seconds_gated_in + stats.audio_seconds_gated_in,
+            self.finals + stats.finals,
+            self.gap_seconds + stats.gap_seconds,
+        )
+
+
+class Metrics(Collector):
+    """The Prometheus registry of one daemon; ``registry`` is what /metrics serves."""
+
+    def __init__(self, probe: DaemonProbe) -> None:
+        self.probe = probe
+        self.reloads = {"ok": 0, "failed": 0}
+        self._retired: dict[str, _Totals] = {}
+        # auto_describe off: registering must not scrape a daemon that is still starting
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.latency = Histogram(
+            "listend_final_latency_seconds",
+            "Seconds from the end of the audio of a final to its arrival",
+            ["source"],
+            buckets=LATENCY_BUCKETS,
+            registry=None,
+        )
+        self.registry.register(self)  # first: its collect() moves new latencies in
+        self.registry.register(self.latency)
+
+    def retire(self, source: str, stats: SessionStats) -> None:
+        """A session is being replaced: keep its counters and latencies."""
+        self._observe(source, stats)
+        self._retired[source] = self._retired.get(source, _Totals()).add(stats)
+
+    def forget(self, source: str) -> None:
+        """The source was removed from the config: drop its series."""
+        self._retired.pop(source, None)
+        with contextlib.suppress(KeyError):
+            self.latency.remove(source)
+
+    def absorb(self) -> None:
+        """Move the sessions' new final latencies into the histogram (bounds their lists)."""
+        for source, stats in self.probe.stream_stats().items():
+            self._observe(source, stats)
+
+    def _observe(self, source: str, stats: SessionStats) -> None:
+        latencies, stats.final_latencies[:] = list(stats.final_latencies), []
+        child = self.latency.labels(source=source)
+        for seconds in latencies:
+            child.observe(seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        self.absorb()
+        now = time.monotonic()
+        yield from self._stream_metrics(now)
+        yield from self._sink_metrics()
+        info = GaugeMetricFamily("listend_info", "listend version", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        reloads = CounterMetricFamily(
+            "listend_reloads", "Configuration reloads (SIGHUP) by result", labels=["result"]
+        )
+        for result, count in sorted(self.reloads.items()):
+            reloads.add_metric([result], count)
+        yield reloads
+
+    def _stream_metrics(self, now: float) -> Iterator[Metric]:
+        live = self.probe.stream_stats()
+        names = sorted(set(live) | set(self._retired))
+
+        def counter(name: str, doc: str, attr: str) -> CounterMetricFamily:
+            family = CounterMetricFamily(name, doc, labels=["source"])
+            for source in names:
+                total = self._retired.get(source, _Totals())
+                if source in live:
+                    total = total.add(live[source])
+                family.add_metric([source], getattr(total, attr))
+            return family
+
+        yield counter("listend_audio_sent_seconds", "Seconds of audio sent", "audio_seconds_sent")
+        yield counter(
+            "listend_audio_captured_seconds",
+            "Seconds of audio read from the source",
+            "audio_seconds_captured",
+        )
+        yield counter(
+            "listend_audio_gated_in_seconds",
+            "Seconds of captured audio the voice gate let through (all of it without vad:)",
+            "audio_seconds_gated_in",
+        )
+        yield counter("listend_stream_connects", "Stream connections made", "connects")
+        yield counter("listend_stream_reconnects", "Stream reconnections", "reconnects")
+        yield counter("listend_stream_keepalives", "KeepAlive messages sent", "keepalives")
+        yield counter("listend_finals", "Final transcripts received", "finals")
+        yield counter(
+            "listend_replay_gap_seconds",
+            "Seconds of audio lost because the replay buffer overflowed during an outage",
+            "gap_seconds",
+        )
+        connected = GaugeMetricFamily(
+            "listend_stream_connected", "1 while the stream is connected", labels=["source"]
+        )
+        age = GaugeMetricFamily(
+            "listend_last_final_age_seconds", "Seconds since the last final", labels=["source"]
+        )
+        for source, stats in sorted(live.items()):
+            connected.add_metric([source], 1 if stats.connected else 0)
+            if stats.last_final_at is not None:
+                age.add_metric([source], now - stats.last_final_at)
+        yield connected
+        yield age
+
+    def _sink_metrics(self) -> Iterator[Metric]:
+        sinks = sorted(self.probe.sink_states().items())
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+            "delivered": CounterMetricFamily(
+                "listend_sink_delivered", "Events confirmed by the sink", labels=["sink"]
+            ),
+            "failed": CounterMetricFamily(
+                "listend_sink_failed", "Failed delivery attempts", labels=["sink"]
+            ),
+            "depth": GaugeMetricFamily(
+                "listend_outbox_depth", "Events waiting in the outbox", labels=["sink"]
+            ),
+            "reachable": GaugeMetricFamily(
+                "listend_sink_reachable", "1 while the sink can deliver", labels=["sink"]
+            ),
+        }
+        for name, state in sinks:
+            for attr, family in families.items():
+                family.add_metric([name], float(getattr(state, attr)))
+        yield from families.values()

@@ -1,0 +1,213 @@
+"""Uploaded audio (a stream of bytes) -> its PCM format and a stream of PCM chunks.
+
+Raw PCM when the request declares ``encoding``; WAV (16-bit PCM) parsed as it arrives; any
+other container (FLAC, MP3, Ogg, float WAV, video...) piped through ffmpeg when it is
+installed. Nothing is held in memory beyond one chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from listend.engine.formats import UnsupportedAudio, check_audio_format
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+_CHUNK_HEADER = 8  # RIFF chunk id + size
+_WAVE_PCM, _WAVE_EXTENSIBLE = 1, 0xFFFE
+_PCM_SUBFORMAT = b"\x01\x00\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+
+
+@dataclass(frozen=True, slots=True)
+class PcmFormat:
+    encoding: str
+    sample_rate: int
+    channels: int
+
+
+class _Reader:
+    """Exact reads over an async iterator of byte chunks."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], head: bytes = b"") -> None:
+        self._chunks = chunks
+        self._buffer = bytearray(head)
+        self.exhausted = False
+
+    async def _fill(self, size: int) -> None:
+        while len(self._buffer) < size and not self.exhausted:
+            try:
+                self._buffer += await anext(self._chunks)
+            except StopAsyncIteration:
+                self.exhausted = True
+
+    async def read(self, size: int) -> bytes:
+        await self._fill(size)
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    async def peek(self, size: int) -> bytes:
+        await self._fill(size)
+        return bytes(self._buffer[:size])
+
+    async def rest(self) -> AsyncIterator[bytes]:
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            yield data
+        async for chunk in self._chunks:
+            yield chunk
+
+
+async def open_audio(
+    chunks: AsyncIterator[bytes], declared: PcmFormat | None
+) -> tuple[PcmFormat, AsyncIterator[bytes]]:
+    """The PCM format and PCM chunks of an upload; raises UnsupportedAudio."""
+    reader = _Reader(chunks)
+    if declared is not None:
+        check_audio_format(declared.encoding, declared.sample_rate, declared.channels)
+        return declared, reader.rest()
+    head = await reader.peek(12)
+    if not head:
+        raise UnsupportedAudio("the request has no audio")
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        parsed = await _read_wav_header(reader)
+        if parsed is not None:
+            return parsed, reader.rest()
+        # A WAV we cannot read directly (float, ADPCM...): let ffmpeg decode it.
+    return await _ffmpeg(reader.rest())
+
+
+async def _read_wav_header(reader: _Reader) -> PcmFormat | None:
+    """Consume the header up to the data chunk; None if it is not 16-bit PCM."""
+    await reader.read(12)
+    fmt: PcmFormat | None = None
+    pcm16 = False
+    while True:
+        header = await reader.read(_CHUNK_HEADER)
+        if len(header) < _CHUNK_HEADER:
+            raise UnsupportedAudio("the WAV file has no data chunk")
+        kind, size = header[:4], struct.unpack("<I", header[4:])[0]
+        if kind == b"data":
+            if fmt is None:
+                raise UnsupportedAudio("the WAV file has no fmt chunk before its data")
+            return fmt if pcm16 else None
+        body = await reader.read(size + (size & 1))
+        if kind == b"fmt ":
+            tag, channels, rate = struct.unpack("<HHI", body[:8])
+            bits = struct.unpack("<H", body[14:16])[0]
+            if tag == _WAVE_EXTENSIBLE and len(body) >= 40:  # noqa: PLR2004 - WAVEFORMATEXTENSIBLE
+                tag = _WAVE_PCM if body[24:40] == _PCM_SUBFORMAT else tag
+            pcm16 = tag == _WAVE_PCM and bits == 16  # noqa: PLR2004
+            fmt = PcmFormat("linear16", rate, channels)
+            if pcm16:
+                check_audio_format("linear16", rate, channels)
+
+
+async def _ffmpeg(chunks: AsyncIterator[bytes]) -> tuple[PcmFormat, AsyncIterator[bytes]]:
+    binary = shutil.which("ffmpeg")
+    if binary is None:
+        raise UnsupportedAudio(
+            "this container needs ffmpeg to decode (install it), or send WAV or raw PCM "
+            "with encoding and sample_rate"
+        )
+    decoder = _Ffmpeg(binary)
+    await decoder.start(chunks)
+    try:
+        fmt = await decoder.header()
+    except BaseException:
+        await decoder.stop()
+        raise
+    return fmt, decoder.pcm()
+
+
+class _Ffmpeg:
+    """ffmpeg as a pipe: the upload in on stdin, 16 kHz 16-bit WAV out on stdout."""
+
+    def __init__(self, binary: str) -> None:
+        self._binary = binary
+        self._process: asyncio.subprocess.Process | None = None
+        self._feeder: asyncio.Task[None] | None = None
+        self._reader: _Reader | None = None
+
+    async def start(self, chunks: AsyncIterator[bytes]) -> None:
+        process = await asyncio.create_subprocess_exec(
+            self._binary,
+            *("-hide_banner", "-loglevel", "error", "-nostdin", "-i", "pipe:0"),
+            *("-vn", "-f", "wav", "-acodec", "pcm_s16le", "-ar", "16000", "pipe:1"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._process = process
+        self._feeder = asyncio.create_task(self._feed(chunks), name="listend[engine-ffmpeg]")
+        self._reader = _Reader(self._output())
+
+    async def _feed(self, chunks: AsyncIterator[bytes]) -> None:
+        assert self._process is not None
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            async for chunk in chunks:
+                stdin.write(chunk)
+                await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # ffmpeg gave up; its stderr says why
+        finally:
+            stdin.close()
+
+    async def _output(self) -> AsyncIterator[bytes]:
+        assert self._process is not None
+        stdout = self._process.stdout
+        assert stdout is not None
+        while chunk := await stdout.read(CHUNK):
+            yield chunk
+
+    async def header(self) -> PcmFormat:
+        assert self._reader is not None
+        fmt = await _read_wav_header(self._reader) if await self._reader.peek(12) else None
+        if fmt is None:
+            raise UnsupportedAudio(await self._error())
+        return fmt
+
+    async def pcm(self) -> AsyncIterator[bytes]:
+        assert self._reader is not None
+        assert self._process is not None
+        try:
+            async for chunk in self._reader.rest():
+                yield chunk
+            if await self._process.wait() != 0:
+                raise UnsupportedAudio(await self._error())
+            assert self._feeder is not None
+            await self._feeder  # the upload's own errors (a failed download) surface here
+        finally:
+            await self.stop()
+
+    async def _error(self) -> str:
+        """ffmpeg's complaint, or the upload's own error if that is what stopped it."""
+        assert self._process is not None
+        assert self._feeder is not None
+        await self._process.wait()
+        await asyncio.wait([self._feeder])
+        if not self._feeder.cancelled() and (failure := self._feeder.exception()) is not None:
+            raise failure
+        assert self._process.stderr is not None
+        detail = (await self._process.stderr.read()).decode(errors="replace").strip()
+        lines = detail.splitlines()
+        return "could not decode the audio" + (f": {lines[-1]}" if lines else "")
+
+    async def stop(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            await self._process.wait()
+        if self._feeder is not None:
+            self._feeder.cancel()
+            await asyncio.gather(self._feeder, return_exceptions=True)

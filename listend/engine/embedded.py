@@ -1,0 +1,57 @@
+"""The local engine inside the daemon: started when the configuration needs it, stopped last.
+
+It is needed when no Deepgram credentials are configured (``deepgram.url: local`` is implied)
+and when a source has ``fallback: local``. Sessions reach it at its loopback URL through the
+same SDK code as Deepgram.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from listend.daemon.config import ListendConfig
+from listend.daemon.errors import ListendError
+from listend.engine.server import LocalEngine
+from listend.engine.workers import EngineError
+
+log = logging.getLogger(__name__)
+
+
+def local_sources(config: ListendConfig) -> list[str]:
+    """Enabled sources that may stream to the local engine."""
+    everyone = config.deepgram.uses_local_engine()
+    return [
+        name
+        for name, source in config.sources.items()
+        if source.enabled and (everyone or source.fallback == "local")
+    ]
+
+
+@contextlib.asynccontextmanager
+async def embedded_engine(config: ListendConfig) -> AsyncIterator[LocalEngine | None]:
+    """The running engine (one worker per source using it, at most one per core), or None."""
+    users = local_sources(config)
+    if not users:
+        yield None
+        return
+    engine = LocalEngine(workers=min(len(users), os.cpu_count() or 1))
+    try:
+        await engine.start()
+    except (OSError, ImportError, EngineError) as exc:
+        raise ListendError(f"cannot start the local engine: {exc}") from exc
+    try:
+        if config.deepgram.uses_local_engine():
+            why = "deepgram.url is local" if config.deepgram.url else "no Deepgram API key"
+            log.info(
+                "%s: transcribing with the embedded offline engine (pocketsphinx, English) at %s",
+                why,
+                engine.url,
+            )
+        else:
+            log.info("offline engine ready at %s for fallback (%s)", engine.url, ", ".join(users))
+        yield engine
+    finally:
+        await engine.stop()

@@ -1,0 +1,87 @@
+"""The local engine as a server: Deepgram's protocol on loopback, backed by pocketsphinx.
+
+``GET /v1/listen`` (WebSocket streaming) is the shared protocol server with a pocketsphinx
+recognizer per connection; ``POST /v1/listen`` is the prerecorded API. The daemon and
+``listend transcribe`` reach it through the Deepgram SDK with a custom base URL, exactly as
+they reach Deepgram, so nothing downstream knows the difference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from types import TracebackType
+from typing import Self
+
+from listend.dgproto.recognizer import Recognizer, StreamParams
+from listend.dgproto.server import DeepgramProtocolServer, serve
+from listend.engine.rest import PrerecordedRoute
+from listend.engine.workers import PocketsphinxRecognizer, WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+class LocalEngine:
+    """Start with ``async with LocalEngine() as engine:``; ``engine.url`` is its base URL."""
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        idle_timeout: float = 10.0,
+    ) -> None:
+        self.pool = WorkerPool(workers)
+        self.protocol = DeepgramProtocolServer(self._recognizer, idle_timeout=idle_timeout)
+        self.rest = PrerecordedRoute(self.pool)
+        self.rest.add_to(self.protocol.app)
+        self._host = host
+        self._port = port
+        self._stack: contextlib.AsyncExitStack | None = None
+        self.address: tuple[str, int] | None = None
+
+    def _recognizer(self, params: StreamParams) -> Recognizer:
+        return PocketsphinxRecognizer(self.pool, params)  # UnsupportedParams: a 400
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (the SDK derives ``ws://`` for streaming from it)."""
+        if self.address is None:
+            raise RuntimeError("the local engine is not started")
+        host, port = self.address
+        return f"http://{host}:{port}"
+
+    async def start(self) -> str:
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self.pool.start()
+            stack.push_async_callback(self.pool.close)
+            self.address = await stack.enter_async_context(
+                serve(self.protocol.app, self._host, self._port)
+            )
+            stack.push_async_callback(self.rest.close)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        log.debug("local engine (%d workers) on %s", self.pool.size, self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,97 @@
+"""A prerecorded transcript (Deepgram's JSON as a dict) as plain text, SRT or WebVTT."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MAX_CUE_SECONDS = 6.0
+MAX_CUE_CHARS = 84  # two lines of 42, the usual subtitle limit
+MAX_GAP = 1.0  # a pause this long starts a new cue
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    start: float
+    end: float
+    text: str
+
+
+def _channels(result: dict[str, Any]) -> list[dict[str, Any]]:
+    channels = result.get("results", {}).get("channels") or []
+    return [(ch.get("alternatives") or [{}])[0] for ch in channels]
+
+
+def to_text(result: dict[str, Any]) -> str:
+    alternatives = _channels(result)
+    texts = []
+    for alternative in alternatives:
+        paragraphs = (alternative.get("paragraphs") or {}).get("transcript")
+        texts.append((paragraphs or alternative.get("transcript") or "").strip())
+    if len(texts) == 1:
+        return texts[0] + "\n"
+    return "".join(f"[channel {i}] {text}\n" for i, text in enumerate(texts))
+
+
+def _word_text(word: dict[str, Any]) -> str:
+    return str(word.get("punctuated_word") or word.get("word") or "")
+
+
+def cues(result: dict[str, Any]) -> list[Cue]:
+    """Short cues from word timings: split at pauses, and by length and duration."""
+    utterances = result.get("results", {}).get("utterances")
+    if utterances:
+        groups = [u.get("words") or [] for u in utterances]
+    else:
+        groups = [alt.get("words") or [] for alt in _channels(result)[:1]]
+    found: list[Cue] = []
+    for words in groups:
+        current: list[dict[str, Any]] = []
+        for word in words:
+            if current and _breaks(current, word):
+                found.append(_cue(current))
+                current = []
+            current.append(word)
+        if current:
+            found.append(_cue(current))
+    if not found:
+        text = "".join(to_text(result).split("\n")).strip()
+        duration = float(result.get("metadata", {}).get("duration") or 0.0)
+        return [Cue(0.0, duration, text)] if text else []
+    return sorted(found, key=lambda c: c.start)
+
+
+def _breaks(current: list[dict[str, Any]], word: dict[str, Any]) -> bool:
+    start = float(current[0]["start"])
+    text = " ".join(_word_text(w) for w in current)
+    return (
+        float(word["start"]) - float(current[-1]["end"]) > MAX_GAP
+        or float(word["end"]) - start > MAX_CUE_SECONDS
+        or len(text) + 1 + len(_word_text(word)) > MAX_CUE_CHARS
+    )
+
+
+def _cue(words: list[dict[str, Any]]) -> Cue:
+    text = " ".join(_word_text(w) for w in words)
+    return Cue(float(words[0]["start"]), float(words[-1]["end"]), text)
+
+
+def _stamp(seconds: float, separator: str) -> str:
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def to_srt(result: dict[str, Any]) -> str:
+    blocks = [
+        f"{index}\n{_stamp(c.start, ',')} --> {_stamp(c.end, ',')}\n{c.text}\n"
+        for index, c in enumerate(cues(result), 1)
+    ]
+    return "\n".join(blocks)
+
+
+def to_vtt(result: dict[str, Any]) -> str:
+    blocks = [f"{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{c.text}\n" for c in cues(result)]
+    return "WEBVTT\n\n" + "\n".join(blocks)

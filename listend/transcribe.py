@@ -1,0 +1,267 @@
+"""``listend transcribe PATH|URL``: one-shot transcription over Deepgram's REST API.
+
+Talks to Deepgram (``DEEPGRAM_API_KEY``), a self-hosted server (``--url``) or, with ``--local``
+or no key, the local engine started in-process. Files are streamed (never read whole); a
+progress bar goes to stderr when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from listend.daemon.errors import AuthError, ListendError
+from listend.subtitles import to_srt, to_text, to_vtt
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256 * 1024
+REFRESH = 0.1  # seconds between progress bar redraws
+TIMEOUT = 3600.0  # a long file on the local engine takes a while; Deepgram answers sooner
+FLAGS = (
+    "punctuate",
+    "smart_format",
+    "diarize",
+    "utterances",
+    "paragraphs",
+    "multichannel",
+    "numerals",
+    "profanity_filter",
+    "filler_words",
+    "dictation",
+    "measurements",
+    "detect_language",
+    "detect_entities",
+    "sentiment",
+    "topics",
+    "intents",
+)
+LISTS = (
+    "keywords",
+    "keyterm",
+    "search",
+    "replace",
+    "tag",
+    "extra",
+    "custom_topic",
+    "custom_intent",
+)
+FORMATTERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "text": to_text,
+    "json": lambda result: json.dumps(result, indent=2) + "\n",
+    "srt": to_srt,
+    "vtt": to_vtt,
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="PATH|URL", help="an audio/video file, or an http(s) URL")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--local", action="store_true", help="use the offline engine (default with no API key)"
+    )
+    where.add_argument("--url", help="Deepgram-compatible base URL (self-hosted)")
+    parser.add_argument("--model", help="e.g. nova-3 (Deepgram's default when omitted)")
+    parser.add_argument("--language", help="e.g. en, en-US, de")
+    for name in FLAGS:
+        parser.add_argument(f"--{name.replace('_', '-')}", action="store_true", default=None)
+    for name in LISTS:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", action="append", metavar="VALUE", help="repeatable"
+        )
+    parser.add_argument("--summarize", nargs="?", const="v2", help="summary (v2)")
+    parser.add_argument("--redact", help="pci, pii, numbers, ...")
+    parser.add_argument("--utt-split", type=float, metavar="SECONDS")
+    parser.add_argument("--model-version", metavar="VERSION", help="Deepgram model version")
+    raw = parser.add_argument_group("raw audio (no container)")
+    raw.add_argument("--encoding", help="linear16, mulaw, ...")
+    raw.add_argument("--sample-rate", type=int)
+    raw.add_argument("--channels", type=int)
+    parser.add_argument("--callback", metavar="URL", help="print the request id; result goes there")
+    parser.add_argument("--callback-method", choices=["POST", "PUT"], type=str.upper)
+    parser.add_argument("--format", choices=sorted(FORMATTERS), default="text")
+    parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+
+
+def options_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for ``transcribe_file``/``transcribe_url``."""
+    options: dict[str, Any] = {}
+    for name in (*FLAGS, *LISTS, "model", "language", "redact", "utt_split", "encoding"):
+        value = getattr(args, name, None)
+        if value is not None:
+            options[name] = value
+    if args.summarize is not None:
+        options["summarize"] = args.summarize
+    if args.model_version is not None:
+        options["version"] = args.model_version
+    if args.callback is not None:
+        options["callback"] = args.callback
+        if args.callback_method is not None:
+            options["callback_method"] = args.callback_method
+    elif args.callback_method is not None:
+        raise ListendError("--callback-method needs --callback")
+    if args.format in {"srt", "vtt"} and "utterances" not in options:
+        options["utterances"] = True  # cues follow utterance boundaries
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    is_url = args.source.startswith(("http://", "https://"))
+    if not is_url and not Path(args.source).is_file():
+        raise ListendError(f"{args.source}: no such file")
+    size = None if is_url else Path(args.source).stat().st_size
+    return asyncio.run(_run(args, size))
+
+
+async def _run(args: argparse.Namespace, size: int | None) -> int:
+    options = options_from(args)
+    key = os.environ.get("DEEPGRAM_API_KEY") or None
+    local = args.local or (key is None and args.url is None)
+    if local and not args.local:
+        log.warning("no DEEPGRAM_API_KEY: transcribing with the offline engine (English only)")
+    if local:
+        from listend.engine.server import LocalEngine  # noqa: PLC0415
+
+        workers = 2 if args.multichannel else 1
+        async with LocalEngine(workers=workers) as engine:
+            log.info("transcribing with the local engine at %s", engine.url)
+            result = await _request(args, options, engine.url, "local", size)
+            if "callback" in options:
+                _print_request_id(result)
+                # The engine lives in this process: stay until it has called back.
+                log.info("waiting for the local engine to deliver the callback")
+                await engine.rest.wait_for_callbacks()
+                return 0
+    else:
+        result = await _request(args, options, args.url, key or "none", size)
+    if "callback" in options:
+        _print_request_id(result)
+        return 0
+    text = FORMATTERS[args.format](result)
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+async def _request(
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    base_url: str | None,
+    api_key: str,
+    size: int | None,
+) -> dict[str, Any]:
+    import httpx  # noqa: PLC0415 - the SDK (and its httpx) are slow to import
+    from deepgram import AsyncDeepgramClient  # noqa: PLC0415
+    from deepgram.core.api_error import ApiError  # noqa: PLC0415
+    from deepgram.environment import DeepgramClientEnvironment  # noqa: PLC0415
+
+    client_args: dict[str, Any] = {"api_key": api_key}
+    if base_url is not None:
+        ws = base_url.replace("https://", "wss://").replace("http://", "ws://")
+        client_args["environment"] = DeepgramClientEnvironment(
+            base=base_url, production=ws, agent=ws, agent_rest=base_url
+        )
+    extra_query = {
+        name: getattr(args, name)
+        for name in ("sample_rate", "channels")
+        if getattr(args, name) is not None
+    }
+    request_options: dict[str, Any] = {"timeout_in_seconds": TIMEOUT, "max_retries": 0}
+    if extra_query:
+        request_options["additional_query_parameters"] = extra_query
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=True) as http:
+            client = AsyncDeepgramClient(**client_args, httpx_client=http)
+            response = await _send(client.listen.v1.media, args, options, request_options, size)
+    except ApiError as exc:
+        raise _api_failure(exc) from None
+    except (OSError, httpx.TransportError) as exc:
+        raise ListendError(f"cannot reach {base_url or 'Deepgram'}: {exc}") from None
+    result: dict[str, Any] = response.model_dump(mode="json", exclude_none=True, by_alias=True)
+    return result
+
+
+async def _send(
+    media: Any,
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    request_options: dict[str, Any],
+    size: int | None,
+) -> Any:
+    if size is None:
+        return await media.transcribe_url(
+            url=args.source, request_options=request_options, **options
+        )
+    progress = Progress(size, sys.stderr)
+    try:
+        return await media.transcribe_file(
+            request=_read(Path(args.source), progress), request_options=request_options, **options
+        )
+    finally:
+        progress.done()
+
+
+def _print_request_id(result: dict[str, Any]) -> None:
+    sys.stdout.write(f"{result.get('request_id', '')}\n")
+    sys.stdout.flush()
+
+
+def _api_failure(exc: Any) -> ListendError:
+    body = exc.body
+    if isinstance(body, dict):
+        detail = body.get("err_msg") or body.get("message") or json.dumps(body)
+    else:
+        detail = str(body)
+    status = exc.status_code
+    message = f"the server answered {status}: {detail}"
+    if status in {401, 403}:
+        return AuthError(message)
+    return ListendError(message)
+
+
+async def _read(path: Path, progress: Progress) -> AsyncIterator[bytes]:
+    """The file in chunks, read in a thread so the loop (and a local engine) keeps running."""
+    with path.open("rb") as file:
+        while chunk := await asyncio.to_thread(file.read, CHUNK):
+            progress.advance(len(chunk))
+            yield chunk
+
+
+class Progress:
+    """A one-line upload bar on stderr, only when it is a terminal."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = max(total, 1)
+        self.sent = 0
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self._shown_at = 0.0
+
+    def advance(self, count: int) -> None:
+        self.sent += count
+        now = time.monotonic()
+        if self.enabled and (now - self._shown_at >= REFRESH or self.sent >= self.total):
+            self._shown_at = now
+            fraction = min(1.0, self.sent / self.total)
+            bar = "#" * int(fraction * 30)
+            self.stream.write(
+                f"\r[{bar:<30}] {fraction:4.0%} {self.sent / 1e6:.1f}/{self.total / 1e6:.1f} MB"
+            )
+            if self.sent >= self.total:
+                self.stream.write("  waiting for the transcript...")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.sent:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()

@@ -1,0 +1,126 @@
+"""`fallback: local`: Deepgram goes away, the local engine takes over, Deepgram comes back."""
+
+from __future__ import annotations
+
+import asyncio
+from itertools import pairwise
+
+import pytest
+
+from listend.daemon.backoff import Backoff
+from listend.daemon.config import DeepgramConfig
+from listend.daemon.events import TranscriptEvent
+from listend.daemon.session import Endpoint, StreamSession
+from listend.daemon.stream_options import StreamOptions
+from listend.testing import DeepgramTestServer, Script
+from tests.conftest import free_port
+from tests.session_helpers import Collector, MemorySource, source_ranges, watermark
+
+pytestmark = [pytest.mark.xdist_group("local-engine"), pytest.mark.slow]
+
+RATE = 16000
+BPS = 2 * RATE  # bytes per second of mono 16-bit audio
+SPEECH = (
+    "the library closes at six on saturday",
+    "what is the weather like today",
+    "add eggs to the shopping list",
+)
+
+
+def seconds(offset: int) -> float:
+    return offset / BPS
+
+
+async def wait_until(condition, timeout: float, what: str) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+    assert condition(), what
+
+
+def test_outage_goes_to_the_local_engine_and_back(local_engine, engine_loop, speech):
+    before = Script().say("turn on the kitchen lights", then_silence=1.0)
+    during = b"".join(speech(s) + b"\x00\x00" * RATE for s in SPEECH)
+    after = Script().say("good night", then_silence=1.0).say("thank you very much")
+    pcm = watermark(before.pcm() + during + after.pcm() + b"\x00\x00" * 2 * RATE)
+    port = free_port()
+    local_engine.protocol.record = True
+
+    async def main():
+        sink = Collector()
+        first = await DeepgramTestServer(port=port).start()
+        session = StreamSession(
+            name="hall",
+            device="test",
+            source=MemorySource(pcm, realtime=True),
+            options=StreamOptions(model="nova-3", endpointing=300, interim_results=True),
+            deepgram=DeepgramConfig(fallback_after=1.0, finalize_timeout=5.0),
+            endpoint=Endpoint(first.url, f"Token {first.api_key}"),
+            publish=sink,
+            fallback=Endpoint(local_engine.url, None, engine="local"),
+        )
+        session.backoff = Backoff(initial=0.05, cap=0.3)
+        assert session.fallback is not None
+        session.fallback.probe_backoff = Backoff(initial=0.2, cap=0.5)
+        running = asyncio.create_task(session.run())
+
+        def texts(engine: str) -> list[TranscriptEvent]:
+            return [e for e in sink.finals() if e.engine == engine and e.text]
+
+        await wait_until(lambda: texts("deepgram"), 30, "a final from Deepgram")
+        await first.stop()  # Deepgram goes away: connections drop, new ones are refused
+        await wait_until(lambda: len(texts("local")) >= 2, 60, "finals from the local engine")
+        second = await DeepgramTestServer(port=port).start()  # ... and comes back
+        try:
+            async with asyncio.timeout(90):
+                await running
+        finally:
+            await second.stop()
+        return sink, first, second
+
+    sink, first, second = engine_loop.run(main(), timeout=150)
+    local_records = [c for c in local_engine.protocol.connections if c.audio]
+    local_engine.protocol.record = False
+    local_engine.protocol.connections.clear()
+
+    finals = [e for e in sink.finals() if e.text]
+    engines = [e.engine for e in finals]
+    # Deepgram, then the local engine meanwhile, then Deepgram again: one switch each way.
+    assert engines[0] == "deepgram"
+    assert engines[-1] == "deepgram"
+    switches = [pair for pair in pairwise(engines) if pair[0] != pair[1]]
+    assert switches == [("deepgram", "local"), ("local", "deepgram")]
+    # No second of audio is transcribed twice: finals follow each other without overlapping.
+    for earlier, later in pairwise(finals):
+        assert earlier.end <= later.start + 0.001
+    said_first = ["turn", "on", "the", "kitchen", "lights"]
+    assert [w.word for e in finals if e.engine == "deepgram" for w in e.words][:5] == said_first
+    assert [w.word for e in finals[-2:] for w in e.words] == [
+        "good",
+        "night",
+        "thank",
+        "you",
+        "very",
+        "much",
+    ]
+
+    # What each engine received and finalized, located in the source by its watermark.
+    assert len(local_records) == 1
+    (local_from, local_to) = source_ranges(pcm, [bytes(local_records[0].audio)])[0]
+    local_finals = local_records[0].finals()
+    assert local_finals[-1]["from_finalize"]  # ended by Finalize: it covers all it was sent
+    covered = local_finals[-1]["start"] + local_finals[-1]["duration"]
+    assert covered == pytest.approx(seconds(local_to - local_from), abs=0.01)
+    # Deepgram's finals before the outage end exactly where the local engine starts ...
+    dg_before = [c for c in first.connections if c.audio][-1]
+    (dg_from, _dg_to) = source_ranges(pcm, [bytes(dg_before.audio)])[0]
+    last = dg_before.finals()[-1]
+    assert seconds(dg_from) + last["start"] + last["duration"] == pytest.approx(
+        seconds(local_from), abs=0.001
+    )
+    # ... and Deepgram resumes exactly where the local engine's finals ended.
+    back = [c for c in second.connections if c.audio]  # the others were probes
+    assert len(back) == 1
+    (back_from, back_to) = source_ranges(pcm, [bytes(back[0].audio)])[0]
+    assert back_from == local_to
+    assert back_to == len(pcm)
