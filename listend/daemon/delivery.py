@@ -1,9 +1,12 @@
 """One delivery worker per sink: events go through the sink's durable outbox, in order.
 
 An event is removed from the outbox only after ``Sink.deliver`` returned for it (the sink's
-confirmation: PUBACK, HTTP 2xx, file flushed) and its commit is on disk (delivery starts
-while the commit is still being written, so the fsync is not on the latency path); until
-then it is retried with the shared
+confirmation: PUBACK, HTTP 2xx, file flushed) and its commit is on disk. Delivery does not
+wait for the disk: stored events are committed together, at most COMMIT_DELAY after they
+arrived (a group commit, one fsync for all sources), while the sink already sends them. An
+event not yet confirmed is exposed to a crash for that long, as it is while it waits in the
+router's queue; once committed it survives SIGKILL and power loss. Until then it is retried
+with the shared
 :class:`~listend.daemon.backoff.Backoff`, across restarts if need be. Consumers may see an
 event twice (at-least-once) and dedupe on its ``id``.
 
@@ -37,6 +40,12 @@ log = logging.getLogger(__name__)
 
 #: A gap (dropped events) is reported at most this often while it keeps growing.
 GAP_REPORT_INTERVAL = 60.0
+#: Stored events are committed together at most this long after the first of them arrived:
+#: one fsync (and one trip to the outbox thread, 0.25 ms of CPU on a small VM) for all the
+#: sources' events of that window. Delivery does not wait for it.
+COMMIT_DELAY = 0.05
+#: ... unless this many are waiting: then the router waits for the commit (backpressure).
+MAX_UNCOMMITTED = 1024
 
 
 def outbox_path(state_dir: Path, sink: str) -> Path:
@@ -67,6 +76,9 @@ class SinkWorker:
         self._started = False
         self._opening = asyncio.Lock()
         self._failing_since: float | None = None
+        self._uncommitted: list[tuple[int, AnyEvent]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._committing = asyncio.Lock()
         self._gap: list[Dropped] = []
         self._gap_reported_at = 0.0
         self.delivered = 0
@@ -111,9 +123,39 @@ class SinkWorker:
             if event.kind == "final":
                 self._interims.pop(event.source, None)  # the final supersedes it
         self._wakeup.set()  # deliver while the commit is on its way to the disk
-        dropped = await self.outbox.commit(staged, keep_through=self._inflight_through)
-        if dropped:
-            self._note_gap(dropped)
+        self._uncommitted.extend(staged)
+        if (
+            self.options.policy == "block"
+            or len(self.outbox) > self.options.max_events  # full: drop what it must now
+            or len(self._uncommitted) >= MAX_UNCOMMITTED
+        ):
+            await self.commit()
+        else:
+            self._commit_soon()
+
+    def _commit_soon(self) -> None:
+        committer = self._committer
+        if committer is not None and committer.done():
+            self._committer = None
+            if not committer.cancelled() and (error := committer.exception()) is not None:
+                raise error  # the outbox cannot be written: as if this append failed
+        if self._committer is None:
+            self._committer = asyncio.create_task(
+                self._commit_after(COMMIT_DELAY), name=f"listend[sink:{self.sink.name}].commit"
+            )
+
+    async def _commit_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.commit()
+
+    async def commit(self) -> None:
+        """Write the events staged so far to the outbox (fsynced), in order."""
+        async with self._committing:
+            while self._uncommitted:
+                batch, self._uncommitted = self._uncommitted, []
+                dropped = await self.outbox.commit(batch, keep_through=self._inflight_through)
+                if dropped:
+                    self._note_gap(dropped)
 
     def depth(self) -> int:
         """Events waiting for this sink (stored and interim)."""
@@ -150,11 +192,12 @@ class SinkWorker:
             if self._started:
                 await self.sink.stop()
         finally:
+            await self._commit_pending()
             await self.outbox.close()
 
     async def run(self) -> None:
         await self.open()
-        deadline = asyncio.timeout(self._deadline)
+        deadline = asyncio.timeout_at(self._deadline)  # an absolute time (close() came first)
         self._timeout = deadline
         try:
             async with deadline:
@@ -174,7 +217,16 @@ class SinkWorker:
             try:
                 await self.sink.stop()
             finally:
+                await self._commit_pending()
                 await self.outbox.close()
+
+    async def _commit_pending(self) -> None:
+        """Before the outbox closes: what is staged goes to disk (the next start sends it)."""
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
+            self._committer = None
+        if self.outbox.is_open:
+            await self.commit()
 
     async def _loop(self) -> None:
         while True:

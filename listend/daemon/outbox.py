@@ -111,6 +111,7 @@ class Outbox:
         self._backlog = 0  # undelivered events of earlier runs (positions < _first_pos)
         self._first_pos = 1
         self._deletes: list[int] = []  # delivered; deleted from the file with the next write
+        self._committed_through = 0  # every position up to here is in the file (or was)
         self._flush: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         #: Events dropped to make room, over the life of this file.
@@ -145,6 +146,7 @@ class Outbox:
         self._by_source = Counter(counts)
         self._count = self._backlog = sum(counts.values())
         self._next_pos = self._first_pos = last_pos + 1
+        self._committed_through = last_pos
         self.dropped_total = dropped
         if self._count:
             log.info(
@@ -186,7 +188,9 @@ class Outbox:
         """Write staged events (and pending deletions) in one fsynced transaction."""
         if not staged:
             return []
-        deletes, self._deletes = self._deletes, []
+        through = max(self._committed_through, staged[-1][0])
+        deletes = [pos for pos in self._deletes if pos <= through]  # never before the insert
+        self._deletes = [pos for pos in self._deletes if pos > through]
         try:
             ignored, dropped = await self._call(self._append_sync, staged, keep_through, deletes)
         except BaseException:
@@ -194,6 +198,7 @@ class Outbox:
             for pos, _ in staged:
                 self._discard(pos)
             raise
+        self._committed_through = max(self._committed_through, staged[-1][0])
         for pos in ignored:  # already stored by an earlier run
             self._discard(pos)
         for item in dropped:
@@ -252,7 +257,9 @@ class Outbox:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        deletes, self._deletes = self._deletes, []
+        through = self._committed_through  # a row not inserted yet is deleted by its commit
+        deletes = [pos for pos in self._deletes if pos <= through]
+        self._deletes = [pos for pos in self._deletes if pos > through]
         if deletes and self._executor is not None:
             try:
                 await self._call(self._delete_sync, deletes)

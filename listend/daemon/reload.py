@@ -19,7 +19,6 @@ from pydantic import BaseModel
 from listend.daemon.config import ListendConfig
 from listend.daemon.errors import ListendError
 from listend.daemon.events import EventKind
-from listend.daemon.health import HealthServer
 
 if TYPE_CHECKING:
     from listend.daemon.delivery import SinkWorker
@@ -212,6 +211,8 @@ async def _reload_health(daemon: Daemon, new: ListendConfig) -> None:
     if (old.config if old else None) == new.health:
         return
     if new.health is not None:
+        from listend.daemon.health import HealthServer  # noqa: PLC0415 - aiohttp: only if used
+
         fresh = HealthServer(new.health, daemon, daemon.metrics)
         try:
             await fresh.start()

@@ -15,12 +15,11 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from listend.daemon.config import ListendConfig
 from listend.daemon.delivery import SinkWorker, open_workers
 from listend.daemon.errors import AuthError, ListendError
-from listend.daemon.health import HealthServer
 from listend.daemon.metrics import Metrics, SinkState, status_line
 from listend.daemon.plugins import PluginHost
 from listend.daemon.reload import apply_reload, routed_to, routes_of, settle
@@ -30,7 +29,10 @@ from listend.daemon.session import LOCAL, Endpoint, SessionStats, StreamSession
 from listend.daemon.sinks import Sink
 from listend.daemon.sources import PluginContext, Source
 from listend.engine.embedded import embedded_engine
-from listend.engine.server import LocalEngine
+
+if TYPE_CHECKING:
+    from listend.daemon.health import HealthServer
+    from listend.engine.server import LocalEngine
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +251,8 @@ class Daemon:
             if cfg.enabled
         }
         if config.health is not None:
+            from listend.daemon.health import HealthServer  # noqa: PLC0415 - aiohttp: 10 MB
+
             self.health = HealthServer(config.health, self, self.metrics)
             await self.health.start()
         self._spawn(

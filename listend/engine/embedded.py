@@ -11,11 +11,13 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from listend.daemon.config import ListendConfig
 from listend.daemon.errors import ListendError
-from listend.engine.server import LocalEngine
-from listend.engine.workers import EngineError
+
+if TYPE_CHECKING:
+    from listend.engine.server import LocalEngine
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,10 @@ async def embedded_engine(config: ListendConfig) -> AsyncIterator[LocalEngine | 
     if not users:
         yield None
         return
+    # aiohttp, numpy and pocketsphinx only for a daemon that uses the engine (15 MB of RSS)
+    from listend.engine.server import LocalEngine  # noqa: PLC0415
+    from listend.engine.workers import EngineError  # noqa: PLC0415
+
     engine = LocalEngine(workers=min(len(users), os.cpu_count() or 1))
     try:
         await engine.start()

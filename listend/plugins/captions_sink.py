@@ -15,9 +15,8 @@ import re
 import secrets
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from aiohttp import WSCloseCode, web
 from pydantic import Field, field_validator
 
 from listend import __version__, hookimpl
@@ -27,6 +26,9 @@ from listend.daemon.hookspecs import RegisterSink
 from listend.daemon.sinks import Sink, SinkConfig
 from listend.daemon.sources import PluginContext
 from listend.plugins.captions_board import CaptionBoard, CaptionLine
+
+if TYPE_CHECKING:  # aiohttp (10 MB of RSS) is imported once a captions sink runs
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,8 @@ class CaptionsSink(Sink):
         self.url = ""
 
     async def start(self) -> None:
+        from aiohttp import web  # noqa: PLC0415
+
         app = web.Application()
         app.router.add_get("/", self._page)
         app.router.add_get("/source/{source}", self._page)
@@ -171,6 +175,8 @@ class CaptionsSink(Sink):
     # -- HTTP -------------------------------------------------------------------------------
 
     async def _page(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # noqa: PLC0415
+
         source = request.match_info.get("source")
         if source is not None and not _SOURCE_NAME.match(source):
             raise web.HTTPNotFound(text="no such source name\n")
@@ -193,6 +199,8 @@ class CaptionsSink(Sink):
         return {"lines": cfg.lines, "fontSize": cfg.font_size, "theme": cfg.theme}
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        from aiohttp import web  # noqa: PLC0415
+
         source = request.query.get("source") or None
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, timeout=2.0)
         await ws.prepare(request)
@@ -217,6 +225,8 @@ class CaptionsSink(Sink):
         return ws
 
     async def _write(self, page: _Page, request: web.Request, hello: dict[str, Any]) -> None:
+        from aiohttp import WSCloseCode  # noqa: PLC0415
+
         try:
             async with asyncio.timeout(SEND_TIMEOUT):
                 await page.ws.send_json(hello)
@@ -236,6 +246,8 @@ class CaptionsSink(Sink):
                 request.transport.abort()
 
     async def _close_pages(self, _app: web.Application) -> None:
+        from aiohttp import WSCloseCode  # noqa: PLC0415
+
         await asyncio.gather(
             *(
                 page.ws.close(code=WSCloseCode.GOING_AWAY, message=b"listend stopping")
