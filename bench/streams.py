@@ -183,10 +183,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--side", default="both")
     parser.add_argument("--pin", action="store_true", help="pin the client to core 0")
+    parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / ".work")
     args = parser.parse_args()
     os.sched_setaffinity(0, {int(SERVICE_CORE)})
-    workdir = Path(__file__).resolve().parent / ".work"
-    workdir.mkdir(exist_ok=True)
+    workdir = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
     wav, duration = write_audio(
         workdir / "speech", args.seconds, max(int(c) for c in args.streams.split(","))
     )

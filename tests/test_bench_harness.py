@@ -1,0 +1,60 @@
+"""The benchmark harness (bench/): a short smoke run of both sides, and the report's section.
+
+Benchmarks are never timed assertions: this only checks that the harness runs end to end
+and measures something, so `make bench` does not rot between runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+BENCH = ROOT / "bench"
+
+
+@pytest.mark.slow
+def test_streams_smoke_run_measures_both_sides(tmp_path):
+    done = subprocess.run(
+        [
+            *(sys.executable, str(BENCH / "streams.py"), "--streams", "2", "--seconds", "9"),
+            *("--workdir", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [r["side"] for r in runs] == ["listend", "baseline"]
+    for run in runs:
+        assert run["exit_code"] == 0
+        assert run["streams"] == 2
+        assert run["cpu_per_stream_minute"] > 0
+        assert run["rss_mb"] > 10
+        assert run["finals"] > 0  # finals matched between the server and the subscriber
+        assert run["latency_p50_ms"] >= 0
+
+
+def test_report_replaces_only_its_own_section(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_report", BENCH / "report.py")
+    assert spec is not None
+    assert spec.loader is not None
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    target = tmp_path / "RESULTS.md"
+    target.write_text("# Benchmark results\n\n## Local engine\n\nkept\n")
+    report.write_section(target, "## ours\n\nfirst")
+    report.write_section(target, "## ours\n\nsecond")
+    text = target.read_text()
+    assert "kept" in text
+    assert "first" not in text
+    assert text.count(report.START) == text.count(report.END) == 1
+    assert "second" in text
