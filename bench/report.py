@@ -176,7 +176,7 @@ def _machine(results: dict[str, Any]) -> list[str]:
         "### Machine",
         "",
         (
-            f"{v['cpu']}, {v['memory']}; {items}. `make bench` took "
+            f"{v['cpu']}, {v['memory']}; {items}. `bench/run.py` took "
             f"{results.get('elapsed_s', 0) / 60:.1f} min."
         ),
     ]
