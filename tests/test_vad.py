@@ -327,3 +327,14 @@ def test_unsupported_rate_with_vad_exits_78_before_connecting(tmp_path, room):
     assert done.returncode == 78
     assert "vad cannot gate" in done.stderr
     assert "Traceback" not in done.stderr
+    checked = subprocess.run(
+        listend_cmd("validate", str(tmp_path / "listend.yaml")),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DG_TEST_KEY": "k"},
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 78  # `listend validate` says so too
+    assert "vad cannot gate" in checked.stderr

@@ -13,6 +13,7 @@ from listend.daemon.sources import PluginContext
 def check_sources(config: ListendConfig, host: PluginHost) -> None:
     """Raise one :class:`ConfigError` listing every source that cannot start as configured."""
     from listend.daemon.deepgram_connect import check_stream_format  # noqa: PLC0415 - the SDK
+    from listend.daemon.vad import check_gate_format  # noqa: PLC0415
 
     context = PluginContext(device=config.device, state_dir=config.state_dir)
     problems: list[str] = []
@@ -26,6 +27,8 @@ def check_sources(config: ListendConfig, host: PluginHost) -> None:
             source = cls(name, cfg, context)
             options = cfg.stream.merged_over(config.deepgram.options)
             check_stream_format(name, options, source.audio_format)
+            if cfg.vad is not None and cfg.vad.enabled:
+                check_gate_format(source.audio_format, name)
         except ListendError as exc:
             problems.append(str(exc))
     if problems:
