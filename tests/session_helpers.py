@@ -142,3 +142,20 @@ def covers(ranges: Sequence[tuple[int, int]], total: int) -> bool:
             return False
         reached = max(reached, end)
     return reached >= total
+
+
+def config_text(dg_url: str, wav: Path, *, extra_source: str = "", sink: str = "") -> str:
+    return f"""\
+device: test-box
+state_dir: {wav.parent / "state"}
+deepgram:
+  url: {dg_url}
+  api_key: $env:DG_TEST_KEY
+  options: {{model: nova-3}}
+sources:
+  hall:
+    type: file
+    path: {wav}
+{extra_source}sinks:
+{sink or "  out: {type: stdout, format: jsonl}"}
+"""

@@ -22,25 +22,9 @@ from listend.daemon.runtime import Daemon
 from listend.daemon.sinks import Sink, SinkConfig
 from listend.testing import DeepgramTestServer, Script, running_server
 from tests.conftest import ROOT, listend_cmd
+from tests.session_helpers import config_text
 
 BPS = 32000
-
-
-def config_text(dg_url: str, wav: Path, *, extra_source: str = "", sink: str = "") -> str:
-    return f"""\
-device: test-box
-state_dir: {wav.parent / "state"}
-deepgram:
-  url: {dg_url}
-  api_key: $env:DG_TEST_KEY
-  options: {{model: nova-3}}
-sources:
-  hall:
-    type: file
-    path: {wav}
-{extra_source}sinks:
-{sink or "  out: {type: stdout, format: jsonl}"}
-"""
 
 
 def start_listend(config: Path, key: str) -> subprocess.Popen[str]:

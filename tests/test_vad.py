@@ -27,7 +27,7 @@ from listend.daemon.vad import VoiceGate
 from listend.testing import DeepgramTestServer, running_server
 from listend.testing.spoken import SpokenScript
 from tests.conftest import ROOT, listend_cmd
-from tests.session_helpers import Collector, MemorySource, make_session
+from tests.session_helpers import Collector, MemorySource, config_text, make_session
 
 RATE = 16000
 BPS = 2 * RATE
@@ -276,21 +276,7 @@ def test_a_disabled_vad_streams_everything(room):
 def run_daemon_on(tmp_path: Path, dg_url: str, key: str, wav: Path, source_extra: str):
     config = tmp_path / "listend.yaml"
     config.write_text(
-        f"""\
-device: test-box
-state_dir: {tmp_path / "state"}
-deepgram:
-  url: {dg_url}
-  api_key: $env:DG_TEST_KEY
-  options: {{model: nova-3}}
-sources:
-  hall:
-    type: file
-    path: {wav}
-    realtime: false
-{source_extra}sinks:
-  out: {{type: stdout, format: jsonl}}
-""",
+        config_text(dg_url, wav, extra_source="    realtime: false\n" + source_extra),
         encoding="utf-8",
     )
     return subprocess.run(
