@@ -17,8 +17,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from listend.daemon.delivery.outbox import Outbox
 from listend.daemon.events import TranscriptEvent, event_id
-from listend.daemon.outbox import Outbox
 
 
 def transcript(source: str, seq: int, text: str) -> TranscriptEvent:

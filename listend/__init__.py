@@ -1,6 +1,6 @@
 """listend: an edge speech-to-text daemon."""
 
-from listend.daemon.hookspecs import hookimpl
+from listend.daemon.plugin.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 

@@ -18,8 +18,8 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
-    from listend.daemon.config_loader import find_config, load_config  # noqa: PLC0415
-    from listend.daemon.plugins import load_plugins  # noqa: PLC0415
+    from listend.daemon.config.loader import find_config, load_config  # noqa: PLC0415
+    from listend.daemon.plugin.manager import load_plugins  # noqa: PLC0415
 
     host = load_plugins()
     path = find_config(getattr(args, "path", None) or args.config)
@@ -27,7 +27,7 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: AN
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from listend.daemon.preflight import check_sources  # noqa: PLC0415
+    from listend.daemon.config.preflight import check_sources  # noqa: PLC0415
 
     path, host, config = _load(args)
     check_sources(config, host)
@@ -38,11 +38,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from listend.daemon.config_loader import load_config  # noqa: PLC0415
-    from listend.daemon.logs import set_level, setup_logging  # noqa: PLC0415
-    from listend.daemon.runtime import Daemon  # noqa: PLC0415
-    from listend.daemon.sdnotify import Notifier  # noqa: PLC0415
-    from listend.daemon.service import run_daemon  # noqa: PLC0415
+    from listend.daemon.config.loader import load_config  # noqa: PLC0415
+    from listend.daemon.service.daemon import Daemon  # noqa: PLC0415
+    from listend.daemon.service.logs import set_level, setup_logging  # noqa: PLC0415
+    from listend.daemon.service.sdnotify import Notifier  # noqa: PLC0415
+    from listend.daemon.service.signals import run_daemon  # noqa: PLC0415
 
     notifier = Notifier()  # before anything can spawn a process that inherits NOTIFY_SOCKET
     path, host, config = _load(args)
@@ -59,15 +59,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:
-    from listend.daemon.plugins import load_plugins  # noqa: PLC0415
-    from listend.daemon.schema import config_schema  # noqa: PLC0415
+    from listend.daemon.config.schema import config_schema  # noqa: PLC0415
+    from listend.daemon.plugin.manager import load_plugins  # noqa: PLC0415
 
     print(json.dumps(config_schema(load_plugins()), indent=2))
     return 0
 
 
 def cmd_plugins(_args: argparse.Namespace) -> int:
-    from listend.daemon.plugins import load_plugins  # noqa: PLC0415
+    from listend.daemon.plugin.manager import load_plugins  # noqa: PLC0415
 
     host = load_plugins()
     for info in sorted(host.infos, key=lambda i: i.name):

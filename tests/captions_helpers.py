@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from listend.daemon.events import TranscriptEvent, UtteranceEndEvent, event_id
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.source import PluginContext
 from listend.plugins.captions_sink import CaptionsSink, CaptionsSinkConfig
 
 _seq = itertools.count(1)

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from listend.daemon.backoff import Backoff
-from listend.daemon.config import DeepgramConfig
+from listend.daemon.config.models import DeepgramConfig
+from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.events import AnyEvent, TranscriptEvent
-from listend.daemon.session import Endpoint, StreamSession
-from listend.daemon.sources import AudioFormat, PluginContext, Source, SourceConfig
-from listend.daemon.stream_options import StreamOptions
+from listend.daemon.plugin.source import AudioFormat, PluginContext, Source, SourceConfig
+from listend.daemon.retry.backoff import Backoff
+from listend.daemon.stream.session import Endpoint, StreamSession
 from listend.testing import DeepgramTestServer
 
 

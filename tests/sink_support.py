@@ -250,8 +250,8 @@ class DaemonProcess:
 
 async def seed_outbox(state_dir: Path, sink: str, events: list[Any]) -> None:
     """Leave events in a sink's outbox, as a daemon killed before delivering them would."""
-    from listend.daemon.delivery import outbox_path  # noqa: PLC0415
-    from listend.daemon.outbox import Outbox  # noqa: PLC0415
+    from listend.daemon.delivery.outbox import Outbox  # noqa: PLC0415
+    from listend.daemon.delivery.worker import outbox_path  # noqa: PLC0415
 
     box = Outbox(outbox_path(state_dir, sink), max_events=10**6)
     await box.open()
@@ -261,8 +261,8 @@ async def seed_outbox(state_dir: Path, sink: str, events: list[Any]) -> None:
 
 
 async def outbox_ids(state_dir: Path, sink: str) -> list[str]:
-    from listend.daemon.delivery import outbox_path  # noqa: PLC0415
-    from listend.daemon.outbox import Outbox  # noqa: PLC0415
+    from listend.daemon.delivery.outbox import Outbox  # noqa: PLC0415
+    from listend.daemon.delivery.worker import outbox_path  # noqa: PLC0415
 
     box = Outbox(outbox_path(state_dir, sink), max_events=10**6)
     await box.open()

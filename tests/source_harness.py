@@ -21,10 +21,10 @@ from collections.abc import Callable
 from contextlib import aclosing
 from pathlib import Path
 
-from listend.daemon.config_loader import load_config
-from listend.daemon.logs import setup_logging
-from listend.daemon.plugins import load_plugins
-from listend.daemon.sources import PluginContext, Source
+from listend.daemon.config.loader import load_config
+from listend.daemon.plugin.manager import load_plugins
+from listend.daemon.plugin.source import PluginContext, Source
+from listend.daemon.service.logs import setup_logging
 
 log = logging.getLogger("harness")
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from listend.daemon.backoff import Backoff
+from listend.daemon.retry.backoff import Backoff
 
 
 def test_full_jitter_is_capped():

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from listend.daemon.errors import ListendError
-from listend.daemon.plugins import load_plugins
+from listend.daemon.plugin.manager import load_plugins
 from listend.plugins.captions_board import MAX_OPEN_LINE_CHARS, CaptionBoard
 from listend.plugins.captions_sink import MAX_PENDING_LINES, CaptionsSinkConfig
 from tests.captions_helpers import make_sink, said, utterance_end

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from listend.daemon.errors import ConfigError
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.source import PluginContext
 from listend.plugins.command_source import CommandConfig, CommandSource
 from tests.conftest import ROOT, run_listend
 

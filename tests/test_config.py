@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from listend.daemon.config_loader import ConfigIssuesError, parse_config
-from listend.daemon.plugins import load_plugins
+from listend.daemon.config.loader import ConfigIssuesError, parse_config
+from listend.daemon.plugin.manager import load_plugins
 from tests.conftest import ROOT, run_listend
 
 GOOD = """\

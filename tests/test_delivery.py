@@ -7,18 +7,18 @@ import json
 import logging
 from collections.abc import Sequence
 
-from listend.daemon.backoff import Backoff
-from listend.daemon.delivery import SinkWorker, dead_letter_path
+from listend.daemon.delivery.outbox import Outbox
+from listend.daemon.delivery.worker import SinkWorker, dead_letter_path
 from listend.daemon.events import AnyEvent
-from listend.daemon.outbox import Outbox
-from listend.daemon.sinks import (
+from listend.daemon.plugin.sink import (
     DeliveryError,
     OutboxOptions,
     PermanentDeliveryError,
     Sink,
     SinkConfig,
 )
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.source import PluginContext
+from listend.daemon.retry.backoff import Backoff
 from tests.sink_support import async_test, transcript, utterance_end
 
 

@@ -7,11 +7,11 @@ from itertools import pairwise
 
 import pytest
 
-from listend.daemon.backoff import Backoff
-from listend.daemon.config import DeepgramConfig
+from listend.daemon.config.models import DeepgramConfig
+from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.events import TranscriptEvent
-from listend.daemon.session import Endpoint, StreamSession
-from listend.daemon.stream_options import StreamOptions
+from listend.daemon.retry.backoff import Backoff
+from listend.daemon.stream.session import Endpoint, StreamSession
 from listend.testing import DeepgramTestServer, Script
 from tests.conftest import free_port
 from tests.session_helpers import Collector, MemorySource, source_ranges, watermark

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from listend.daemon.errors import ConfigError
-from listend.daemon.sources import AudioFormat, PluginContext
+from listend.daemon.plugin.source import AudioFormat, PluginContext
 from listend.plugins.file_source import FileSource, FileSourceConfig, Pacer
 from tests.conftest import run_listend
 

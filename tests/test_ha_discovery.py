@@ -13,7 +13,7 @@ import jinja2.sandbox
 import pytest
 
 from listend.daemon.events import to_json
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.source import PluginContext
 from listend.plugins.ha_discovery import HA_STATE_LIMIT
 from listend.plugins.mqtt_sink import MqttSink, MqttSinkConfig
 from tests.sink_support import transcript

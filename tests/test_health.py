@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from listend.daemon.config import HealthConfig, ListendConfig, split_listen
+from listend.daemon.config.models import HealthConfig, ListendConfig, split_listen
 from listend.daemon.errors import ListendError
-from listend.daemon.health import HealthServer
-from listend.daemon.metrics import Metrics, SinkState, readiness, status_line
-from listend.daemon.session import SessionStats
+from listend.daemon.service.health import HealthServer
+from listend.daemon.service.metrics import Metrics, SinkState, readiness, status_line
+from listend.daemon.stream.session import SessionStats
 from tests.conftest import free_port
 
 

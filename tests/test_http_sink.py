@@ -17,12 +17,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from listend.daemon.backoff import Backoff
-from listend.daemon.config_loader import parse_config
-from listend.daemon.delivery import SinkWorker, dead_letter_path
+from listend.daemon.config.loader import parse_config
+from listend.daemon.delivery.worker import SinkWorker, dead_letter_path
 from listend.daemon.errors import ConfigError
-from listend.daemon.plugins import load_plugins
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.manager import load_plugins
+from listend.daemon.plugin.source import PluginContext
+from listend.daemon.retry.backoff import Backoff
 from listend.plugins.http_sink import HttpSink, HttpSinkConfig, retry_after_seconds
 from tests.conftest import free_port
 from tests.sink_support import async_test, transcript

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from listend.daemon.logs import JournalFormatter
+from listend.daemon.service.logs import JournalFormatter
 from listend.testing import ThreadedDeepgramTestServer
 from tests.conftest import ROOT, listend_cmd
 
@@ -146,8 +146,8 @@ def test_secrets_never_logged(tmp_path: Path, dg_url: str) -> None:
 
 def test_the_authorization_header_is_not_in_reprs(monkeypatch) -> None:
     """Tracebacks and debug logs show objects' reprs: the endpoint must not carry the key."""
-    from listend.daemon.config import ListendConfig  # noqa: PLC0415
-    from listend.daemon.runtime import build_endpoint  # noqa: PLC0415
+    from listend.daemon.config.models import ListendConfig  # noqa: PLC0415
+    from listend.daemon.service.daemon import build_endpoint  # noqa: PLC0415
 
     monkeypatch.setenv("LOGTEST_KEY", SECRET)
     config = ListendConfig.model_validate(

@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 
-from listend.daemon.backoff import Backoff
-from listend.daemon.delivery import SinkWorker
+from listend.daemon.delivery.worker import SinkWorker
 from listend.daemon.events import to_json
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.source import PluginContext
+from listend.daemon.retry.backoff import Backoff
 from listend.plugins.mqtt_sink import MqttSink, MqttSinkConfig
 from tests.conftest import free_port
 from tests.sink_support import (

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from listend.daemon.outbox import REMOVE_DELAY, Outbox, OutboxError
+from listend.daemon.delivery.outbox import REMOVE_DELAY, Outbox, OutboxError
 from tests.conftest import ROOT
 from tests.sink_support import async_test, transcript, utterance_end
 
@@ -121,7 +121,7 @@ WRITER = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from listend.daemon.outbox import Outbox
+    from listend.daemon.delivery.outbox import Outbox
     from tests.sink_support import transcript
 
     async def main():

@@ -7,10 +7,10 @@ import re
 import pytest
 
 from listend import hookimpl
-from listend.daemon import hookspecs
 from listend.daemon.errors import PluginError
-from listend.daemon.plugins import load_plugins
-from listend.daemon.sinks import Sink, SinkConfig
+from listend.daemon.plugin import hookspecs
+from listend.daemon.plugin.manager import load_plugins
+from listend.daemon.plugin.sink import Sink, SinkConfig
 from tests.conftest import ROOT, run_listend
 
 

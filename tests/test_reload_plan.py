@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from listend.daemon.config import ListendConfig
-from listend.daemon.config_loader import parse_config
-from listend.daemon.plugins import load_plugins
-from listend.daemon.reload import plan_reload
+from listend.daemon.config.loader import parse_config
+from listend.daemon.config.models import ListendConfig
+from listend.daemon.plugin.manager import load_plugins
+from listend.daemon.service.reload import plan_reload
 from tests.conftest import ROOT
 
 BASE = """\

@@ -8,8 +8,8 @@ from collections.abc import AsyncGenerator
 
 import pytest
 
-from listend.daemon.backoff import Backoff
-from listend.daemon.restarting import RestartStats, SourceInterrupted, restarting
+from listend.daemon.retry.backoff import Backoff
+from listend.daemon.retry.restarting import RestartStats, SourceInterrupted, restarting
 
 
 class Script:
@@ -59,7 +59,7 @@ async def take(script: Script, stats: RestartStats, slept: list[float], count: i
 
 
 def test_failures_before_recovery_are_one_outage(caplog):
-    caplog.set_level(logging.DEBUG, logger="listend.daemon.restarting")
+    caplog.set_level(logging.DEBUG, logger="listend.daemon.retry.restarting")
     script = Script([([], "fail"), ([], "fail"), ([], "fail"), (["a", "b"], "hang")])
     stats, slept = RestartStats(), []
     got = asyncio.run(take(script, stats, slept, 2))

@@ -7,10 +7,10 @@ import asyncio
 import json
 import uuid
 
-from listend.daemon.config_loader import parse_config
-from listend.daemon.delivery import SinkWorker
-from listend.daemon.plugins import load_plugins
-from listend.daemon.runtime import Daemon
+from listend.daemon.config.loader import parse_config
+from listend.daemon.delivery.worker import SinkWorker
+from listend.daemon.plugin.manager import load_plugins
+from listend.daemon.service.daemon import Daemon
 from tests.sink_support import Subscriber, async_test, transcript, utterance_end
 
 

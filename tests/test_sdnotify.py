@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from listend.daemon.sdnotify import Notifier, run_heartbeat, stall_check, watchdog_interval
+from listend.daemon.service.sdnotify import Notifier, run_heartbeat, stall_check, watchdog_interval
 
 DEADLINE = 20.0  # generous: the CPU is shared
 

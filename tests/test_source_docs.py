@@ -8,8 +8,8 @@ import re
 import pytest
 from pydantic_core import PydanticUndefined
 
-from listend.daemon.plugins import load_plugins
-from listend.daemon.sources import SourceConfig
+from listend.daemon.plugin.manager import load_plugins
+from listend.daemon.plugin.source import SourceConfig
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()

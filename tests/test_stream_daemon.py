@@ -15,11 +15,11 @@ from typing import ClassVar
 import pytest
 
 from listend import hookimpl
-from listend.daemon.config_loader import load_config
+from listend.daemon.config.loader import load_config
 from listend.daemon.events import AnyEvent
-from listend.daemon.plugins import load_plugins
-from listend.daemon.runtime import Daemon
-from listend.daemon.sinks import Sink, SinkConfig
+from listend.daemon.plugin.manager import load_plugins
+from listend.daemon.plugin.sink import Sink, SinkConfig
+from listend.daemon.service.daemon import Daemon
 from listend.testing import DeepgramTestServer, Script, running_server
 from tests.conftest import ROOT, listend_cmd
 from tests.session_helpers import config_text

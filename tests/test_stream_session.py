@@ -211,7 +211,7 @@ def test_outage_longer_than_the_buffer_is_a_counted_gap(caplog):
                 await session.run()
             return session, sink
 
-    with caplog.at_level(logging.ERROR, logger="listend.daemon.session"):
+    with caplog.at_level(logging.ERROR, logger="listend.daemon.stream.session"):
         session, sink = asyncio.run(main())
     assert session.stats.gap_seconds > 0.5
     assert any("audio lost" in r.getMessage() for r in caplog.records)
@@ -304,7 +304,7 @@ def test_stop_while_deepgram_is_unreachable_reports_what_was_not_transcribed(cap
                 await task
             return session
 
-    with caplog.at_level(logging.ERROR, logger="listend.daemon.session"):
+    with caplog.at_level(logging.ERROR, logger="listend.daemon.stream.session"):
         session = asyncio.run(main())
     assert session.stats.gap_seconds > 0.5
     assert any("never transcribed" in r.getMessage() for r in caplog.records)

@@ -7,18 +7,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from listend.daemon.deepgram_connect import (
+from listend.daemon.config.stream_options import StreamOptions
+from listend.daemon.errors import ConfigError
+from listend.daemon.events import TranscriptEvent
+from listend.daemon.plugin.source import AudioFormat
+from listend.daemon.stream.deepgram import (
     check_stream_format,
     close_failure,
     connect_options,
     environment_for,
 )
-from listend.daemon.errors import ConfigError
-from listend.daemon.events import TranscriptEvent
-from listend.daemon.replay import ReplayBuffer
-from listend.daemon.session import EVENT_QUEUE_SIZE
-from listend.daemon.sources import AudioFormat
-from listend.daemon.stream_options import StreamOptions
+from listend.daemon.stream.replay import ReplayBuffer
+from listend.daemon.stream.session import EVENT_QUEUE_SIZE
 from listend.testing import DeepgramTestServer, Script
 from tests.session_helpers import Collector, MemorySource, make_session
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from listend.daemon.config import ListendConfig
+from listend.daemon.config.models import ListendConfig
 from tests.conftest import ROOT
 
 UNIT = ROOT / "systemd" / "listend.service"

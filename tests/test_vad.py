@@ -21,9 +21,9 @@ import pytest
 
 from listend.daemon.errors import ConfigError
 from listend.daemon.events import TranscriptEvent
-from listend.daemon.sources import AudioFormat, SourceConfig, VadConfig
-from listend.daemon.timeline import Timeline
-from listend.daemon.vad import VoiceGate
+from listend.daemon.plugin.source import AudioFormat, SourceConfig, VadConfig
+from listend.daemon.stream.timeline import Timeline
+from listend.daemon.stream.voice_gate import VoiceGate
 from listend.testing import DeepgramTestServer, running_server
 from listend.testing.spoken import SpokenScript
 from tests.conftest import ROOT, listend_cmd

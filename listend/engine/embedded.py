@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from listend.daemon.config import ListendConfig
+from listend.daemon.config.models import ListendConfig
 from listend.daemon.errors import ListendError
 
 if TYPE_CHECKING:

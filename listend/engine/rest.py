@@ -18,7 +18,7 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
-from listend.daemon.backoff import Backoff
+from listend.daemon.retry.backoff import Backoff
 from listend.dgproto.recognizer import Hypothesis, StreamParams
 from listend.engine.containers import CHUNK, PcmFormat, open_audio
 from listend.engine.formats import SAMPLE_WIDTHS, UnsupportedAudio

@@ -24,16 +24,16 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from listend import hookimpl
-from listend.daemon.backoff import Backoff
 from listend.daemon.errors import ConfigError
-from listend.daemon.hookspecs import RegisterSource
-from listend.daemon.restarting import (
+from listend.daemon.plugin.hookspecs import RegisterSource
+from listend.daemon.plugin.source import AudioFormat, PluginContext, Source
+from listend.daemon.retry.backoff import Backoff
+from listend.daemon.retry.restarting import (
     RestartingSourceConfig,
     RestartStats,
     SourceInterrupted,
     restarting,
 )
-from listend.daemon.sources import AudioFormat, PluginContext, Source
 
 log = logging.getLogger(__name__)
 

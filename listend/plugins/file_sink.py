@@ -28,9 +28,9 @@ from pydantic import Field, field_validator
 
 from listend import hookimpl
 from listend.daemon.events import AnyEvent, TranscriptEvent, to_json
-from listend.daemon.hookspecs import RegisterSink
-from listend.daemon.sinks import DeliveryError, Sink, SinkConfig
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.hookspecs import RegisterSink
+from listend.daemon.plugin.sink import DeliveryError, Sink, SinkConfig
+from listend.daemon.plugin.source import PluginContext
 from listend.plugins.captions import VTT_HEADER, srt_cue, text_line, vtt_cue
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from pydantic import Field
 
 from listend import hookimpl
 from listend.daemon.errors import ConfigError, ListendError
-from listend.daemon.hookspecs import RegisterSource
-from listend.daemon.sources import AudioFormat, PluginContext, Source, SourceConfig
+from listend.daemon.plugin.hookspecs import RegisterSource
+from listend.daemon.plugin.source import AudioFormat, PluginContext, Source, SourceConfig
 from listend.plugins.wav import WavError, read_wav_info
 
 log = logging.getLogger(__name__)

@@ -28,11 +28,11 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from listend import __version__, hookimpl
+from listend.daemon.config.secrets import SecretRef
 from listend.daemon.events import AnyEvent, to_json
-from listend.daemon.hookspecs import RegisterSink
-from listend.daemon.secrets import SecretRef
-from listend.daemon.sinks import DeliveryError, PermanentDeliveryError, Sink, SinkConfig
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.hookspecs import RegisterSink
+from listend.daemon.plugin.sink import DeliveryError, PermanentDeliveryError, Sink, SinkConfig
+from listend.daemon.plugin.source import PluginContext
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from listend import hookimpl
-from listend.daemon.backoff import Backoff
-from listend.daemon.hookspecs import RegisterSource
-from listend.daemon.restarting import (
+from listend.daemon.plugin.hookspecs import RegisterSource
+from listend.daemon.plugin.source import AudioFormat, PluginContext, Source
+from listend.daemon.retry.backoff import Backoff
+from listend.daemon.retry.restarting import (
     RestartingSourceConfig,
     RestartStats,
     SourceInterrupted,
     restarting,
 )
-from listend.daemon.sources import AudioFormat, PluginContext, Source
 from listend.plugins.portaudio import (
     AudioDeviceError,
     InputDevice,

@@ -27,13 +27,13 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from listend import hookimpl
-from listend.daemon.backoff import Backoff
+from listend.daemon.config.secrets import SecretRef
 from listend.daemon.errors import ConfigError
 from listend.daemon.events import AnyEvent, EventKind, to_json
-from listend.daemon.hookspecs import RegisterSink
-from listend.daemon.secrets import SecretRef
-from listend.daemon.sinks import DeliveryError, Sink, SinkConfig
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.hookspecs import RegisterSink
+from listend.daemon.plugin.sink import DeliveryError, Sink, SinkConfig
+from listend.daemon.plugin.source import PluginContext
+from listend.daemon.retry.backoff import Backoff
 from listend.plugins.ha_discovery import Discovery
 from listend.plugins.mqtt_connection import MqttConnection, MqttError, MqttSettings, Will
 

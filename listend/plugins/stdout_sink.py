@@ -19,9 +19,9 @@ from pydantic import Field
 
 from listend import hookimpl
 from listend.daemon.events import AnyEvent, TranscriptEvent, UtteranceEndEvent, to_json
-from listend.daemon.hookspecs import RegisterSink
-from listend.daemon.sinks import Sink, SinkConfig
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.hookspecs import RegisterSink
+from listend.daemon.plugin.sink import Sink, SinkConfig
+from listend.daemon.plugin.source import PluginContext
 
 DIM = "\x1b[2m"
 RESET = "\x1b[0m"

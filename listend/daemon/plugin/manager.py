@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import pluggy
 
-from listend.daemon import hookspecs
 from listend.daemon.errors import PluginError
+from listend.daemon.plugin import hookspecs
 
 if TYPE_CHECKING:
-    from listend.daemon.sinks import Sink
-    from listend.daemon.sources import Source
+    from listend.daemon.plugin.sink import Sink
+    from listend.daemon.plugin.source import Source
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from listend.daemon.errors import ListendError
 
 if TYPE_CHECKING:
-    from listend.daemon.runtime import Daemon
+    from listend.daemon.service.daemon import Daemon
 
 log = logging.getLogger(__name__)
 

@@ -4,16 +4,16 @@ contradicts the source's audio format is reported before the daemon is started."
 
 from __future__ import annotations
 
-from listend.daemon.config import ListendConfig
+from listend.daemon.config.models import ListendConfig
 from listend.daemon.errors import ConfigError, ListendError
-from listend.daemon.plugins import PluginHost
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.manager import PluginHost
+from listend.daemon.plugin.source import PluginContext
 
 
 def check_sources(config: ListendConfig, host: PluginHost) -> None:
     """Raise one :class:`ConfigError` listing every source that cannot start as configured."""
-    from listend.daemon.deepgram_connect import check_stream_format  # noqa: PLC0415 - the SDK
-    from listend.daemon.vad import check_gate_format  # noqa: PLC0415
+    from listend.daemon.stream.deepgram import check_stream_format  # noqa: PLC0415 - the SDK
+    from listend.daemon.stream.voice_gate import check_gate_format  # noqa: PLC0415
 
     context = PluginContext(device=config.device, state_dir=config.state_dir)
     problems: list[str] = []

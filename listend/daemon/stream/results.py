@@ -30,7 +30,7 @@ from listend.daemon.events import (
     Word,
     event_id,
 )
-from listend.daemon.timeline import Timeline
+from listend.daemon.stream.timeline import Timeline
 
 EPSILON = 1e-3  # Deepgram reports times in milliseconds
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from listend.daemon.sinks import Sink
-    from listend.daemon.sources import Source
+    from listend.daemon.plugin.sink import Sink
+    from listend.daemon.plugin.source import Source
 
 PROJECT_NAME = "listend"
 

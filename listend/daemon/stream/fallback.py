@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from deepgram import AsyncDeepgramClient
 
-from listend.daemon.backoff import Backoff
+from listend.daemon.retry.backoff import Backoff
 
 if TYPE_CHECKING:
-    from listend.daemon.session import Endpoint
+    from listend.daemon.stream.session import Endpoint
 
 log = logging.getLogger(__name__)
 

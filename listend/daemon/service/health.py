@@ -11,9 +11,9 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from listend.daemon.config import HealthConfig
+from listend.daemon.config.models import HealthConfig
 from listend.daemon.errors import ListendError
-from listend.daemon.metrics import DaemonProbe, Metrics, readiness
+from listend.daemon.service.metrics import DaemonProbe, Metrics, readiness
 
 log = logging.getLogger(__name__)
 

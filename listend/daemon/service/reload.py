@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from listend.daemon.config import ListendConfig
+from listend.daemon.config.models import ListendConfig
 from listend.daemon.errors import ListendError
 from listend.daemon.events import EventKind
 
 if TYPE_CHECKING:
-    from listend.daemon.delivery import SinkWorker
-    from listend.daemon.runtime import Daemon
-    from listend.daemon.sinks import Sink
+    from listend.daemon.delivery.worker import SinkWorker
+    from listend.daemon.plugin.sink import Sink
+    from listend.daemon.service.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ async def _reload_health(daemon: Daemon, new: ListendConfig) -> None:
     if (old.config if old else None) == new.health:
         return
     if new.health is not None:
-        from listend.daemon.health import HealthServer  # noqa: PLC0415 - aiohttp: only if used
+        from listend.daemon.service.health import HealthServer  # noqa: PLC0415 - aiohttp: only if used
 
         fresh = HealthServer(new.health, daemon, daemon.metrics)
         try:

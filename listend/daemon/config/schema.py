@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from listend.daemon.config import ListendConfig
-from listend.daemon.plugins import PluginHost, TypeRegistry
+from listend.daemon.config.models import ListendConfig
+from listend.daemon.plugin.manager import PluginHost, TypeRegistry
 
 
 def config_schema(host: PluginHost) -> dict[str, Any]:

@@ -26,15 +26,15 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from listend.daemon.backoff import Backoff
+from listend.daemon.delivery.outbox import Dropped, Outbox, Queued
 from listend.daemon.events import AnyEvent, TranscriptEvent, to_json
-from listend.daemon.outbox import Dropped, Outbox, Queued
-from listend.daemon.sinks import (
+from listend.daemon.plugin.sink import (
     DeliveryError,
     OutboxOptions,
     PermanentDeliveryError,
     Sink,
 )
+from listend.daemon.retry.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

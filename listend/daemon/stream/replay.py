@@ -16,8 +16,8 @@ import time
 from bisect import bisect_right
 from collections import deque
 
-from listend.daemon.sources import AudioFormat
-from listend.daemon.timeline import Timeline
+from listend.daemon.plugin.source import AudioFormat
+from listend.daemon.stream.timeline import Timeline
 
 
 class ReplayBuffer:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from listend.daemon.events import AnyEvent, EventKind
-from listend.daemon.sources import PluginContext
+from listend.daemon.plugin.source import PluginContext
 
 
 class OutboxOptions(BaseModel):

@@ -17,21 +17,21 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from listend.daemon.config import ListendConfig
-from listend.daemon.delivery import SinkWorker, open_workers
+from listend.daemon.config.models import ListendConfig
+from listend.daemon.delivery.router import Router
+from listend.daemon.delivery.worker import SinkWorker, open_workers
 from listend.daemon.errors import AuthError, ListendError
-from listend.daemon.metrics import Metrics, SinkState, status_line
-from listend.daemon.plugins import PluginHost
-from listend.daemon.reload import apply_reload, routed_to, routes_of, settle
-from listend.daemon.router import Router
-from listend.daemon.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
-from listend.daemon.session import LOCAL, Endpoint, SessionStats, StreamSession
-from listend.daemon.sinks import Sink
-from listend.daemon.sources import PluginContext, Source
+from listend.daemon.plugin.manager import PluginHost
+from listend.daemon.plugin.sink import Sink
+from listend.daemon.plugin.source import PluginContext, Source
+from listend.daemon.service.metrics import Metrics, SinkState, status_line
+from listend.daemon.service.reload import apply_reload, routed_to, routes_of, settle
+from listend.daemon.service.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
+from listend.daemon.stream.session import LOCAL, Endpoint, SessionStats, StreamSession
 from listend.engine.embedded import embedded_engine
 
 if TYPE_CHECKING:
-    from listend.daemon.health import HealthServer
+    from listend.daemon.service.health import HealthServer
     from listend.engine.server import LocalEngine
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ class Daemon:
             if cfg.enabled
         }
         if config.health is not None:
-            from listend.daemon.health import HealthServer  # noqa: PLC0415 - aiohttp: 10 MB
+            from listend.daemon.service.health import HealthServer  # noqa: PLC0415 - aiohttp: 10 MB
 
             self.health = HealthServer(config.health, self, self.metrics)
             await self.health.start()
@@ -335,7 +335,7 @@ class Daemon:
     def request_reload(self) -> None:
         self._reload_wanted.set()
 
-    # -- reload (see listend.daemon.reload) --------------------------------------------------
+    # -- reload (see listend.daemon.service.reload) ------------------------------------
 
     async def _reloader(self) -> None:
         """Serve SIGHUPs one at a time; several during one reload make one more reload."""

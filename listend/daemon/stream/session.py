@@ -20,9 +20,14 @@ from typing import Any
 
 from deepgram import AsyncDeepgramClient
 
-from listend.daemon.backoff import Backoff
-from listend.daemon.config import DeepgramConfig
-from listend.daemon.deepgram_connect import (
+from listend.daemon.config.models import DeepgramConfig
+from listend.daemon.config.stream_options import StreamOptions
+from listend.daemon.errors import ListendError
+from listend.daemon.events import AnyEvent, EventKind
+from listend.daemon.plugin.source import Source
+from listend.daemon.retry.backoff import Backoff
+from listend.daemon.stream.connection import StreamConnection
+from listend.daemon.stream.deepgram import (
     StreamError,
     check_stream_format,
     close_failure,
@@ -30,15 +35,10 @@ from listend.daemon.deepgram_connect import (
     handshake_failure,
     shared_client,
 )
-from listend.daemon.errors import ListendError
-from listend.daemon.events import AnyEvent, EventKind
-from listend.daemon.fallback import Fallback
-from listend.daemon.replay import ReplayBuffer
-from listend.daemon.sources import Source
-from listend.daemon.stream_connection import StreamConnection
-from listend.daemon.stream_options import StreamOptions
-from listend.daemon.transcripts import EventFactory
-from listend.daemon.vad import Passage, VoiceGate
+from listend.daemon.stream.fallback import Fallback
+from listend.daemon.stream.replay import ReplayBuffer
+from listend.daemon.stream.results import EventFactory
+from listend.daemon.stream.voice_gate import Passage, VoiceGate
 
 log = logging.getLogger(__name__)
 

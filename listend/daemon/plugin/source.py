@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from listend.daemon.stream_options import StreamOptions
+from listend.daemon.config.stream_options import StreamOptions
 
 SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
 
@@ -80,7 +80,7 @@ class PluginContext:
 class Source(ABC):
     """An audio source. ``stream()`` yields raw chunks in ``audio_format`` and returns at EOF.
 
-    A source handles its own device loss (retrying with :mod:`listend.daemon.backoff`) and
+    A source handles its own device loss (retrying with :mod:`listend.daemon.retry.backoff`) and
     never blocks the event loop: blocking reads belong in a thread.
     """
 

@@ -5,7 +5,7 @@ classifies 30 ms frames with WebRTC's VAD (``webrtcvad-wheels``): it opens when 
 frames are voiced and then also lets through ``pre_roll`` seconds from before the first voiced
 one (so the first word keeps its onset), and closes after ``hang_over`` seconds without a voiced
 frame. What it lets through carries its source offset, so the session can map Deepgram's times
-back to source time (:mod:`listend.daemon.timeline`).
+back to source time (:mod:`listend.daemon.stream.timeline`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from listend.daemon.errors import ConfigError
-from listend.daemon.sources import AudioFormat, VadConfig
+from listend.daemon.plugin.source import AudioFormat, VadConfig
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ instead of delivering the same backlog twice.
 
 Every SQLite call runs on the outbox's own single thread, never on the event loop: with
 ``synchronous=FULL`` a commit waits for an fsync, which takes milliseconds on an SD card.
-Interim results are never stored here (see :mod:`listend.daemon.delivery`).
+Interim results are never stored here (see :mod:`listend.daemon.delivery.worker`).
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from listend.daemon.config import DEFAULT_CONFIG_PATH, ListendConfig, check_identifier
+from listend.daemon.config.models import DEFAULT_CONFIG_PATH, ListendConfig, check_identifier
 from listend.daemon.errors import ConfigError
-from listend.daemon.plugins import PluginHost, TypeRegistry
+from listend.daemon.plugin.manager import PluginHost, TypeRegistry
 
 Loc = tuple[str | int, ...]
 _SECRETISH = ("key", "token", "password", "secret")

@@ -18,8 +18,8 @@ from typing import TypeVar
 
 from pydantic import Field
 
-from listend.daemon.backoff import Backoff
-from listend.daemon.sources import SourceConfig
+from listend.daemon.plugin.source import SourceConfig
+from listend.daemon.retry.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

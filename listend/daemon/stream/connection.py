@@ -25,10 +25,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.extensions import Extension
 from websockets.frames import Frame
 
-from listend.daemon.deepgram_connect import StreamError
+from listend.daemon.stream.deepgram import StreamError
 
 if TYPE_CHECKING:
-    from listend.daemon.session import StreamSession
+    from listend.daemon.stream.session import StreamSession
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Retrying: the one backoff policy and the restart loop for live sources."""

@@ -1,0 +1,1 @@
+"""Running as a service: the Daemon, signals, reload, health, metrics, sd_notify, logging."""

@@ -1,0 +1,1 @@
+"""Stream sessions: one source's audio over Deepgram's streaming API, nothing lost."""
