@@ -14,8 +14,11 @@ from listend.daemon.errors import ListendError
 from listend.daemon.plugin.manager import load_plugins
 from listend.plugins.captions_board import MAX_OPEN_LINE_CHARS, CaptionBoard
 from listend.plugins.captions_sink import MAX_PENDING_LINES, CaptionsSinkConfig
-from tests.captions_helpers import make_sink, said, utterance_end
-from tests.conftest import ROOT, free_port, run_listend
+from tests.support.captions import make_sink
+from tests.support.cli import run_listend
+from tests.support.events import said, utterance_end
+from tests.support.net import free_port
+from tests.support.paths import ROOT
 
 
 def texts(board: CaptionBoard, source: str | None = None) -> list[tuple[str, str, bool]]:

@@ -7,7 +7,8 @@ import pytest
 
 from listend.daemon.config.loader import ConfigIssuesError, parse_config
 from listend.daemon.plugin.manager import load_plugins
-from tests.conftest import ROOT, run_listend
+from tests.support.cli import run_listend
+from tests.support.paths import ROOT
 
 GOOD = """\
 device: kiosk-1

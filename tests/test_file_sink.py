@@ -15,7 +15,8 @@ from listend.daemon.plugin.source import PluginContext
 from listend.daemon.retry.backoff import Backoff
 from listend.plugins.captions import srt_time, vtt_escape, vtt_time
 from listend.plugins.file_sink import FileSink, FileSinkConfig
-from tests.sink_support import async_test, transcript, utterance_end
+from tests.support.events import transcript, utterance_end
+from tests.support.waiting import async_test
 
 FINALS = [
     transcript("hall", 0, "turn on the kitchen lights", start=1.25, end=2.5),

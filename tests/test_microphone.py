@@ -18,9 +18,9 @@ import pytest
 
 from listend.plugins.microphone import MicrophoneConfig, MicrophoneStats, _CaptureThread
 from listend.plugins.portaudio import AudioDeviceError, InputDevice, find_input_device
-from tests.conftest import run_listend
-from tests.fake_mic import FifoMic
-from tests.source_harness import HarnessProcess
+from tests.support.cli import run_listend
+from tests.support.fake_mic import FifoMic
+from tests.support.source_harness import HarnessProcess
 
 DECOY = 'pcm.decoy {\n    type file\n    slave.pcm "null"\n    file "/dev/null"\n    infile "/dev/zero"\n    format "raw"\n}\n'  # noqa: E501
 

@@ -15,17 +15,12 @@ from listend.daemon.events import to_json
 from listend.daemon.plugin.source import PluginContext
 from listend.daemon.retry.backoff import Backoff
 from listend.plugins.mqtt_sink import MqttSink, MqttSinkConfig
-from tests.conftest import free_port
-from tests.sink_support import (
-    DaemonProcess,
-    Mosquitto,
-    Subscriber,
-    async_test,
-    outbox_ids,
-    seed_outbox,
-    transcript,
-    utterance_end,
-)
+from tests.support.cli import DaemonProcess
+from tests.support.events import transcript, utterance_end
+from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.net import free_port
+from tests.support.outbox import outbox_ids, seed_outbox
+from tests.support.waiting import async_test
 
 
 def unique_device() -> str:

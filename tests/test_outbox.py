@@ -12,8 +12,9 @@ import textwrap
 import pytest
 
 from listend.daemon.delivery.outbox import REMOVE_DELAY, Outbox, OutboxError
-from tests.conftest import ROOT
-from tests.sink_support import async_test, transcript, utterance_end
+from tests.support.events import transcript, utterance_end
+from tests.support.paths import ROOT
+from tests.support.waiting import async_test
 
 
 @async_test
@@ -122,7 +123,7 @@ WRITER = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from listend.daemon.delivery.outbox import Outbox
-    from tests.sink_support import transcript
+    from tests.support.events import transcript
 
     async def main():
         box = Outbox(Path(sys.argv[1]), max_events=1_000_000)

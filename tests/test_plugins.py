@@ -11,7 +11,8 @@ from listend.daemon.errors import PluginError
 from listend.daemon.plugin import hookspecs
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.sink import Sink, SinkConfig
-from tests.conftest import ROOT, run_listend
+from tests.support.cli import run_listend
+from tests.support.paths import ROOT
 
 
 def test_builtins_come_through_entry_points():

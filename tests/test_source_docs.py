@@ -10,7 +10,7 @@ from pydantic_core import PydanticUndefined
 
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.source import SourceConfig
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 README = (ROOT / "README.md").read_text()
 

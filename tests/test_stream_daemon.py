@@ -21,8 +21,9 @@ from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.sink import Sink, SinkConfig
 from listend.daemon.service.daemon import Daemon
 from listend.testing import DeepgramTestServer, Script, running_server
-from tests.conftest import ROOT, listend_cmd
-from tests.session_helpers import config_text
+from tests.support.cli import listend_cmd
+from tests.support.paths import ROOT
+from tests.support.sessions import config_text
 
 BPS = 32000
 

@@ -10,7 +10,7 @@ import pytest
 
 from listend.daemon.events import MetadataEvent, TranscriptEvent
 from listend.testing import DeepgramTestServer, Script, interleave
-from tests.session_helpers import (
+from tests.support.sessions import (
     Collector,
     MemorySource,
     covers,

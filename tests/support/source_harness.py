@@ -1,6 +1,6 @@
 """Run a config's sources outside the daemon and record what each ``stream()`` yields.
 
-``python -m tests.source_harness CONFIG OUTDIR [LEVEL]`` writes ``OUTDIR/<source>.raw`` as
+``python -m tests.support.source_harness CONFIG OUTDIR [LEVEL]`` writes ``OUTDIR/<source>.raw`` as
 chunks arrive, logs like the daemon on stderr, and on SIGTERM closes every stream (which stops
 capture threads and child processes) and exits 0. Tests run it in a subprocess so that each can
 give PortAudio its own ALSA configuration.
@@ -25,6 +25,7 @@ from listend.daemon.config.loader import load_config
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.source import PluginContext, Source
 from listend.daemon.service.logs import setup_logging
+from tests.support.paths import ROOT
 
 log = logging.getLogger("harness")
 
@@ -79,13 +80,12 @@ class HarnessProcess:
     """The harness in a subprocess (its own ALSA config via HOME), with its log collected."""
 
     def __init__(self, config: Path, outdir: Path, env: dict[str, str], level: str = "info"):
-        root = Path(__file__).resolve().parent.parent
         self.outdir = outdir
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.source_harness", str(config), str(outdir), level],
-            cwd=root,
+            [sys.executable, "-m", "tests.support.source_harness", str(config), str(outdir), level],
+            cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
