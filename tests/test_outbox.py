@@ -14,7 +14,7 @@ import pytest
 from listend.daemon.delivery.outbox import REMOVE_DELAY, Outbox, OutboxError
 from tests.support.events import transcript, utterance_end
 from tests.support.paths import ROOT
-from tests.support.waiting import async_test
+from tests.support.waiting import async_test, wait_until_async
 
 
 @async_test
@@ -203,7 +203,10 @@ async def test_removals_reach_the_file_without_another_append(tmp_path):
     await box.append_many([transcript("a", seq, "x") for seq in range(3)])
     await box.remove(await box.peek(2))
     assert len(box) == 1
-    await asyncio.sleep(REMOVE_DELAY + 0.5)  # the deferred delete runs by itself
+    # the deferred delete runs by itself, REMOVE_DELAY later
+    await wait_until_async(
+        lambda: box._flush is None and not box._tasks, 10 + REMOVE_DELAY, "the deferred delete"
+    )
     await box._call(box._close_sync)  # close the file without the final flush
     box._executor.shutdown(wait=True)
     box._executor = None

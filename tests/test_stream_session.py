@@ -18,6 +18,7 @@ from tests.support.sessions import (
     source_ranges,
     watermark,
 )
+from tests.support.waiting import wait_until_async
 
 RATE = 16000
 BPS = RATE * 2
@@ -298,7 +299,9 @@ def test_stop_while_deepgram_is_unreachable_reports_what_was_not_transcribed(cap
             source = MemorySource(Script().generate(10).pcm(), realtime=True)
             session = make_session(dg, source, Collector(), finalize_timeout=0.5)
             task = asyncio.create_task(session.run())
-            await asyncio.sleep(1.0)
+            await wait_until_async(
+                lambda: source.yielded >= BPS, 30, "a second of audio captured in the outage"
+            )
             session.stop()
             async with asyncio.timeout(10):  # bounded by 2 x finalize_timeout, not the outage
                 await task
