@@ -135,13 +135,14 @@ class Daemon:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def wait_for_log(self, text: str, timeout: float = DEADLINE) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if text in self.log():
-                return
+        def logged() -> bool:
             assert self.proc.poll() is None, self.log()
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not logged within {timeout}s:\n{self.log()}")
+            return text in self.log()
+
+        try:
+            wait_until(logged, timeout, f"{text!r} in the log")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log()}") from None
 
     def stop(self, timeout: float = DEADLINE) -> int:
         """SIGTERM (unless already sent) and wait for the exit status."""

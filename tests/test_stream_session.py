@@ -131,10 +131,9 @@ def test_stop_mid_utterance_flushes_the_last_words():
             source = MemorySource(script.pcm(), realtime=True)
             session = make_session(dg, source, sink)
             task = asyncio.create_task(session.run())
+            await wait_until_async(lambda: source.yielded >= int(1.4 * BPS), 30, "1.4 s captured")
+            session.stop()
             async with asyncio.timeout(30):
-                while source.yielded < int(1.4 * BPS):
-                    await asyncio.sleep(0.02)
-                session.stop()
                 await task
             return dg, source, sink
 

@@ -26,6 +26,7 @@ from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.source import PluginContext, Source
 from listend.daemon.service.logs import setup_logging
 from tests.support.paths import ROOT
+from tests.support.waiting import wait_until
 
 log = logging.getLogger("harness")
 
@@ -136,16 +137,20 @@ class HarnessProcess:
         return path.read_bytes() if path.exists() else b""
 
     def wait_for_output(self, source: str, predicate, timeout: float = 60) -> bytes:
+        def satisfied() -> bool:
+            if predicate(self.output(source)):
+                return True
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the harness exited ({self.proc.returncode})")
+            return False
 
-        deadline = time.monotonic() + timeout
-        while True:
-            data = self.output(source)
-            if predicate(data):
-                return data
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                msg = f"output of {source} ({len(data)} bytes) never satisfied the check; log:\n"
-                raise AssertionError(msg + self.log)
-            time.sleep(0.05)
+        try:
+            wait_until(satisfied, timeout, f"output of {source} to satisfy the check")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc} ({len(self.output(source))} bytes); log:\n{self.log}"
+            ) from None
+        return self.output(source)
 
     def stop(self, *, then: Callable[[], object] = lambda: None, timeout: float = 30) -> int:
         """SIGTERM, then ``then()`` (e.g. close the FIFOs a capture read may block on), then
