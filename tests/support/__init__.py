@@ -7,8 +7,8 @@
 - events: transcript, said, utterance_end (events as a stream session makes them)
 - outbox: seed_outbox, outbox_ids
 - mqtt: Mosquitto (a broker a test can stop), Subscriber
-- http: Receiver (a real HTTP server recording requests)
-- audio: write_wav, wav_bytes, read_wav
+- http: Receiver (a real HTTP server recording requests; the `receiver` fixture)
+- audio: wav_bytes (also the odd formats a source must refuse), read_pcm
 - sessions: MemorySource, Collector, make_session, watermark, source_ranges, config_text
 - engine: LoopThread, warm_up (the local engine fixtures' machinery)
 - evaluation: normalize, word_errors, word_error_rate, synthesize (WER of the local engine)
