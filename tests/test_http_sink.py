@@ -94,7 +94,7 @@ async def until(predicate, timeout: float = 15.0) -> None:
 
 
 def verify(secret: str, headers: dict[str, str], body: bytes, max_age: float = 300) -> bool:
-    """The receiver-side check documented in the README."""
+    """The receiver-side check documented in docs/sinks.md."""
     timestamp = headers["X-Listend-Timestamp"]
     expected = hmac.new(
         secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256
