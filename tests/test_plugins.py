@@ -29,18 +29,24 @@ def test_blocked_entry_point_is_skipped():
     assert "stdout" not in host.sinks.names()
 
 
-def test_duplicate_type_names_both_plugins():
-    class Dup(Sink):
-        type_name = "stdout"
-        config_model = SinkConfig
+def _sink_plugin(type_name: str, *, then_raise: Exception | None = None) -> object:
+    """A plugin object registering one sink type (and then raising, if asked)."""
+    attrs = {"type_name": type_name, "config_model": SinkConfig}
+    cls = type(f"{type_name.title()}Sink", (Sink,), attrs)
 
     class Plugin:
         @hookimpl
         def register_sink_types(self, register):
-            register(Dup)
+            register(cls)
+            if then_raise is not None:
+                raise then_raise
 
+    return Plugin()
+
+
+def test_duplicate_type_names_both_plugins():
     with pytest.raises(PluginError, match=r"'stdout' is registered twice.*'stdout_sink'.*"):
-        load_plugins(extra=[Plugin()])
+        load_plugins(extra=[_sink_plugin("stdout")])
 
 
 def test_impl_without_spec_is_rejected():
@@ -210,17 +216,7 @@ def test_malformed_disabled_key_is_reported_before_plugins_load(write_config):
 
 
 def test_hook_raising_while_registering_skips_only_that_plugin(caplog):
-    class Flaky(Sink):
-        type_name = "flaky"
-        config_model = SinkConfig
-
-    class Plugin:
-        @hookimpl
-        def register_sink_types(self, register):
-            register(Flaky)
-            raise KeyError("no config dir")
-
-    host = load_plugins(extra=[Plugin()])
+    host = load_plugins(extra=[_sink_plugin("flaky", then_raise=KeyError("no config dir"))])
     assert "flaky" not in host.sinks.names()
     assert "stdout" in host.sinks.names()
     (broken,) = host.broken
