@@ -6,7 +6,8 @@ through an :class:`Outage`, so a broker down for an hour logs two lines, not one
 h:1883 again after 3600.2 s (118 failed attempts)``.
 
 With ``stable_after`` (the backoff's), a recovery that fails again sooner is the same outage:
-a command crashing every few seconds is one warning, not one per crash.
+a command crashing every few seconds is one warning, not one per crash. With ``since``, the
+outage has begun (and been reported) already: only its attempts and its end are logged.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Outage:
         retrying: str = "retrying with backoff",
         recovered: str = "recovered",
         stable_after: float = 0.0,
+        since: float | None = None,
         logger: logging.Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -37,8 +39,8 @@ class Outage:
         self.stable_after = stable_after
         self._log = logger or log
         self._clock = clock
-        self.started: float | None = None  # when the current (or last) outage began
-        self.outages = 0
+        self.started = since  # when the current (or last) outage began
+        self.outages = 0 if since is None else 1  # ``since``: one already reported elsewhere
         self.failures = 0  # failed attempts in the current (or last) outage
         self.last_error: str | None = None
         self._up_since: float | None = None

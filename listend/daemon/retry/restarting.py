@@ -4,7 +4,8 @@ A source describes one *attempt* (open the device or start the process, yield it
 raises :class:`SourceInterrupted` when that attempt ends in a way worth retrying. The loop
 reports through the shared :class:`~listend.daemon.retry.outage.Outage` (a warning when an
 outage starts, one line when audio flows again) and waits with the shared
-:class:`~listend.daemon.retry.backoff.Backoff`. Other exceptions (bugs, permanent errors) propagate; ``CancelledError`` always does.
+:class:`~listend.daemon.retry.backoff.Backoff`. Other exceptions (bugs, permanent errors)
+propagate; ``CancelledError`` always does.
 """
 
 from __future__ import annotations
