@@ -7,7 +7,7 @@ arrived (a group commit, one fsync for all sources), while the sink already send
 event not yet confirmed is exposed to a crash for that long, as it is while it waits in the
 router's queue; once committed it survives SIGKILL and power loss. Until then it is retried
 with the shared
-:class:`~listend.daemon.backoff.Backoff`, across restarts if need be. Consumers may see an
+:class:`~listend.daemon.retry.backoff.Backoff`, across restarts if need be. Consumers may see an
 event twice (at-least-once) and dedupe on its ``id``.
 
 Interim results are never stored: they are superseded within a second, so each source's
