@@ -138,8 +138,9 @@ class CommandSource(Source):
             raise SourceInterrupted(f"cannot start {self._program}: {exc}") from exc
         proc = Process(transport, protocol, loop)
         log.info("%s: started %s (pid %d)", self._label, self._program, proc.pid)
-        assert proc.stdout is not None
-        assert proc.stderr is not None
+        if proc.stdout is None or proc.stderr is None:  # both are PIPEs: only a bug gets here
+            transport.close()
+            raise RuntimeError(f"{self._label}: {self._program} has no stdout/stderr pipe")
         stderr_task = asyncio.create_task(
             self._log_stderr(proc.stderr), name=f"listend[source:{self.name}].stderr"
         )

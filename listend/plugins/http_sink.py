@@ -155,7 +155,8 @@ class HttpSink(Sink):
         return headers
 
     async def deliver(self, events: Sequence[AnyEvent]) -> None:
-        assert self._client is not None, "start() first"
+        if self._client is None:
+            raise RuntimeError(f"sink {self.name}: deliver() before start()")
         body = self.body(events)
         try:
             response = await self._client.post(

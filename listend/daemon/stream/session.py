@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from listend.daemon.errors import ListendError
 from listend.daemon.events import AnyEvent, EventKind
 from listend.daemon.plugin.source import Source
 from listend.daemon.retry.backoff import Backoff
+from listend.daemon.retry.outage import Outage
 from listend.daemon.stream.connection import StreamConnection
 from listend.daemon.stream.deepgram import (
     StreamError,
@@ -119,6 +121,12 @@ class StreamSession:
         self.failure: ListendError | None = None  # why the source stopped, if it had to
         self.dropped_interims = 0
         self.backoff = Backoff()  # the shared retry policy; replaceable (tests use short delays)
+        self.outage = Outage(
+            f"source {name}",
+            retrying="reconnecting with backoff",
+            recovered="reconnected",
+            logger=log,
+        )
         self.live = bool(getattr(source, "realtime", True))
         self._stop = asyncio.Event()
         self._stop_deadline: float | None = None
@@ -248,6 +256,8 @@ class StreamSession:
     async def _stream(self) -> None:
         """Connect, stream, reconnect on retryable failures; return once flushed (or fatal)."""
         backoff = self.backoff
+        outage = self.outage
+        outage.stable_after = backoff.stable_after  # one outage until the backoff resets
         while True:
             buffer = self.buffer
             if buffer.ended and not buffer.uncovered and (self.stats.connects or not buffer.end):
@@ -261,29 +271,33 @@ class StreamSession:
                 if not failure.retry:
                     self.failure = failure.error
                     return
+                outage.failed(str(failure))
                 if self._falling_back(endpoint, failure):
                     continue
                 if self._out_of_time():
                     self._abandon(failure)
                     return
                 backoff.failed()
-                delay = max(backoff.next_delay(), failure.retry_after or 0.0)
-                if self.fallback is not None and endpoint is self.fallback.primary:
-                    delay = max(0.0, min(delay, self.fallback.after - self.fallback.waited()))
-                log.warning(
-                    "source %s: %s; reconnecting in %.1fs (attempt %d)",
-                    self.name,
-                    failure,
-                    delay,
-                    backoff.attempt,
+                await backoff.wait_unless(  # stop() cuts the wait: flush what was captured now
+                    None if self.stopping else self._stop,  # stopping: retry until the deadline
+                    at_least=failure.retry_after or 0.0,
+                    at_most=self._time_left(endpoint),
                 )
-                await self._sleep_unless_stopping(delay)
             else:
                 if not handed_back:
                     return
 
     def _out_of_time(self) -> bool:
         return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
+
+    def _time_left(self, endpoint: Endpoint) -> float:
+        """The longest wait before the next attempt: the stop deadline, the fallback's turn."""
+        left = math.inf
+        if self.fallback is not None and endpoint is self.fallback.primary:
+            left = self.fallback.after - self.fallback.waited()
+        if self._stop_deadline is not None:
+            left = min(left, self._stop_deadline - time.monotonic())
+        return max(0.0, left)
 
     def _abandon(self, failure: StreamError) -> None:
         lost = self.buffer.to_seconds(self.buffer.lost() + self.buffer.uncovered)
@@ -294,16 +308,6 @@ class StreamSession:
             lost,
             failure,
         )
-
-    async def _sleep_unless_stopping(self, delay: float) -> None:
-        if self._stop_deadline is not None:
-            delay = min(delay, max(0.0, self._stop_deadline - time.monotonic()))
-        if self._stop.is_set():
-            await asyncio.sleep(delay)
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self._stop.wait()  # stop() cuts the wait: flush what was captured now
 
     def _falling_back(self, endpoint: Endpoint, failure: StreamError) -> bool:
         """Deepgram failed (again): True when the next connection goes to the local engine."""
@@ -408,6 +412,7 @@ class StreamSession:
         if stats.connects > 1:
             stats.reconnects += 1
         backoff.connected()
+        self.outage.up()
         self.factory.connection(self.buffer.to_seconds(conn.start), conn.request_id)
         backlog = self.buffer.to_seconds(self.buffer.end - conn.start)
         offset = self.buffer.source_seconds(conn.start)
