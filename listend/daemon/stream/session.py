@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,13 +119,13 @@ class StreamSession:
         self.failure: ListendError | None = None  # why the source stopped, if it had to
         self.dropped_interims = 0
         self.backoff = Backoff()  # the shared retry policy; replaceable (tests use short delays)
-        self.live = bool(getattr(source, "realtime", True))
+        self.live = source.realtime
         self._stop = asyncio.Event()
         self._stop_deadline: float | None = None
         self._capture_task: asyncio.Task[None] | None = None
         self._events: asyncio.Queue[AnyEvent | None] = asyncio.Queue(EVENT_QUEUE_SIZE)
         self.buffer = ReplayBuffer(self.format, deepgram.replay_buffer_seconds)
-        vad = getattr(source.config, "vad", None)
+        vad = source.vad
         self.gate = VoiceGate(self.format, vad, name) if vad is not None and vad.enabled else None
         self.factory = EventFactory(
             device=device,
@@ -208,9 +208,8 @@ class StreamSession:
             log.error("source %s failed: %s", self.name, exc)  # noqa: TRY400 - a user error
             self.failure = exc
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            if isinstance(stream, AsyncGenerator):
+                await stream.aclose()
             if gate is not None:
                 await self._keep_gated(gate.flush())
             await self.buffer.finish()
