@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from listend import __version__
 from listend.daemon.config.secrets import Secret, SecretRef, SecretResolutionError, resolve_secret
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.errors import ConfigError, ListendError, PluginError
 from listend.daemon.events import (
     SCHEMA_VERSION,
@@ -41,6 +40,7 @@ from listend.daemon.plugin.sink import (
     SinkConfig,
 )
 from listend.daemon.plugin.source import AudioFormat, PluginContext, Source, SourceConfig, VadConfig
+from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.restarting import (
     RestartingSourceConfig,

@@ -27,7 +27,7 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: AN
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from listend.daemon.config.preflight import check_sources  # noqa: PLC0415
+    from listend.daemon.stream.preflight import check_sources  # noqa: PLC0415
 
     path, host, config = _load(args)
     check_sources(config, host)

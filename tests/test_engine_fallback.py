@@ -8,8 +8,8 @@ from itertools import pairwise
 import pytest
 
 from listend.daemon.config.models import DeepgramConfig
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.events import TranscriptEvent
+from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.stream.session import Endpoint, StreamSession
 from listend.testing import DeepgramTestServer, Script

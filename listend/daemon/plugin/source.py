@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from listend.daemon.config.stream_options import StreamOptions
+from listend.daemon.plugin.stream_options import StreamOptions
 
 SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
 

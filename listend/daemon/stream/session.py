@@ -21,10 +21,10 @@ from typing import Any
 from deepgram import AsyncDeepgramClient
 
 from listend.daemon.config.models import DeepgramConfig
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.errors import ListendError
 from listend.daemon.events import AnyEvent, EventKind
 from listend.daemon.plugin.source import Source
+from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.stream.connection import StreamConnection
 from listend.daemon.stream.deepgram import (
