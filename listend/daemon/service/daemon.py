@@ -27,7 +27,9 @@ from listend.daemon.plugin.source import PluginContext, Source
 from listend.daemon.service.metrics import Metrics, SinkState, status_line
 from listend.daemon.service.reload import apply_reload, routed_to, routes_of, settle
 from listend.daemon.service.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
-from listend.daemon.stream.session import LOCAL, Endpoint, SessionStats, StreamSession
+from listend.daemon.stream.endpoint import LOCAL, Endpoint
+from listend.daemon.stream.session import StreamSession
+from listend.daemon.stream.stats import SessionStats
 from listend.engine.embedded import embedded_engine
 
 if TYPE_CHECKING:
