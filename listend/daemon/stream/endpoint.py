@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from deepgram import AsyncDeepgramClient
 
+from listend.daemon.config.models import ListendConfig
 from listend.daemon.stream.deepgram import shared_client
 
 #: Endpoint URL meaning "the local engine, which is not running": audio is read, not sent.
@@ -26,3 +27,14 @@ class Endpoint:
         if self.url == LOCAL:
             return None
         return shared_client(self.url, self.authorization)
+
+
+def build_endpoint(config: ListendConfig, local_url: str | None = None) -> Endpoint:
+    """Deepgram with the configured credentials, or the local engine at ``local_url``."""
+    dg = config.deepgram
+    if dg.uses_local_engine():  # the embedded engine's URL once it runs
+        return Endpoint(local_url or LOCAL, None, engine="local")
+    if dg.access_token is not None:
+        return Endpoint(dg.url or "https://api.deepgram.com", f"Bearer {dg.access_token.reveal()}")
+    key = dg.effective_api_key()
+    return Endpoint(dg.url or "https://api.deepgram.com", f"Token {key}" if key else None)
