@@ -2,8 +2,8 @@
 
 Lifecycle: start sinks, router and sources; READY=1 once every source made its first
 connection attempt; a reload restarts only what changed (see :mod:`reload`); a stop
-drains (sources stop, streams finalize, outboxes flush until ``drain_timeout``). Signals
-and exit codes are :mod:`service`'s.
+drains (see :mod:`drain`). Signals and exit codes are :mod:`signals`'. The local engine, if the
+config needs one, is injected (:mod:`local_engine`): the core imports no engine.
 """
 
 from __future__ import annotations
