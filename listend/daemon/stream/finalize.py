@@ -53,16 +53,20 @@ async def finalize_and_close(
     """Finalize -> the from_finalize final -> CloseStream -> the server's close."""
     handshake.finalized.clear()  # answers to the voice gate's Finalize messages do not count
     await sock.send_finalize()
-    try:
-        async with asyncio.timeout(seconds):
-            await handshake.finalized.wait()
-    except TimeoutError:
+    if not await _within(seconds, handshake.finalized):
         log.warning("source %s: no final for Finalize within %gs", source, seconds)
     await sock.send_close_stream()
     handshake.close_stream_sent = True
-    try:
-        async with asyncio.timeout(seconds):
-            await handshake.closed.wait()
-    except TimeoutError:
+    if not await _within(seconds, handshake.closed):
         log.warning("source %s: Deepgram did not close within %gs", source, seconds)
         await ws.close()
+
+
+async def _within(seconds: float, event: asyncio.Event) -> bool:
+    """Wait up to ``seconds`` for ``event``; whether it came."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
