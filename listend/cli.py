@@ -44,7 +44,7 @@ def _plugins(config_disabled: Sequence[str] = ()):  # type: ignore[no-untyped-de
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from listend.daemon.config.preflight import check_sources  # noqa: PLC0415
+    from listend.daemon.stream.preflight import check_sources  # noqa: PLC0415
 
     path, host, config, positions = _load_located(args)
     check_sources(config, host, filename=str(path), positions=positions)
@@ -60,6 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from listend.daemon.service.logs import set_level, setup_logging  # noqa: PLC0415
     from listend.daemon.service.sdnotify import Notifier  # noqa: PLC0415
     from listend.daemon.service.signals import run_daemon  # noqa: PLC0415
+    from listend.engine.embedded import embedded_engine  # noqa: PLC0415
 
     notifier = Notifier()  # before anything can spawn a process that inherits NOTIFY_SOCKET
     path, host, config = _load(args)
@@ -71,6 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         reload_config=lambda: load_config(path, host),
         notifier=notifier,
         on_reloaded=None if args.log_level else lambda new: set_level(new.log.level),
+        local_engine=embedded_engine,  # the core knows only the interface
     )
     return asyncio.run(run_daemon(daemon))
 

@@ -12,8 +12,8 @@ from listend.daemon.config.loader import (
     parse_config_located,
     read_disabled_plugins,
 )
-from listend.daemon.config.preflight import check_sources
 from listend.daemon.plugin.manager import load_plugins
+from listend.daemon.stream.preflight import check_sources
 from tests.conftest import ROOT, run_listend
 
 GOOD = """\

@@ -16,10 +16,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig, VadConfig
+from listend.daemon.plugin.stream_options import StreamOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

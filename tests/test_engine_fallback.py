@@ -8,10 +8,11 @@ from itertools import pairwise
 import pytest
 
 from listend.daemon.config.models import DeepgramConfig
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.events import TranscriptEvent
+from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
-from listend.daemon.stream.session import Endpoint, StreamSession
+from listend.daemon.stream.endpoint import Endpoint
+from listend.daemon.stream.session import StreamSession
 from listend.testing import DeepgramTestServer, Script
 from tests.conftest import free_port
 from tests.session_helpers import Collector, MemorySource, source_ranges, watermark

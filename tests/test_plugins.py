@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from listend import hookimpl
+from listend.api import hookimpl
 from listend.daemon.errors import PluginError
 from listend.daemon.plugin import hookspecs
 from listend.daemon.plugin.manager import load_plugins

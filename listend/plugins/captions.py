@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from listend.daemon.events import TranscriptEvent
+from listend.api import TranscriptEvent
 
 VTT_HEADER = "WEBVTT\n\n"
 _SPACES = re.compile(r"\s+")

@@ -19,12 +19,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from listend import __version__, hookimpl
-from listend.daemon.errors import ListendError
-from listend.daemon.events import AnyEvent, EventKind
-from listend.daemon.plugin.hookspecs import RegisterSink
-from listend.daemon.plugin.sink import Sink, SinkConfig
-from listend.daemon.plugin.source import PluginContext
+from listend.api import (
+    AnyEvent,
+    EventKind,
+    ListendError,
+    PluginContext,
+    RegisterSink,
+    Sink,
+    SinkConfig,
+    __version__,
+    hookimpl,
+)
 from listend.plugins.captions_board import CaptionBoard, CaptionLine
 
 if TYPE_CHECKING:  # aiohttp (10 MB of RSS) is imported once a captions sink runs

@@ -23,15 +23,17 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from listend import hookimpl
-from listend.daemon.errors import ConfigError
-from listend.daemon.plugin.hookspecs import RegisterSource
-from listend.daemon.plugin.source import AudioFormat, PluginContext, Source
-from listend.daemon.retry.backoff import Backoff
-from listend.daemon.retry.restarting import (
+from listend.api import (
+    AudioFormat,
+    Backoff,
+    ConfigError,
+    PluginContext,
+    RegisterSource,
     RestartingSourceConfig,
     RestartStats,
+    Source,
     SourceInterrupted,
+    hookimpl,
     restarting,
 )
 

@@ -26,11 +26,17 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from listend import hookimpl
-from listend.daemon.events import AnyEvent, TranscriptEvent, to_json
-from listend.daemon.plugin.hookspecs import RegisterSink
-from listend.daemon.plugin.sink import DeliveryError, Sink, SinkConfig
-from listend.daemon.plugin.source import PluginContext
+from listend.api import (
+    AnyEvent,
+    DeliveryError,
+    PluginContext,
+    RegisterSink,
+    Sink,
+    SinkConfig,
+    TranscriptEvent,
+    hookimpl,
+    to_json,
+)
 from listend.plugins.captions import VTT_HEADER, srt_cue, text_line, vtt_cue
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from listend.daemon.tasks import cancel_and_wait
+from listend.api import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -26,17 +26,23 @@ from typing import Any, Literal
 from paho.mqtt.enums import MQTTProtocolVersion
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from listend import hookimpl
-from listend.daemon.config.secrets import SecretRef
-from listend.daemon.errors import ConfigError
-from listend.daemon.events import AnyEvent, EventKind, to_json
-from listend.daemon.plugin.hookspecs import RegisterSink
-from listend.daemon.plugin.sink import DeliveryError, Sink, SinkConfig
-from listend.daemon.plugin.source import PluginContext
-from listend.daemon.retry.backoff import Backoff
-from listend.daemon.retry.outage import Outage
-from listend.daemon.retry.retrying import retrying
-from listend.daemon.tasks import cancel_and_wait
+from listend.api import (
+    AnyEvent,
+    Backoff,
+    ConfigError,
+    DeliveryError,
+    EventKind,
+    Outage,
+    PluginContext,
+    RegisterSink,
+    SecretRef,
+    Sink,
+    SinkConfig,
+    cancel_and_wait,
+    hookimpl,
+    retrying,
+    to_json,
+)
 from listend.plugins.ha_discovery import Discovery
 from listend.plugins.mqtt_connection import MqttConnection, MqttError, MqttSettings, Will
 

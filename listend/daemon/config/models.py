@@ -9,9 +9,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from listend.daemon.config.secrets import SecretRef
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig
+from listend.daemon.plugin.stream_options import StreamOptions
 
 DEFAULT_CONFIG_PATH = Path("/etc/listend/listend.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/listend")

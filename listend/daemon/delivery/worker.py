@@ -63,7 +63,7 @@ class SinkWorker:
     def __init__(self, sink: Sink, backoff: Backoff | None = None) -> None:
         self.sink = sink
         self.backoff = backoff or Backoff()
-        self.options: OutboxOptions = getattr(sink.config, "outbox", None) or OutboxOptions()
+        self.options: OutboxOptions = sink.outbox_options
         state_dir = sink.context.state_dir
         self.outbox = Outbox(outbox_path(state_dir, sink.name), max_events=self.options.max_events)
         self.dead_letter = dead_letter_path(state_dir, sink.name)

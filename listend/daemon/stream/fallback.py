@@ -14,16 +14,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deepgram import AsyncDeepgramClient
 
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.outage import Outage
 from listend.daemon.retry.retrying import retrying
-
-if TYPE_CHECKING:
-    from listend.daemon.stream.session import Endpoint
+from listend.daemon.stream.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from listend.daemon.config.issues import ConfigIssue, ConfigIssuesError, Loc, Positions
 from listend.daemon.config.models import ListendConfig
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.errors import ListendError
 from listend.daemon.plugin.manager import PluginHost
 from listend.daemon.plugin.source import AudioFormat, PluginContext
+from listend.daemon.plugin.stream_options import StreamOptions
 
 _FORMAT_KEYS = ("encoding", "sample_rate", "channels")
 
