@@ -7,7 +7,7 @@ arrived (a group commit, one fsync for all sources), while the sink already send
 event not yet confirmed is exposed to a crash for that long, as it is while it waits in the
 router's queue; once committed it survives SIGKILL and power loss. Until then it is retried
 with the shared
-:class:`~listend.daemon.backoff.Backoff`, across restarts if need be. Consumers may see an
+:class:`~listend.daemon.retry.backoff.Backoff`, across restarts if need be. Consumers may see an
 event twice (at-least-once) and dedupe on its ``id``.
 
 Interim results are never stored: they are superseded within a second, so each source's
@@ -90,11 +90,13 @@ class SinkWorker:
     # -- the router's side -------------------------------------------------------------------
 
     async def put(self, event: AnyEvent) -> None:
-        """Accept an event; for stored kinds, return only once it is durable."""
+        """Accept an event (see :meth:`put_many`)."""
         await self.put_many([event])
 
     async def put_many(self, events: Sequence[AnyEvent]) -> None:
-        """Accept events in order; the stored ones go to disk together (one fsync)."""
+        """Accept events in order; stored kinds are deliverable when this returns and reach the
+        disk together (one fsync) within COMMIT_DELAY. It waits for that commit only under
+        ``policy: block``, when the outbox is full, or when MAX_UNCOMMITTED are waiting."""
         stored: list[AnyEvent] = []
         for event in events:
             if isinstance(event, TranscriptEvent) and not event.is_final:

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 Publish = Callable[[AnyEvent], Awaitable[None]]
 EVENT_QUEUE_SIZE = 1000
-#: Endpoint URL meaning "the embedded offline engine" (not wired in yet: audio is not sent).
+#: Endpoint URL standing for the embedded engine before it runs (its real URL replaces it).
 LOCAL = "local"
 
 
