@@ -51,9 +51,11 @@ from listend.daemon.retry.restarting import (
 )
 from listend.daemon.retry.retrying import retrying
 from listend.daemon.tasks import cancel_and_wait
+from listend.subtitles import VTT_HEADER, srt_cue, text_line, vtt_cue
 
 __all__ = [
     "SCHEMA_VERSION",
+    "VTT_HEADER",
     "AnyEvent",
     "AudioFormat",
     "Backoff",
@@ -92,5 +94,8 @@ __all__ = [
     "resolve_secret",
     "restarting",
     "retrying",
+    "srt_cue",
+    "text_line",
     "to_json",
+    "vtt_cue",
 ]

@@ -13,7 +13,8 @@ from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.stream.endpoint import Endpoint
 from listend.daemon.stream.session import StreamSession
-from listend.testing import DeepgramTestServer, Script
+from listend.dgproto.hooks import ServerHooks
+from listend.testing import DeepgramTestServer, Recorder, Script
 from tests.conftest import free_port
 from tests.session_helpers import Collector, MemorySource, source_ranges, watermark
 
@@ -45,7 +46,8 @@ def test_outage_goes_to_the_local_engine_and_back(local_engine, engine_loop, spe
     after = Script().say("good night", then_silence=1.0).say("thank you very much")
     pcm = watermark(before.pcm() + during + after.pcm() + b"\x00\x00" * 2 * RATE)
     port = free_port()
-    local_engine.protocol.record = True
+    recorder = Recorder()
+    local_engine.protocol.hooks = recorder
 
     async def main():
         sink = Collector()
@@ -80,9 +82,8 @@ def test_outage_goes_to_the_local_engine_and_back(local_engine, engine_loop, spe
         return sink, first, second
 
     sink, first, second = engine_loop.run(main(), timeout=150)
-    local_records = [c for c in local_engine.protocol.connections if c.audio]
-    local_engine.protocol.record = False
-    local_engine.protocol.connections.clear()
+    local_records = [c for c in recorder.connections if c.audio]
+    local_engine.protocol.hooks = ServerHooks()
 
     finals = [e for e in sink.finals() if e.text]
     engines = [e.engine for e in finals]

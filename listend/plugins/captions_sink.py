@@ -43,6 +43,16 @@ MAX_PENDING_LINES = 500
 SEND_TIMEOUT = 20.0
 HEARTBEAT = 15.0
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$")
+
+
+def _address(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[V6]:PORT``; no host: every interface) as a (host, port) pair."""
+    match = _LISTEN.match(listen)
+    if match is None or not 0 < int(match["port"]) < 65536:  # noqa: PLR2004
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+    return (match["v6"] or match["host"] or "0.0.0.0", int(match["port"]))  # noqa: S104
+
+
 _CSS_LENGTH = r"^\d+(\.\d+)?(px|pt|em|rem|vh|vw|vmin|vmax)$"
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _PLACEHOLDER = re.compile(r"\{\{(lang|theme|title|settings)\}\}")
@@ -91,15 +101,11 @@ class CaptionsSinkConfig(SinkConfig):
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
-        match = _LISTEN.match(value)
-        if match is None or not 0 < int(match["port"]) < 65536:  # noqa: PLR2004
-            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+        _address(value)
         return value
 
     def address(self) -> tuple[str, int]:
-        match = _LISTEN.match(self.listen)
-        assert match is not None  # validated
-        return (match["v6"] or match["host"] or "0.0.0.0", int(match["port"]))  # noqa: S104
+        return _address(self.listen)
 
 
 class _Page:

@@ -15,7 +15,6 @@ from listend.daemon.plugin.stream_options import StreamOptions
 
 DEFAULT_CONFIG_PATH = Path("/etc/listend/listend.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/listend")
-DEEPGRAM_URL = "https://api.deepgram.com"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 

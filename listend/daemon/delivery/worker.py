@@ -93,11 +93,13 @@ class SinkWorker:
     # -- the router's side -------------------------------------------------------------------
 
     async def put(self, event: AnyEvent) -> None:
-        """Accept an event; for stored kinds, return only once it is durable."""
+        """Accept an event (see :meth:`put_many`)."""
         await self.put_many([event])
 
     async def put_many(self, events: Sequence[AnyEvent]) -> None:
-        """Accept events in order; the stored ones go to disk together (one fsync)."""
+        """Accept events in order; stored kinds are deliverable when this returns and reach the
+        disk together (one fsync) within COMMIT_DELAY. It waits for that commit only under
+        ``policy: block``, when the outbox is full, or when MAX_UNCOMMITTED are waiting."""
         stored: list[AnyEvent] = []
         for event in events:
             if isinstance(event, TranscriptEvent) and not event.is_final:
