@@ -21,25 +21,38 @@ from typing import Any
 
 from aiohttp import web
 
+from listend.dgproto.hooks import ServerHooks
+from listend.dgproto.recognizer import StreamParams
 from listend.dgproto.records import ConnectionRecord, Credentials
 from listend.dgproto.server import DeepgramProtocolServer, serve
 from listend.testing import ScriptedRecognizer
 from listend.testing.spoken import KnownSpeech
 
 
-class Stats:
-    def __init__(self) -> None:
-        self.connections: list[ConnectionRecord] = []
-        self.finals: list[tuple[str, float, float]] = []  # request id, start, sent at
+class Timed(ConnectionRecord):
+    """A connection's live counters, and the send time of each of its non-empty finals."""
 
-    def opened(self, record: ConnectionRecord) -> None:
-        self.connections.append(record)
+    finals: list[tuple[str, float, float]]  # request id, start, sent at
 
-    def sent(self, record: ConnectionRecord, message: dict[str, Any]) -> None:
+    def on_sent(self, message: dict[str, Any]) -> None:
         if message.get("type") != "Results" or not message.get("is_final"):
             return
         if message["channel"]["alternatives"][0]["transcript"]:
-            self.finals.append((record.request_id, round(message["start"], 3), time.monotonic()))
+            self.finals.append((self.request_id, round(message["start"], 3), time.monotonic()))
+
+
+class Stats(ServerHooks):
+    def __init__(self) -> None:
+        self.connections: list[ConnectionRecord] = []
+        self.finals: list[tuple[str, float, float]] = []
+
+    def open(
+        self, _request: web.Request, index: int, request_id: str, params: StreamParams
+    ) -> ConnectionRecord:
+        record = Timed(index, request_id, params)
+        record.finals = self.finals
+        self.connections.append(record)
+        return record
 
     async def get(self, _request: web.Request) -> web.Response:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -63,7 +76,7 @@ class Stats:
 
     async def reset(self, _request: web.Request) -> web.Response:
         self.connections = []
-        self.finals = []
+        self.finals.clear()  # the live connections append to this list
         return web.json_response({"ok": True})
 
 
@@ -75,8 +88,7 @@ async def main(args: argparse.Namespace) -> None:
     protocol = DeepgramProtocolServer(
         factory,
         credentials=Credentials([args.api_key]),
-        on_open=stats.opened,
-        on_sent=stats.sent,
+        hooks=stats,
     )
     protocol.app.router.add_get("/bench/stats", stats.get)
     protocol.app.router.add_post("/bench/reset", stats.reset)

@@ -51,7 +51,7 @@ async def main(directory: Path, count: int) -> None:
     appends, removes = [], []
     for event in events:
         started = time.perf_counter()
-        await box.append(event)
+        await box.commit(box.stage([event]))
         appends.append(time.perf_counter() - started)
     while len(box):
         started = time.perf_counter()

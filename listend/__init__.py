@@ -1,7 +1,5 @@
-"""listend: an edge speech-to-text daemon."""
-
-from listend.daemon.plugin.hookspecs import hookimpl
+"""listend: an edge speech-to-text daemon. Plugins import from :mod:`listend.api`."""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "hookimpl"]
+__all__ = ["__version__"]

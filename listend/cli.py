@@ -18,19 +18,36 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
-    from listend.daemon.config.loader import find_config, load_config  # noqa: PLC0415
-    from listend.daemon.plugin.manager import load_plugins  # noqa: PLC0415
+    path, host, config, _positions = _load_located(args)
+    return path, host, config
 
-    host = load_plugins()
+
+def _load_located(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
+    """Config path, plugins (less the disabled ones), config, and where its keys are."""
+    from listend.daemon.config.loader import (  # noqa: PLC0415
+        find_config,
+        parse_config_located,
+        read_config_text,
+        read_disabled_plugins,
+    )
+
     path = find_config(getattr(args, "path", None) or args.config)
-    return path, host, load_config(path, host)
+    text = read_config_text(path)
+    host = _plugins(read_disabled_plugins(text, str(path)))
+    return path, host, *parse_config_located(text, str(path), host)
+
+
+def _plugins(config_disabled: Sequence[str] = ()):  # type: ignore[no-untyped-def]  # noqa: ANN202
+    from listend.daemon.plugin.manager import disabled_plugins, load_plugins  # noqa: PLC0415
+
+    return load_plugins(blocked=disabled_plugins(config_disabled))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from listend.daemon.config.preflight import check_sources  # noqa: PLC0415
+    from listend.daemon.stream.preflight import check_sources  # noqa: PLC0415
 
-    path, host, config = _load(args)
-    check_sources(config, host)
+    path, host, config, positions = _load_located(args)
+    check_sources(config, host, filename=str(path), positions=positions)
     print(f"{path}: ok ({len(config.sources)} sources, {len(config.sinks)} sinks)")
     if args.show:
         print(json.dumps(config.model_dump(mode="json"), indent=2))
@@ -43,6 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from listend.daemon.service.logs import set_level, setup_logging  # noqa: PLC0415
     from listend.daemon.service.sdnotify import Notifier  # noqa: PLC0415
     from listend.daemon.service.signals import run_daemon  # noqa: PLC0415
+    from listend.engine.embedded import embedded_engine  # noqa: PLC0415
 
     notifier = Notifier()  # before anything can spawn a process that inherits NOTIFY_SOCKET
     path, host, config = _load(args)
@@ -54,28 +72,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         reload_config=lambda: load_config(path, host),
         notifier=notifier,
         on_reloaded=None if args.log_level else lambda new: set_level(new.log.level),
+        local_engine=embedded_engine,  # the core knows only the interface
     )
     return asyncio.run(run_daemon(daemon))
 
 
 def cmd_schema(_args: argparse.Namespace) -> int:
     from listend.daemon.config.schema import config_schema  # noqa: PLC0415
-    from listend.daemon.plugin.manager import load_plugins  # noqa: PLC0415
 
-    print(json.dumps(config_schema(load_plugins()), indent=2))
+    print(json.dumps(config_schema(_plugins()), indent=2))
     return 0
 
 
 def cmd_plugins(_args: argparse.Namespace) -> int:
-    from listend.daemon.plugin.manager import load_plugins  # noqa: PLC0415
-
-    host = load_plugins()
+    host = _plugins()
     for info in sorted(host.infos, key=lambda i: i.name):
         version = f" {info.version}" if info.version else ""
         print(f"{info.name}  ({info.package}{version})")
         for kind, names in (("source", info.source_types), ("sink", info.sink_types)):
             for name in names:
                 print(f"    {kind}: {name}")
+    for broken in sorted(host.broken, key=lambda b: b.name):
+        version = f" {broken.version}" if broken.version else ""
+        print(f"{broken.name}  ({broken.package}{version})  BROKEN: {broken.reason}")
+    for name in sorted(host.disabled):
+        print(f"{name}  (disabled)")
     return 0
 
 

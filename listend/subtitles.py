@@ -1,13 +1,69 @@
-"""A prerecorded transcript (Deepgram's JSON as a dict) as plain text, SRT or WebVTT."""
+"""Captions and subtitles: SubRip (SRT) and WebVTT cues, plain text lines.
+
+The one home of caption formatting, used by ``listend transcribe`` (a prerecorded result,
+Deepgram's JSON as a dict, split into short cues) and by the file sink (one cue per final,
+timed in seconds since the source started). Cue text is always one line (a blank line would
+end the cue early) and escaped for WebVTT.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
+VTT_HEADER = "WEBVTT\n\n"
 MAX_CUE_SECONDS = 6.0
 MAX_CUE_CHARS = 84  # two lines of 42, the usual subtitle limit
 MAX_GAP = 1.0  # a pause this long starts a new cue
+_SPACES = re.compile(r"\s+")
+
+# -- cues ---------------------------------------------------------------------------------
+
+
+def _clock(seconds: float, separator: str) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def srt_time(seconds: float) -> str:
+    return _clock(seconds, ",")
+
+
+def vtt_time(seconds: float) -> str:
+    return _clock(seconds, ".")
+
+
+def one_line(text: str) -> str:
+    """Cue text on one line: a blank line would end the cue early."""
+    return _SPACES.sub(" ", text).strip()
+
+
+def vtt_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def srt_cue(index: int, start: float, end: float, text: str) -> str:
+    """One SubRip block, blank line included (``index`` counts from 1)."""
+    end = max(end, start)
+    return f"{index}\n{srt_time(start)} --> {srt_time(end)}\n{one_line(text)}\n\n"
+
+
+def vtt_cue(start: float, end: float, text: str, identifier: str | None = None) -> str:
+    """One WebVTT cue, blank line included; the file sink names each cue after its event."""
+    end = max(end, start)
+    head = f"{identifier}\n" if identifier is not None else ""
+    return f"{head}{vtt_time(start)} --> {vtt_time(end)}\n{vtt_escape(one_line(text))}\n\n"
+
+
+def text_line(text: str) -> str:
+    return one_line(text) + "\n"
+
+
+# -- a prerecorded transcript ---------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,22 +132,13 @@ def _cue(words: list[dict[str, Any]]) -> Cue:
     return Cue(float(words[0]["start"]), float(words[-1]["end"]), text)
 
 
-def _stamp(seconds: float, separator: str) -> str:
-    millis = round(seconds * 1000)
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
 def to_srt(result: dict[str, Any]) -> str:
-    blocks = [
-        f"{index}\n{_stamp(c.start, ',')} --> {_stamp(c.end, ',')}\n{c.text}\n"
-        for index, c in enumerate(cues(result), 1)
-    ]
-    return "\n".join(blocks)
+    """The cues of ``result`` as SubRip (no blank line after the last cue)."""
+    blocks = "".join(srt_cue(i, c.start, c.end, c.text) for i, c in enumerate(cues(result), 1))
+    return blocks[:-1]
 
 
 def to_vtt(result: dict[str, Any]) -> str:
-    blocks = [f"{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{c.text}\n" for c in cues(result)]
-    return "WEBVTT\n\n" + "\n".join(blocks)
+    """The cues of ``result`` as WebVTT (no blank line after the last cue)."""
+    blocks = "".join(vtt_cue(c.start, c.end, c.text) for c in cues(result))
+    return VTT_HEADER + blocks[:-1]

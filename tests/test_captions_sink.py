@@ -234,8 +234,8 @@ def test_stop_closes_pages_with_going_away(tmp_path):
     asyncio.run(scenario())
 
 
-def test_readme_example_is_valid(write_config, tmp_path):
-    readme = (ROOT / "README.md").read_text()
+def test_documented_example_is_valid(write_config, tmp_path):
+    readme = (ROOT / "docs" / "captions.md").read_text()
     example = re.search(
         r"```yaml\n(sinks:\n  screen:\n    type: captions\n.*?)```", readme, re.DOTALL
     )

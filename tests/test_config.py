@@ -5,8 +5,15 @@ import os
 
 import pytest
 
-from listend.daemon.config.loader import ConfigIssuesError, parse_config
+from listend.daemon.config.issues import ConfigIssue
+from listend.daemon.config.loader import (
+    ConfigIssuesError,
+    parse_config,
+    parse_config_located,
+    read_disabled_plugins,
+)
 from listend.daemon.plugin.manager import load_plugins
+from listend.daemon.stream.preflight import check_sources
 from tests.support.cli import run_listend
 from tests.support.paths import ROOT
 
@@ -176,3 +183,52 @@ def test_validate_reports_sources_that_cannot_start(write_config, tmp_path):
     assert "Traceback" not in result.stderr
     assert "stream.sample_rate is 8000 but the source delivers 16000" in result.stderr
     assert "missing.wav" in result.stderr
+
+
+def test_disabled_plugins_are_read_alone_and_strictly():
+    text = "plugins:\n  disabled: [ mqtt_sink , echo]\nsources: not even looked at\n"
+    assert read_disabled_plugins(text, "t.yaml") == ["mqtt_sink", "echo"]
+    assert read_disabled_plugins("device: x\n", "t.yaml") == []
+    with pytest.raises(ConfigIssuesError) as info:
+        read_disabled_plugins("plugins:\n  disabled: [a, '']\n", "t.yaml")
+    (issue,) = info.value.issues
+    assert (issue.path, issue.line) == (("plugins", "disabled"), 2)
+    assert "empty" in issue.message
+
+
+def test_disabled_plugins_key_is_part_of_the_config(host):
+    config = parse_config("plugins: {disabled: [mqtt_sink]}\n", "t.yaml", host)
+    assert config.plugins.disabled == ["mqtt_sink"]
+
+
+def test_preflight_problems_carry_the_line_of_their_key(host, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    text = (
+        "deepgram:\n  options: {channels: 2}\n"
+        "sources:\n"
+        "  hall:\n    type: file\n    path: config/samples/hello.wav\n"
+        "    stream: {sample_rate: 8000}\n"
+        f"  gone:\n    type: file\n    path: {tmp_path}/missing.wav\n"
+        "  lobby:\n    type: file\n    path: config/samples/hello.wav\n"
+    )
+    config, positions = parse_config_located(text, "t.yaml", host)
+    with pytest.raises(ConfigIssuesError) as info:
+        check_sources(config, host, filename="t.yaml", positions=positions)
+    lobby, hall, gone = info.value.issues  # in file order
+    assert (hall.path, hall.line, hall.column) == (
+        ("sources", "hall", "stream", "sample_rate"),
+        7,
+        14,
+    )
+    assert hall.message.startswith("stream.sample_rate is 8000 but the source delivers 16000")
+    assert (gone.path, gone.line, gone.column) == (("sources", "gone"), 8, 3)
+    assert "missing.wav" in gone.message
+    assert (lobby.path, lobby.line) == (("deepgram", "options", "channels"), 2)
+    rendered = str(info.value)
+    assert "t.yaml:7:14: sources.hall.stream.sample_rate: stream.sample_rate is 8000" in rendered
+    assert "sources that cannot start" in rendered
+
+
+def test_issue_rendering_without_a_position():
+    issue = ConfigIssue(("sinks", "out", "topics", 0), "bad topic")
+    assert issue.render("t.yaml") == "t.yaml: sinks.out.topics[0]: bad topic"

@@ -19,7 +19,7 @@ from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results
 from websockets.exceptions import ConnectionClosedError
 
 from listend.dgproto.recognizer import StreamParams
-from listend.testing import DeepgramTestServer, Script, ScriptedRecognizer, running_server
+from listend.testing import DeepgramTestServer, Script, ScriptedRecognizer, records, running_server
 from tests.support.net import free_port, wait_for_port
 
 
@@ -285,3 +285,29 @@ def test_standalone_server_and_script_writer(tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
     assert f"127.0.0.1:{port}" in out
+
+
+def test_records_stay_bounded_on_a_long_connection(monkeypatch):
+    monkeypatch.setattr(records, "MAX_AUDIO", 6400)
+    monkeypatch.setattr(records, "MAX_MESSAGES", 3)
+    pcm = Script().say("turn on the kitchen lights").say("good night", then_silence=1.0).pcm()
+
+    async def main():
+        async with DeepgramTestServer() as dg:
+            async with connect(dg, interim_results=True) as sock:
+                receiver = asyncio.create_task(collect(sock))
+                await stream(sock, pcm)
+                for _ in range(5):
+                    await sock.send_keep_alive()
+                await sock.send_close_stream()
+                await receiver
+            conn = dg.connections[0]
+            await conn.closed.wait()
+            return conn
+
+    conn = asyncio.run(main())
+    assert conn.bytes_received == len(pcm)  # the count goes on ...
+    assert bytes(conn.audio) == pcm[:6400]  # ... the copy stops at the cap
+    assert conn.control_types == ["KeepAlive", "KeepAlive", "CloseStream"]  # the latest three
+    assert len(conn.sent) == 3
+    assert conn.sent[-1]["type"] == "Metadata"

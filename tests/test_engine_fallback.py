@@ -8,11 +8,13 @@ from itertools import pairwise
 import pytest
 
 from listend.daemon.config.models import DeepgramConfig
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.events import TranscriptEvent
+from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
-from listend.daemon.stream.session import Endpoint, StreamSession
-from listend.testing import DeepgramTestServer, Script
+from listend.daemon.stream.endpoint import Endpoint
+from listend.daemon.stream.session import StreamSession
+from listend.dgproto.hooks import ServerHooks
+from listend.testing import DeepgramTestServer, Recorder, Script
 from tests.support.net import free_port
 from tests.support.sessions import Collector, MemorySource, source_ranges, watermark
 from tests.support.waiting import wait_until_async
@@ -38,7 +40,8 @@ def test_outage_goes_to_the_local_engine_and_back(local_engine, engine_loop, spe
     after = Script().say("good night", then_silence=1.0).say("thank you very much")
     pcm = watermark(before.pcm() + during + after.pcm() + b"\x00\x00" * 2 * RATE)
     port = free_port()
-    local_engine.protocol.record = True
+    recorder = Recorder()
+    local_engine.protocol.hooks = recorder
     # The live source holds at the ends of `before` and `during` until the outage has begun
     # and until Deepgram is back, so each part reaches the engine the test means for it
     # however slowly a loaded machine transcribes (the local engine can lag real time).
@@ -89,9 +92,8 @@ def test_outage_goes_to_the_local_engine_and_back(local_engine, engine_loop, spe
         return sink, first, second
 
     sink, first, second = engine_loop.run(main(), timeout=170)
-    local_records = [c for c in local_engine.protocol.connections if c.audio]
-    local_engine.protocol.record = False
-    local_engine.protocol.connections.clear()
+    local_records = [c for c in recorder.connections if c.audio]
+    local_engine.protocol.hooks = ServerHooks()
 
     finals = [e for e in sink.finals() if e.text]
     engines = [e.engine for e in finals]

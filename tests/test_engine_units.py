@@ -184,6 +184,16 @@ def test_subtitles_split_at_pauses_and_format_times():
     assert to_text(RESULT) == "hello world again\n"
 
 
+def test_transcribed_vtt_escapes_markup_and_srt_keeps_it():
+    words = [
+        {"word": "<b>", "start": 0.0, "end": 0.5},
+        {"word": "R&D", "start": 0.5, "end": 1.0},
+    ]
+    result = {"results": {"channels": [{"alternatives": [{"transcript": "", "words": words}]}]}}
+    assert to_vtt(result) == "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n&lt;b&gt; R&amp;D\n"
+    assert to_srt(result) == "1\n00:00:00,000 --> 00:00:01,000\n<b> R&D\n"
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -13,8 +13,8 @@ import webvtt
 from listend.daemon.delivery.worker import SinkWorker
 from listend.daemon.plugin.source import PluginContext
 from listend.daemon.retry.backoff import Backoff
-from listend.plugins.captions import srt_time, vtt_escape, vtt_time
 from listend.plugins.file_sink import FileSink, FileSinkConfig
+from listend.subtitles import srt_time, vtt_escape, vtt_time
 from tests.support.events import transcript, utterance_end
 from tests.support.waiting import async_test, wait_until_async
 

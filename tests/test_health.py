@@ -15,7 +15,7 @@ from listend.daemon.config.models import HealthConfig, ListendConfig, split_list
 from listend.daemon.errors import ListendError
 from listend.daemon.service.health import HealthServer
 from listend.daemon.service.metrics import Metrics, SinkState, readiness, status_line
-from listend.daemon.stream.session import SessionStats
+from listend.daemon.stream.stats import SessionStats
 from tests.support.net import free_port
 
 

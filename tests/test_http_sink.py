@@ -34,7 +34,7 @@ def make_worker(tmp_path, **options) -> SinkWorker:
 
 
 def verify(secret: str, headers: dict[str, str], body: bytes, max_age: float = 300) -> bool:
-    """The receiver-side check documented in the README."""
+    """The receiver-side check documented in docs/sinks.md."""
     timestamp = headers["X-Listend-Timestamp"]
     expected = hmac.new(
         secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256

@@ -148,7 +148,7 @@ def test_secrets_never_logged(tmp_path: Path, dg_url: str) -> None:
 def test_the_authorization_header_is_not_in_reprs(monkeypatch) -> None:
     """Tracebacks and debug logs show objects' reprs: the endpoint must not carry the key."""
     from listend.daemon.config.models import ListendConfig  # noqa: PLC0415
-    from listend.daemon.service.daemon import build_endpoint  # noqa: PLC0415
+    from listend.daemon.stream.endpoint import build_endpoint  # noqa: PLC0415
 
     monkeypatch.setenv("LOGTEST_KEY", SECRET)
     config = ListendConfig.model_validate(

@@ -1,8 +1,9 @@
 """The microphone source through the real PyAudio -> PortAudio -> ALSA path, no sound card.
 
 Each test writes its own ``$HOME/.asoundrc`` defining ``type file`` capture devices fed from
-FIFOs (tests/fake_mic.py) and runs the sources in a subprocess (tests/source_harness.py), so
-PortAudio enumerates exactly that test's devices and xdist workers never share one.
+FIFOs (tests/support/fake_mic.py) and runs the sources in a subprocess
+(tests/support/source_harness.py), so PortAudio enumerates exactly that test's devices and xdist
+workers never share one.
 """
 
 from __future__ import annotations

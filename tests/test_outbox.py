@@ -13,6 +13,7 @@ import pytest
 
 from listend.daemon.delivery.outbox import REMOVE_DELAY, Outbox, OutboxError
 from tests.support.events import transcript, utterance_end
+from tests.support.outbox import store
 from tests.support.paths import ROOT
 from tests.support.waiting import async_test, wait_until_async
 
@@ -22,8 +23,8 @@ async def test_fifo_order_and_remove(tmp_path):
     box = Outbox(tmp_path / "o.sqlite3", max_events=100)
     await box.open()
     for seq in range(5):
-        await box.append(transcript("a", seq, f"t{seq}"))
-    await box.append(utterance_end("b", 0))
+        await store(box, transcript("a", seq, f"t{seq}"))
+    await store(box, utterance_end("b", 0))
     assert len(box) == 6
     assert box.pending("a") == 5
     assert box.pending("b") == 1
@@ -43,8 +44,8 @@ async def test_same_event_is_stored_once(tmp_path):
     box = Outbox(tmp_path / "o.sqlite3", max_events=10)
     await box.open()
     event = transcript("a", 1, "x")
-    await box.append(event)
-    await box.append(event)
+    await store(box, event)
+    await store(box, event)
     assert len(box) == 1
     assert len(await box.peek(10)) == 1
     await box.close()
@@ -56,7 +57,7 @@ async def test_survives_reopen_with_counts(tmp_path):
     box = Outbox(path, max_events=10)
     await box.open()
     for seq in range(3):
-        await box.append(transcript("a", seq, "x"))
+        await store(box, transcript("a", seq, "x"))
     await box.close()
     again = Outbox(path, max_events=10)
     await again.open()
@@ -71,9 +72,9 @@ async def test_drop_oldest_keeps_the_batch_in_flight(tmp_path):
     box = Outbox(tmp_path / "o.sqlite3", max_events=3)
     await box.open()
     for seq in range(3):
-        await box.append(transcript("a", seq, "x"))
+        await store(box, transcript("a", seq, "x"))
     inflight = await box.peek(1)
-    dropped = await box.append(transcript("a", 3, "x"), keep_through=inflight[-1].pos)
+    dropped = await store(box, transcript("a", 3, "x"), keep_through=inflight[-1].pos)
     assert [d.event_id for d in dropped] == [transcript("a", 1, "").id]
     assert [q.event.seq for q in await box.peek(10)] == [0, 2, 3]
     assert box.dropped_total == 1
@@ -89,7 +90,7 @@ async def test_second_process_is_refused(tmp_path):
     path = tmp_path / "o.sqlite3"
     box = Outbox(path, max_events=10)
     await box.open()
-    await box.append(transcript("a", 0, "x"))
+    await store(box, transcript("a", 0, "x"))
     other = Outbox(path, max_events=10)
     with pytest.raises(OutboxError, match="in use by another listend process"):
         await other.open()
@@ -111,7 +112,7 @@ async def test_damaged_file_is_moved_aside(tmp_path, caplog):
     path.write_bytes(b"this is not sqlite" * 100)
     box = Outbox(path, max_events=10)
     await box.open()
-    await box.append(transcript("a", 0, "x"))
+    await store(box, transcript("a", 0, "x"))
     assert len(box) == 1
     await box.close()
     assert list(tmp_path.glob("o.sqlite3.damaged-*"))
@@ -130,8 +131,8 @@ WRITER = textwrap.dedent(
         await box.open()
         seq = 0
         while True:
-            await box.append(transcript("a", seq, "x" * 200))
-            print(seq, flush=True)  # acknowledged: append returned
+            await box.commit(box.stage([transcript("a", seq, "x" * 200)]))
+            print(seq, flush=True)  # acknowledged: the commit returned
             seq += 1
 
     asyncio.run(main())
@@ -200,14 +201,14 @@ async def test_removals_reach_the_file_without_another_append(tmp_path):
     path = tmp_path / "o.sqlite3"
     box = Outbox(path, max_events=10)
     await box.open()
-    await box.append_many([transcript("a", seq, "x") for seq in range(3)])
+    await store(box, *[transcript("a", seq, "x") for seq in range(3)])
     await box.remove(await box.peek(2))
     assert len(box) == 1
     # the deferred delete runs by itself, REMOVE_DELAY later
     await wait_until_async(
         lambda: box._flush is None and not box._tasks, 10 + REMOVE_DELAY, "the deferred delete"
     )
-    await box._call(box._close_sync)  # close the file without the final flush
+    await box._call(box._file.close)  # close the file without the final flush
     box._executor.shutdown(wait=True)
     box._executor = None
     again = Outbox(path, max_events=10)
@@ -221,12 +222,12 @@ async def test_an_earlier_runs_backlog_goes_first(tmp_path):
     path = tmp_path / "o.sqlite3"
     box = Outbox(path, max_events=10)
     await box.open()
-    await box.append_many([transcript("a", seq, "old") for seq in range(2)])
+    await store(box, *[transcript("a", seq, "old") for seq in range(2)])
     await box.close()
     again = Outbox(path, max_events=10)
     await again.open()
-    await again.append(transcript("a", 2, "new"))
-    await again.append(transcript("a", 0, "old"))  # already stored by the earlier run
+    await store(again, transcript("a", 2, "new"))
+    await store(again, transcript("a", 0, "old"))  # already stored by the earlier run
     first = await again.peek(1)
     assert [q.event.seq for q in first] == [0]
     await again.remove(first)

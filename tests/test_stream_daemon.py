@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import pytest
 
-from listend import hookimpl
+from listend.api import hookimpl
 from listend.daemon.config.loader import load_config
 from listend.daemon.events import AnyEvent
 from listend.daemon.plugin.manager import load_plugins

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.errors import ConfigError
 from listend.daemon.events import TranscriptEvent
 from listend.daemon.plugin.source import AudioFormat
+from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.stream.deepgram import (
     check_stream_format,
     close_failure,

@@ -19,7 +19,7 @@ from listend.daemon.config.models import ListendConfig
 from tests.support.paths import ROOT
 
 UNIT = ROOT / "systemd" / "listend.service"
-INSTALLED_LISTEND = "/opt/listend/bin/listend"  # where README's install commands put it
+INSTALLED_LISTEND = "/opt/listend/bin/listend"  # where docs/service.md's install commands put it
 MAX_EXPOSURE = 2.0
 
 

@@ -13,13 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 SCHEMA_VERSION = 1
 
 EventKind = Literal["final", "interim", "utterance_end", "speech_started", "metadata"]
-EVENT_KINDS: tuple[EventKind, ...] = (
-    "final",
-    "interim",
-    "utterance_end",
-    "speech_started",
-    "metadata",
-)
 
 
 class Word(BaseModel):

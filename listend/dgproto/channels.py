@@ -22,7 +22,6 @@ from listend.dgproto.recognizer import (
 SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
 _TYPECODE = {1: "B", 2: "h", 4: "i"}
 Tagged = list[tuple[int, RecognizerOutput]]
-Outputs = list[RecognizerOutput]
 
 
 class ChannelRecognizers:

@@ -1,4 +1,4 @@
-"""What the protocol server records about each connection, and whom it lets in."""
+"""What the protocol server keeps about each connection, and whom it lets in."""
 
 from __future__ import annotations
 
@@ -6,51 +6,58 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
-from listend.dgproto.faults import ConnectionFault
 from listend.dgproto.recognizer import StreamParams
-
-
-@dataclass(frozen=True, slots=True)
-class ControlMessage:
-    """A text message the client sent, with how much audio had arrived before it."""
-
-    type: str
-    at_byte: int
-    at: float  # seconds since the connection opened
-    raw: str
 
 
 @dataclass(eq=False)
 class ConnectionRecord:
-    """Everything one connection received and how it ended (for tests and debugging)."""
+    """One accepted connection as the server tracks it: live counters and how it ended.
+
+    The server keeps nothing else, so a connection of any length costs the same. The ``on_*``
+    methods and :meth:`deadline` are where a subclass (the test kit's recorder, the benchmarks)
+    watches or steers the stream; here they do nothing, which is what the local engine runs.
+    """
 
     index: int
     request_id: str
     params: StreamParams
-    query: list[tuple[str, str]]
-    authorization: str | None
-    fault: ConnectionFault | None = None
-    audio: bytearray = field(default_factory=bytearray)
     bytes_received: int = 0
     frames: int = 0
-    controls: list[ControlMessage] = field(default_factory=list)
-    sent: list[dict[str, Any]] = field(default_factory=list)
     close_code: int | None = None
     close_reason: str = ""
     closed_by: Literal["client", "server"] | None = None
     opened_at: float = field(default_factory=time.monotonic)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def control_types(self) -> list[str]:
-        return [c.type for c in self.controls]
+    def deadline(self) -> float | None:
+        """When (``time.monotonic()``) to call :meth:`on_deadline`; ``None``: never."""
+        return None
 
-    def finals(self) -> list[dict[str, Any]]:
-        return [m for m in self.sent if m.get("type") == "Results" and m.get("is_final")]
+    async def on_deadline(self, stream: Stream) -> None:
+        """The deadline passed; return a new one from :meth:`deadline` or it fires again."""
+
+    async def on_audio(self, stream: Stream, data: bytes) -> None:
+        """``data`` arrived (already counted in :attr:`bytes_received` and answered)."""
+
+    def on_control(self, kind: str, raw: str) -> None:
+        """A text message arrived: ``kind`` is its ``type`` (``invalid`` if it has none)."""
+
+    def on_sent(self, message: dict[str, Any]) -> None:
+        """``message`` just went out to the client."""
+
+
+class Stream(Protocol):
+    """What a :class:`ConnectionRecord` hook may do to its connection."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send a close frame with ``code`` and end the connection."""
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a close frame (the client sees 1006)."""
 
 
 @dataclass(frozen=True, slots=True)

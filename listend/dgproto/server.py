@@ -25,45 +25,36 @@ from aiohttp import WSMsgType, web
 
 from listend.dgproto import messages
 from listend.dgproto.channels import SAMPLE_WIDTH, ChannelRecognizers, Tagged
-from listend.dgproto.faults import ABRUPT, Drop, FaultPlan, Refuse, Stall
+from listend.dgproto.hooks import Rejection, ServerHooks
 from listend.dgproto.params import BadRequest, parse_params
 from listend.dgproto.recognizer import (
     Recognizer,
     StreamParams,
     UnsupportedParams,
 )
-from listend.dgproto.records import (
-    ConnectionRecord,
-    ControlMessage,
-    Credentials,
-    Refusal,
-)
+from listend.dgproto.records import ConnectionRecord, Credentials, Refusal
 
 __all__ = [
     "ConnectionRecord",
-    "ControlMessage",
     "Credentials",
     "DeepgramProtocolServer",
-    "OpenHook",
     "RecognizerFactory",
     "Refusal",
-    "SentHook",
+    "Rejection",
+    "ServerHooks",
     "serve",
 ]
 
 log = logging.getLogger(__name__)
 
 RecognizerFactory = Callable[[StreamParams], Recognizer]
-#: Told about each accepted connection (its record is live: bytes_received grows).
-OpenHook = Callable[[ConnectionRecord], None]
-#: Told about each message right after it went out (e.g. to time finals end to end).
-SentHook = Callable[[ConnectionRecord, dict[str, Any]], None]
 REQUEST_ID = web.RequestKey("dg_request_id", str)
 MAX_MESSAGE = 1 << 20  # what Deepgram's SDK itself allows per message
+ABORTED = 1006  # the close code a client sees when the TCP connection just ends
 
 
 class DeepgramProtocolServer:
-    """The aiohttp app plus what tests inspect: :attr:`connections`, :attr:`refusals`."""
+    """The aiohttp app; :attr:`hooks` (replaceable) decide what is recorded or injected."""
 
     def __init__(
         self,
@@ -72,22 +63,13 @@ class DeepgramProtocolServer:
         credentials: Credentials | None = None,
         idle_timeout: float = 10.0,
         models: Collection[str] | None = None,
-        faults: FaultPlan | None = None,
-        record: bool = False,
-        on_open: OpenHook | None = None,
-        on_sent: SentHook | None = None,
+        hooks: ServerHooks | None = None,
     ) -> None:
         self.recognizer_factory = recognizer_factory
         self.credentials = credentials or Credentials()
         self.idle_timeout = idle_timeout
         self.models = frozenset(models) if models is not None else None
-        self.faults = faults or FaultPlan()
-        self.record = record
-        self.on_open = on_open
-        self.on_sent = on_sent
-        self.connections: list[ConnectionRecord] = []
-        self.refusals: list[Refusal] = []
-        self.connection_opened = asyncio.Condition()
+        self.hooks = hooks or ServerHooks()
         self._active: set[_Connection] = set()
         self._count = 0
         self.app = web.Application(middlewares=[_request_id_middleware])
@@ -97,39 +79,24 @@ class DeepgramProtocolServer:
 
     async def handle_listen(self, request: web.Request) -> web.StreamResponse:
         request_id: str = request[REQUEST_ID]
-        step = self.faults.next_step()
-        if isinstance(step, Refuse):
-            headers = {}
-            if step.retry_after is not None:
-                headers["Retry-After"] = f"{step.retry_after:g}"
-            return self._refuse(request, step.status, step.err_code, step.message, headers)
+        rejection = self.hooks.rejection(request)
+        if rejection is not None:
+            return self._refuse(request, rejection)
         if not self.credentials.allows(request):
-            return self._refuse(request, 401, "INVALID_AUTH", "Invalid credentials.")
+            return self._refuse(request, Rejection(401, "INVALID_AUTH", "Invalid credentials."))
         ws = web.WebSocketResponse(protocols=("token", "bearer"), max_msg_size=MAX_MESSAGE)
         if not ws.can_prepare(request).ok:
-            return self._refuse(request, 400, "Bad Request", "Expected a WebSocket upgrade.")
+            rejection = Rejection(400, "Bad Request", "Expected a WebSocket upgrade.")
+            return self._refuse(request, rejection)
         query = {key: request.query.getall(key) for key in request.query}
         try:
             params = parse_params(query, models=self.models)
             recognizer = ChannelRecognizers(self.recognizer_factory, params)
         except (BadRequest, UnsupportedParams) as exc:
-            return self._refuse(request, 400, "Bad Request", str(exc))
+            return self._refuse(request, Rejection(400, "Bad Request", str(exc)))
         self._count += 1
-        record = ConnectionRecord(
-            index=self._count,
-            request_id=request_id,
-            params=params,
-            query=list(request.query.items()),
-            authorization=request.headers.get("Authorization"),
-            fault=step,
-        )
         await ws.prepare(request)
-        if self.record:
-            self.connections.append(record)
-        if self.on_open is not None:
-            self.on_open(record)
-        async with self.connection_opened:
-            self.connection_opened.notify_all()
+        record = self.hooks.open(request, self._count, request_id, params)
         connection = _Connection(self, request, ws, recognizer, record)
         self._active.add(connection)
         try:
@@ -140,38 +107,32 @@ class DeepgramProtocolServer:
             await recognizer.aclose()
         return ws
 
-    def _refuse(
-        self,
-        request: web.Request,
-        status: int,
-        err_code: str,
-        message: str,
-        headers: dict[str, str] | None = None,
-    ) -> web.Response:
+    def _refuse(self, request: web.Request, rejection: Rejection) -> web.Response:
         request_id: str = request[REQUEST_ID]
-        self.refusals.append(Refusal(status, err_code, message, request_id))
+        status, err_code, message = rejection.status, rejection.err_code, rejection.message
+        self.hooks.refused(Refusal(status, err_code, message, request_id))
         log.info("refused %s with %d %s: %s", request.path_qs, status, err_code, message)
         return web.json_response(
             messages.error_body(err_code, message, request_id),
             status=status,
-            headers={"dg-error": message, **(headers or {})},
+            headers={"dg-error": message, **rejection.headers},
         )
 
-    async def drop_all(self, code: int = 1011, reason: str = "NET-0000") -> None:
-        """Close every live connection now (1006: abort without a close frame)."""
-        await asyncio.gather(*(c.drop(code, reason) for c in list(self._active)))
+    async def close_all(self, code: int = 1011, reason: str = "NET-0000") -> None:
+        """Close every live connection now with ``code``."""
+        await asyncio.gather(*(c.close(code, reason) for c in list(self._active)))
+
+    def abort_all(self) -> None:
+        """Drop every live connection without a close frame (the clients see 1006)."""
+        for connection in list(self._active):
+            connection.abort()
 
     async def _on_shutdown(self, _app: web.Application) -> None:
-        await self.drop_all(1001, "server shutting down")
-
-    async def wait_for_connections(self, count: int) -> None:
-        """Wait until ``count`` connections have been accepted in total."""
-        async with self.connection_opened:
-            await self.connection_opened.wait_for(lambda: self._count >= count)
+        await self.close_all(1001, "server shutting down")
 
 
 class _Connection:
-    """One accepted stream: the receive loop, the recognizer calls, the planned fault."""
+    """One accepted stream: the receive loop and the recognizer calls (a :class:`Stream`)."""
 
     def __init__(
         self,
@@ -190,7 +151,6 @@ class _Connection:
         self.model_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, recognizer.info.name))
         self.sha256 = hashlib.sha256()
         self.created = datetime.now(UTC)
-        self.fault = record.fault
         self.ended = False
 
     async def run(self) -> None:
@@ -198,15 +158,15 @@ class _Connection:
         while not self.ended:
             now = time.monotonic()
             timeout = self.server.idle_timeout - (now - last_activity)
-            fault_at = self._fault_deadline()
-            if fault_at is not None:
-                timeout = min(timeout, fault_at - now)
+            hook_at = self.record.deadline()
+            if hook_at is not None:
+                timeout = min(timeout, hook_at - now)
             if timeout <= 0:
-                if fault_at is not None and fault_at <= now:
-                    await self._fire_fault()
+                if hook_at is not None and hook_at <= now:
+                    await self.record.on_deadline(self)
                     last_activity = time.monotonic()
                     continue
-                await self._close(1011, messages.IDLE_CLOSE_REASON)
+                await self.close(1011, messages.IDLE_CLOSE_REASON)
                 return
             try:
                 msg = await self.ws.receive(timeout=timeout)
@@ -222,12 +182,6 @@ class _Connection:
                 self._closed_by_client()
                 return
 
-    def _fault_deadline(self) -> float | None:
-        fault = self.fault
-        if fault is None or fault.after_seconds is None:
-            return None
-        return self.record.opened_at + fault.after_seconds
-
     async def _on_audio(self, data: bytes) -> None:
         if not data:  # an empty frame is Deepgram's old close signal
             await self._close_stream()
@@ -235,28 +189,16 @@ class _Connection:
         record = self.record
         record.frames += 1
         record.bytes_received += len(data)
-        if self.server.record:
-            record.audio += data
         self.sha256.update(data)
         await self._send(await self.recognizer.feed(data))
-        fault = self.fault
-        if (
-            fault is not None
-            and fault.after_bytes is not None
-            and record.bytes_received >= fault.after_bytes
-        ):
-            await self._fire_fault()
+        await record.on_audio(self, data)
 
     async def _on_text(self, data: str) -> None:
         try:
             kind = str(json.loads(data).get("type"))
         except (ValueError, AttributeError):
             kind = "invalid"
-        self.record.controls.append(
-            ControlMessage(
-                kind, self.record.bytes_received, time.monotonic() - self.record.opened_at, data
-            )
-        )
+        self.record.on_control(kind, data)
         if kind == "KeepAlive":
             return
         if kind == "Finalize":
@@ -280,7 +222,7 @@ class _Connection:
             info=self.recognizer.info,
         )
         await self._send_json(meta)
-        await self._close(1000, "")
+        await self.close(1000, "")
 
     async def _send(self, outputs: Tagged) -> None:
         for channel, output in outputs:
@@ -299,37 +241,22 @@ class _Connection:
     async def _send_json(self, message: dict[str, Any]) -> None:
         if self.ended or self.ws.closed:
             return
-        if self.server.record:
-            self.record.sent.append(message)
         try:
             await self.ws.send_str(messages.dumps(message))
         except ConnectionError:
             self._closed_by_client()
             return
-        if self.server.on_sent is not None:
-            self.server.on_sent(self.record, message)
+        self.record.on_sent(message)
 
-    async def _fire_fault(self) -> None:
-        fault, self.fault = self.fault, None
-        if isinstance(fault, Drop):
-            log.info("connection %s: injected close %d", self.record.request_id, fault.code)
-            await self.drop(fault.code, fault.reason)
-        elif isinstance(fault, Stall):
-            log.info("connection %s: injected stall %.1fs", self.record.request_id, fault.seconds)
-            await asyncio.sleep(fault.seconds)
-
-    async def drop(self, code: int, reason: str) -> None:
+    def abort(self) -> None:
         if self.ended:
             return
-        if code == ABRUPT:
-            self._mark_closed(ABRUPT, "aborted", "server")
-            transport = self.request.transport
-            if transport is not None:
-                transport.abort()
-            return
-        await self._close(code, reason)
+        self._mark_closed(ABORTED, "aborted", "server")
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str) -> None:
         if self.ended:
             return
         self._mark_closed(code, reason, "server")

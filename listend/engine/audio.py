@@ -105,14 +105,12 @@ class PcmConverter:
         self.frame_bytes = SAMPLE_WIDTHS[encoding] * channels
         self._pending = b""
         self._resampler = Resampler(sample_rate) if sample_rate != TARGET_RATE else None
-        self.input_frames = 0  # sample frames received, for stream time
 
     def convert(self, chunk: bytes, *, final: bool = False) -> bytes:
         data = self._pending + chunk
         usable = len(data) - len(data) % self.frame_bytes
         self._pending = data[usable:]
         samples = _decode(data[:usable], self.encoding)
-        self.input_frames += usable // self.frame_bytes
         if self.channels > 1:
             samples = samples.reshape(-1, self.channels).mean(axis=1, dtype=np.float32)
         if self._resampler is not None:

@@ -118,8 +118,7 @@ async def _ffmpeg(chunks: AsyncIterator[bytes]) -> tuple[PcmFormat, AsyncIterato
             "this container needs ffmpeg to decode (install it), or send WAV or raw PCM "
             "with encoding and sample_rate"
         )
-    decoder = _Ffmpeg(binary)
-    await decoder.start(chunks)
+    decoder = await _Ffmpeg.start(binary, chunks)
     try:
         fmt = await decoder.header()
     except BaseException:
@@ -131,29 +130,29 @@ async def _ffmpeg(chunks: AsyncIterator[bytes]) -> tuple[PcmFormat, AsyncIterato
 class _Ffmpeg:
     """ffmpeg as a pipe: the upload in on stdin, 16 kHz 16-bit WAV out on stdout."""
 
-    def __init__(self, binary: str) -> None:
-        self._binary = binary
-        self._process: asyncio.subprocess.Process | None = None
-        self._feeder: asyncio.Task[None] | None = None
-        self._reader: _Reader | None = None
+    def __init__(self, process: asyncio.subprocess.Process, chunks: AsyncIterator[bytes]) -> None:
+        stdin, stdout, stderr = process.stdin, process.stdout, process.stderr
+        if stdin is None or stdout is None or stderr is None:
+            raise RuntimeError("ffmpeg was started without its three pipes")
+        self._process = process
+        self._stdin, self._stdout, self._stderr = stdin, stdout, stderr
+        self._feeder = asyncio.create_task(self._feed(chunks), name="listend[engine-ffmpeg]")
+        self._reader = _Reader(self._output())
 
-    async def start(self, chunks: AsyncIterator[bytes]) -> None:
+    @classmethod
+    async def start(cls, binary: str, chunks: AsyncIterator[bytes]) -> _Ffmpeg:
         process = await asyncio.create_subprocess_exec(
-            self._binary,
+            binary,
             *("-hide_banner", "-loglevel", "error", "-nostdin", "-i", "pipe:0"),
             *("-vn", "-f", "wav", "-acodec", "pcm_s16le", "-ar", "16000", "pipe:1"),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        self._process = process
-        self._feeder = asyncio.create_task(self._feed(chunks), name="listend[engine-ffmpeg]")
-        self._reader = _Reader(self._output())
+        return cls(process, chunks)
 
     async def _feed(self, chunks: AsyncIterator[bytes]) -> None:
-        assert self._process is not None
-        stdin = self._process.stdin
-        assert stdin is not None
+        stdin = self._stdin
         try:
             async for chunk in chunks:
                 stdin.write(chunk)
@@ -164,50 +163,39 @@ class _Ffmpeg:
             stdin.close()
 
     async def _output(self) -> AsyncIterator[bytes]:
-        assert self._process is not None
-        stdout = self._process.stdout
-        assert stdout is not None
-        while chunk := await stdout.read(CHUNK):
+        while chunk := await self._stdout.read(CHUNK):
             yield chunk
 
     async def header(self) -> PcmFormat:
-        assert self._reader is not None
         fmt = await _read_wav_header(self._reader) if await self._reader.peek(12) else None
         if fmt is None:
             raise UnsupportedAudio(await self._error())
         return fmt
 
     async def pcm(self) -> AsyncIterator[bytes]:
-        assert self._reader is not None
-        assert self._process is not None
         try:
             async for chunk in self._reader.rest():
                 yield chunk
             if await self._process.wait() != 0:
                 raise UnsupportedAudio(await self._error())
-            assert self._feeder is not None
             await self._feeder  # the upload's own errors (a failed download) surface here
         finally:
             await self.stop()
 
     async def _error(self) -> str:
         """ffmpeg's complaint, or the upload's own error if that is what stopped it."""
-        assert self._process is not None
-        assert self._feeder is not None
         await self._process.wait()
         await asyncio.wait([self._feeder])
         if not self._feeder.cancelled() and (failure := self._feeder.exception()) is not None:
             raise failure
-        assert self._process.stderr is not None
-        detail = (await self._process.stderr.read()).decode(errors="replace").strip()
+        detail = (await self._stderr.read()).decode(errors="replace").strip()
         lines = detail.splitlines()
         return "could not decode the audio" + (f": {lines[-1]}" if lines else "")
 
     async def stop(self) -> None:
-        if self._process is not None and self._process.returncode is None:
+        if self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
             await self._process.wait()
-        if self._feeder is not None:
-            self._feeder.cancel()
-            await asyncio.gather(self._feeder, return_exceptions=True)
+        self._feeder.cancel()
+        await asyncio.gather(self._feeder, return_exceptions=True)

@@ -220,12 +220,12 @@ class StreamDecoder:
         self._pending = b""
 
     def _maybe_utterance_end(self, out: list[RecognizerOutput]) -> None:
-        if not self._utterance_end_due or self._last_word_end is None:
+        wait_ms = self.params.utterance_end_ms
+        if not self._utterance_end_due or self._last_word_end is None or wait_ms is None:
             return
-        assert self.params.utterance_end_ms is not None
         # Audio inside the endpointer's window is not classified yet: wait for it.
         heard_until = self.now - self._window
-        if heard_until - self._last_word_end >= self.params.utterance_end_ms / 1000:
+        if heard_until - self._last_word_end >= wait_ms / 1000:
             out.append(UtteranceEnd(round(self._last_word_end, 3)))
             self._utterance_end_due = False
 

@@ -59,7 +59,7 @@ class PrerecordedRoute:
             url = await _json_url(request) if request.content_type == "application/json" else None
             if options.callback is not None:
                 chunks = await self._accept_callback_body(request, url)
-                self._start_job(request_id, options, declared, chunks)
+                self._start_job(request_id, options, options.callback, declared, chunks)
                 return web.json_response({"request_id": request_id})
             source = _fetch(url) if url is not None else request.content.iter_chunked(CHUNK)
             result = await self.transcribe(source, declared, options, request_id)
@@ -156,11 +156,12 @@ class PrerecordedRoute:
         self,
         request_id: str,
         options: PrerecordedOptions,
+        callback: str,
         declared: PcmFormat | None,
         chunks: Callable[[], Chunks],
     ) -> None:
         job = asyncio.create_task(
-            self._callback_job(request_id, options, declared, chunks),
+            self._callback_job(request_id, options, callback, declared, chunks),
             name=f"listend[engine-callback:{request_id}]",
         )
         self._jobs.add(job)
@@ -170,10 +171,10 @@ class PrerecordedRoute:
         self,
         request_id: str,
         options: PrerecordedOptions,
+        callback: str,
         declared: PcmFormat | None,
         chunks: Callable[[], Chunks],
     ) -> None:
-        assert options.callback is not None
         try:
             body = await self.transcribe(chunks(), declared, options, request_id)
         except (UnsupportedAudio, RequestFailed, EngineError) as exc:
@@ -186,10 +187,10 @@ class PrerecordedRoute:
             for attempt in range(1, CALLBACK_ATTEMPTS + 1):
                 try:
                     async with session.request(
-                        options.callback_method, options.callback, data=payload, headers=headers
+                        options.callback_method, callback, data=payload, headers=headers
                     ) as response:
                         if response.status < 300:  # noqa: PLR2004
-                            log.info("callback %s: delivered to %s", request_id, options.callback)
+                            log.info("callback %s: delivered to %s", request_id, callback)
                             return
                         problem = f"HTTP {response.status}"
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -198,12 +199,12 @@ class PrerecordedRoute:
                     "callback %s: attempt %d to %s failed: %s",
                     request_id,
                     attempt,
-                    options.callback,
+                    callback,
                     problem,
                 )
                 if attempt < CALLBACK_ATTEMPTS:
                     await backoff.wait()
-        log.error("callback %s: giving up on %s", request_id, options.callback)
+        log.error("callback %s: giving up on %s", request_id, callback)
 
     async def wait_for_callbacks(self) -> None:
         """Until every accepted callback request has been delivered (or given up)."""

@@ -65,15 +65,19 @@ class Worker:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self, max_idle: int, prewarm: int) -> None:
-        self._process = await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "listend.engine.worker",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
+        self._process = process
+        if process.stdout is None:
+            raise EngineError(f"local engine worker {self.index} started without its stdout")
         self._reader = asyncio.create_task(
-            self._read_answers(self._process), name=f"listend[engine-worker:{self.index}]"
+            self._read_answers(process, process.stdout),
+            name=f"listend[engine-worker:{self.index}]",
         )
         self.pid = await self.call("configure", max_idle, prewarm, logging.getLogger().level)
 
@@ -95,12 +99,13 @@ class Worker:
             raise value
         return value
 
-    async def _read_answers(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
+    async def _read_answers(
+        self, process: asyncio.subprocess.Process, stdout: asyncio.StreamReader
+    ) -> None:
         try:
             while True:
-                (size,) = HEADER.unpack(await process.stdout.readexactly(HEADER.size))
-                answer = pickle.loads(await process.stdout.readexactly(size))  # noqa: S301
+                (size,) = HEADER.unpack(await stdout.readexactly(HEADER.size))
+                answer = pickle.loads(await stdout.readexactly(size))  # noqa: S301
                 waiter = self._waiting.popleft()
                 if not waiter.done():
                     waiter.set_result(answer)

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from listend.daemon.events import AnyEvent, TranscriptEvent, UtteranceEndEvent
+from listend.api import AnyEvent, TranscriptEvent, UtteranceEndEvent
 
 #: An open line is committed at the next final once it is this long, even without
 #: ``speech_final`` (endpointing off): every update re-sends the whole open line.

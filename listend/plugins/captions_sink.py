@@ -19,12 +19,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from listend import __version__, hookimpl
-from listend.daemon.errors import ListendError
-from listend.daemon.events import AnyEvent, EventKind
-from listend.daemon.plugin.hookspecs import RegisterSink
-from listend.daemon.plugin.sink import Sink, SinkConfig
-from listend.daemon.plugin.source import PluginContext
+from listend.api import (
+    AnyEvent,
+    EventKind,
+    ListendError,
+    PluginContext,
+    RegisterSink,
+    Sink,
+    SinkConfig,
+    __version__,
+    hookimpl,
+)
 from listend.plugins.captions_board import CaptionBoard, CaptionLine
 
 if TYPE_CHECKING:  # aiohttp (10 MB of RSS) is imported once a captions sink runs
@@ -38,6 +43,16 @@ MAX_PENDING_LINES = 500
 SEND_TIMEOUT = 20.0
 HEARTBEAT = 15.0
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$")
+
+
+def _address(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[V6]:PORT``; no host: every interface) as a (host, port) pair."""
+    match = _LISTEN.match(listen)
+    if match is None or not 0 < int(match["port"]) < 65536:  # noqa: PLR2004
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+    return (match["v6"] or match["host"] or "0.0.0.0", int(match["port"]))  # noqa: S104
+
+
 _CSS_LENGTH = r"^\d+(\.\d+)?(px|pt|em|rem|vh|vw|vmin|vmax)$"
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _PLACEHOLDER = re.compile(r"\{\{(lang|theme|title|settings)\}\}")
@@ -86,15 +101,11 @@ class CaptionsSinkConfig(SinkConfig):
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
-        match = _LISTEN.match(value)
-        if match is None or not 0 < int(match["port"]) < 65536:  # noqa: PLR2004
-            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+        _address(value)
         return value
 
     def address(self) -> tuple[str, int]:
-        match = _LISTEN.match(self.listen)
-        assert match is not None  # validated
-        return (match["v6"] or match["host"] or "0.0.0.0", int(match["port"]))  # noqa: S104
+        return _address(self.listen)
 
 
 class _Page:

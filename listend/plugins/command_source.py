@@ -23,15 +23,17 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from listend import hookimpl
-from listend.daemon.errors import ConfigError
-from listend.daemon.plugin.hookspecs import RegisterSource
-from listend.daemon.plugin.source import AudioFormat, PluginContext, Source
-from listend.daemon.retry.backoff import Backoff
-from listend.daemon.retry.restarting import (
+from listend.api import (
+    AudioFormat,
+    Backoff,
+    ConfigError,
+    PluginContext,
+    RegisterSource,
     RestartingSourceConfig,
     RestartStats,
+    Source,
     SourceInterrupted,
+    hookimpl,
     restarting,
 )
 
@@ -138,8 +140,9 @@ class CommandSource(Source):
             raise SourceInterrupted(f"cannot start {self._program}: {exc}") from exc
         proc = Process(transport, protocol, loop)
         log.info("%s: started %s (pid %d)", self._label, self._program, proc.pid)
-        assert proc.stdout is not None
-        assert proc.stderr is not None
+        if proc.stdout is None or proc.stderr is None:  # both are PIPEs: only a bug gets here
+            transport.close()
+            raise RuntimeError(f"{self._label}: {self._program} has no stdout/stderr pipe")
         stderr_task = asyncio.create_task(
             self._log_stderr(proc.stderr), name=f"listend[source:{self.name}].stderr"
         )

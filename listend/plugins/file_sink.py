@@ -26,12 +26,21 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from listend import hookimpl
-from listend.daemon.events import AnyEvent, TranscriptEvent, to_json
-from listend.daemon.plugin.hookspecs import RegisterSink
-from listend.daemon.plugin.sink import DeliveryError, Sink, SinkConfig
-from listend.daemon.plugin.source import PluginContext
-from listend.plugins.captions import VTT_HEADER, srt_cue, text_line, vtt_cue
+from listend.api import (
+    VTT_HEADER,
+    AnyEvent,
+    DeliveryError,
+    PluginContext,
+    RegisterSink,
+    Sink,
+    SinkConfig,
+    TranscriptEvent,
+    hookimpl,
+    srt_cue,
+    text_line,
+    to_json,
+    vtt_cue,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +144,12 @@ class FileSink(Sink):
         if not isinstance(event, TranscriptEvent) or not event.is_final or not event.text.strip():
             return None
         if fmt == "text":
-            return text_line(event)
+            return text_line(event.text)
         if fmt == "vtt":
-            return (VTT_HEADER if file.size == 0 else "") + vtt_cue(event)
+            cue = vtt_cue(event.start, event.end, event.text, identifier=event.id)
+            return (VTT_HEADER if file.size == 0 else "") + cue
         file.srt_index += 1
-        return srt_cue(file.srt_index, event)
+        return srt_cue(file.srt_index, event.start, event.end, event.text)
 
     def _write(self, events: Sequence[AnyEvent]) -> None:
         pending: dict[Path, list[str]] = {}

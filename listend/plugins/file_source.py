@@ -18,10 +18,16 @@ from typing import Any, BinaryIO, Literal
 
 from pydantic import Field
 
-from listend import hookimpl
-from listend.daemon.errors import ConfigError, ListendError
-from listend.daemon.plugin.hookspecs import RegisterSource
-from listend.daemon.plugin.source import AudioFormat, PluginContext, Source, SourceConfig
+from listend.api import (
+    AudioFormat,
+    ConfigError,
+    ListendError,
+    PluginContext,
+    RegisterSource,
+    Source,
+    SourceConfig,
+    hookimpl,
+)
 from listend.plugins.wav import WavError, read_wav_info
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,7 @@ class FileSource(Source):
 
     def __init__(self, name: str, config: Any, context: PluginContext) -> None:
         super().__init__(name, config, context)
+        self.realtime = self.config.realtime  # not live: the session may pause reading
         self._format, self._data_offset, self._data_size = self._probe()
 
     def _error(self, why: str) -> ConfigError:
@@ -121,11 +128,6 @@ class FileSource(Source):
     @property
     def audio_format(self) -> AudioFormat:
         return self._format
-
-    @property
-    def realtime(self) -> bool:
-        """Not live: the stream session may pause reading instead of dropping audio."""
-        return self.config.realtime
 
     async def stream(self) -> AsyncIterator[bytes]:
         cfg = self.config

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from listend import __version__
+from listend.api import __version__
 
 HA_STATE_LIMIT = 255
 SUPPORT_URL = "https://github.com/listend/listend"

@@ -27,12 +27,19 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from listend import __version__, hookimpl
-from listend.daemon.config.secrets import SecretRef
-from listend.daemon.events import AnyEvent, to_json
-from listend.daemon.plugin.hookspecs import RegisterSink
-from listend.daemon.plugin.sink import DeliveryError, PermanentDeliveryError, Sink, SinkConfig
-from listend.daemon.plugin.source import PluginContext
+from listend.api import (
+    AnyEvent,
+    DeliveryError,
+    PermanentDeliveryError,
+    PluginContext,
+    RegisterSink,
+    SecretRef,
+    Sink,
+    SinkConfig,
+    __version__,
+    hookimpl,
+    to_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +162,8 @@ class HttpSink(Sink):
         return headers
 
     async def deliver(self, events: Sequence[AnyEvent]) -> None:
-        assert self._client is not None, "start() first"
+        if self._client is None:
+            raise RuntimeError(f"sink {self.name}: deliver() before start()")
         body = self.body(events)
         try:
             response = await self._client.post(

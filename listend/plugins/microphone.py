@@ -19,14 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from listend import hookimpl
-from listend.daemon.plugin.hookspecs import RegisterSource
-from listend.daemon.plugin.source import AudioFormat, PluginContext, Source
-from listend.daemon.retry.backoff import Backoff
-from listend.daemon.retry.restarting import (
+from listend.api import (
+    AudioFormat,
+    Backoff,
+    PluginContext,
+    RegisterSource,
     RestartingSourceConfig,
     RestartStats,
+    Source,
     SourceInterrupted,
+    hookimpl,
     restarting,
 )
 from listend.plugins.portaudio import (

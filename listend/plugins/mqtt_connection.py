@@ -28,6 +28,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from listend.api import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[str, bytes], None]
@@ -192,9 +194,7 @@ class MqttConnection:
             await asyncio.wait([self.closed], timeout=self.settings.timeout)
         self._teardown(None)
         if self._misc is not None:
-            self._misc.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._misc
+            await cancel_and_wait(self._misc)
 
     def abort(self) -> None:
         """Drop the connection without a DISCONNECT (the broker will publish the Last Will)."""

@@ -26,14 +26,23 @@ from typing import Any, Literal
 from paho.mqtt.enums import MQTTProtocolVersion
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from listend import hookimpl
-from listend.daemon.config.secrets import SecretRef
-from listend.daemon.errors import ConfigError
-from listend.daemon.events import AnyEvent, EventKind, to_json
-from listend.daemon.plugin.hookspecs import RegisterSink
-from listend.daemon.plugin.sink import DeliveryError, Sink, SinkConfig
-from listend.daemon.plugin.source import PluginContext
-from listend.daemon.retry.backoff import Backoff
+from listend.api import (
+    AnyEvent,
+    Backoff,
+    ConfigError,
+    DeliveryError,
+    EventKind,
+    Outage,
+    PluginContext,
+    RegisterSink,
+    SecretRef,
+    Sink,
+    SinkConfig,
+    cancel_and_wait,
+    hookimpl,
+    retrying,
+    to_json,
+)
 from listend.plugins.ha_discovery import Discovery
 from listend.plugins.mqtt_connection import MqttConnection, MqttError, MqttSettings, Will
 
@@ -205,9 +214,7 @@ class MqttSink(Sink):
                 await conn.publish(self.status_topic, "offline", qos=1, retain=True)
             await conn.disconnect()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     def reachable(self) -> bool:
         return self._ready.is_set()
@@ -216,33 +223,23 @@ class MqttSink(Sink):
         """Keep a connection up: connect, announce, wait for it to drop, back off, repeat."""
         backoff = Backoff(cap=self.config.reconnect_max_delay)
         where = f"{settings.host}:{settings.port}"
-        failures = 0
+        outage = Outage(
+            f"sink {self.name}",
+            retrying="retrying",
+            recovered=f"connected to MQTT broker {where} again",
+            stable_after=backoff.stable_after,
+            logger=log,
+        )
         while not self._stopping:
-            conn = MqttConnection(settings, on_message=self._on_message, name=f"mqtt:{self.name}")
-            try:
-                await conn.connect()
-                await self._announce(conn)
-            except asyncio.CancelledError:
-                conn.abort()
-                raise
-            except Exception as exc:  # MqttError, or a bug: either way, log and reconnect
-                await conn.disconnect()
-                failures += 1
-                if not isinstance(exc, MqttError):
-                    log.exception("sink %s: unexpected error while connecting", self.name)
-                level = logging.WARNING if failures == 1 else logging.DEBUG
-                log.log(level, "sink %s: MQTT broker %s: %s; retrying", self.name, where, exc)
-                backoff.failed()
-                await backoff.wait()
-                continue
-            log.info(
-                "sink %s: connected to MQTT broker %s%s",
-                self.name,
-                where,
-                f" after {failures} failed attempt(s)" if failures else "",
+            conn = await retrying(
+                lambda: self._connect(settings),
+                backoff=backoff,
+                outage=outage,
+                describe=lambda exc: f"MQTT broker {where}: {exc}",
             )
-            failures = 0
             backoff.connected()
+            if not outage.up():
+                log.info("sink %s: connected to MQTT broker %s", self.name, where)
             self._conn = conn
             self._ready.set()
             try:
@@ -252,10 +249,25 @@ class MqttSink(Sink):
                 if self._birth_resend is not None:
                     self._birth_resend.cancel()
             if not self._stopping:
-                reason = conn.closed.exception() or "closed"
-                log.warning("sink %s: lost MQTT broker %s: %s", self.name, where, reason)
+                outage.failed(f"lost MQTT broker {where}: {conn.closed.exception() or 'closed'}")
                 backoff.failed()
                 await backoff.wait()
+
+    async def _connect(self, settings: MqttSettings) -> MqttConnection:
+        """One attempt: a new connection, announced; released again if that fails."""
+        conn = MqttConnection(settings, on_message=self._on_message, name=f"mqtt:{self.name}")
+        try:
+            await conn.connect()
+            await self._announce(conn)
+        except asyncio.CancelledError:
+            conn.abort()
+            raise
+        except Exception as exc:  # MqttError, or a bug: either way, the caller reconnects
+            await conn.disconnect()
+            if not isinstance(exc, MqttError):
+                log.exception("sink %s: unexpected error while connecting", self.name)
+            raise
+        return conn
 
     async def _announce(self, conn: MqttConnection) -> None:
         """On every (re)connect: status ``online``, then Home Assistant discovery."""
@@ -265,7 +277,8 @@ class MqttSink(Sink):
             await self._publish_discovery(conn)
 
     async def _publish_discovery(self, conn: MqttConnection) -> None:
-        assert self.discovery is not None
+        if self.discovery is None:
+            return
         waiters = [
             conn.publish_nowait(topic, payload, qos=1, retain=True)
             for topic, payload in self.discovery.messages(self._sources)
@@ -301,7 +314,8 @@ class MqttSink(Sink):
     async def deliver(self, events: Sequence[AnyEvent]) -> None:
         await self._ready.wait()  # the outbox holds the events meanwhile
         conn = self._conn
-        assert conn is not None
+        if conn is None:  # set before _ready, never unset: only a bug gets here
+            raise RuntimeError(f"sink {self.name}: ready without a connection")
         await self._discover_new_sources(conn, events)
         try:
             waiters = []

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from listend.daemon.errors import ListendError
+from listend.api import ListendError
 
 if TYPE_CHECKING:
     import pyaudio

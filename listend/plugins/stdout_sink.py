@@ -17,11 +17,17 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from listend import hookimpl
-from listend.daemon.events import AnyEvent, TranscriptEvent, UtteranceEndEvent, to_json
-from listend.daemon.plugin.hookspecs import RegisterSink
-from listend.daemon.plugin.sink import Sink, SinkConfig
-from listend.daemon.plugin.source import PluginContext
+from listend.api import (
+    AnyEvent,
+    PluginContext,
+    RegisterSink,
+    Sink,
+    SinkConfig,
+    TranscriptEvent,
+    UtteranceEndEvent,
+    hookimpl,
+    to_json,
+)
 
 DIM = "\x1b[2m"
 RESET = "\x1b[0m"

@@ -8,8 +8,9 @@ planned with ``server.faults`` and every connection is recorded in ``server.conn
 
 from __future__ import annotations
 
-from listend.dgproto.faults import Drop, FaultPlan, Refuse, Stall
-from listend.dgproto.records import ConnectionRecord, ControlMessage, Refusal
+from listend.dgproto.records import Refusal
+from listend.testing.faults import Drop, FaultPlan, Refuse, Stall
+from listend.testing.records import ConnectionRecord, ControlMessage, Recorder
 from listend.testing.scripted import Script, ScriptedRecognizer, WordSpan, interleave
 from listend.testing.server import (
     DEFAULT_API_KEY,
@@ -25,6 +26,7 @@ __all__ = [
     "DeepgramTestServer",
     "Drop",
     "FaultPlan",
+    "Recorder",
     "Refusal",
     "Refuse",
     "Script",

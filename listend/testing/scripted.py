@@ -288,8 +288,8 @@ class ScriptedRecognizer(Recognizer):
                 out.append(self._final(frame, speech_final=True))
             elif kind == _UTTERANCE_END:
                 self.utterance_end_sent = True
-                assert self.last_word_end is not None
-                out.append(UtteranceEnd(self.last_word_end / self.rate))
+                if self.last_word_end is not None:  # always: the timer starts at a word's end
+                    out.append(UtteranceEnd(self.last_word_end / self.rate))
             else:
                 self.in_speech = False
                 out.append(self._final(frame, speech_final=False))

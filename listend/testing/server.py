@@ -1,24 +1,25 @@
-"""A Deepgram streaming server on loopback for tests: scripted words, faults, full records."""
+"""A Deepgram streaming server on loopback for tests: scripted words, faults, records."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
+from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from listend.dgproto.faults import FaultPlan
 from listend.dgproto.server import (
-    ConnectionRecord,
     Credentials,
     DeepgramProtocolServer,
     RecognizerFactory,
     Refusal,
     serve,
 )
+from listend.testing.faults import ABRUPT, FaultPlan
+from listend.testing.records import ConnectionRecord, Recorder
 from listend.testing.scripted import ScriptedRecognizer
 
 T = TypeVar("T")
@@ -29,7 +30,8 @@ class DeepgramTestServer:
     """``async with DeepgramTestServer() as dg:`` then point listend (or the SDK) at ``dg.url``.
 
     Every connection is recorded in :attr:`connections` (bytes, control messages in order,
-    messages sent, close code); :attr:`faults` plans refusals, drops and stalls.
+    messages sent, close code; the latest 1000 connections, bounded per connection, see
+    :mod:`listend.testing.records`); :attr:`faults` plans refusals, drops and stalls.
     """
 
     def __init__(
@@ -45,12 +47,13 @@ class DeepgramTestServer:
     ) -> None:
         self.api_keys = list(api_keys)
         self.access_tokens = list(access_tokens)
+        self.recorder = Recorder()
         self.protocol = DeepgramProtocolServer(
             recognizer_factory,
             credentials=Credentials(self.api_keys, self.access_tokens),
             idle_timeout=idle_timeout,
             models=None if models is None else list(models),
-            record=True,
+            hooks=self.recorder,
         )
         self.host = host
         self.port = port
@@ -71,15 +74,15 @@ class DeepgramTestServer:
 
     @property
     def faults(self) -> FaultPlan:
-        return self.protocol.faults
+        return self.recorder.faults
 
     @property
-    def connections(self) -> list[ConnectionRecord]:
-        return self.protocol.connections
+    def connections(self) -> deque[ConnectionRecord]:
+        return self.recorder.connections
 
     @property
-    def refusals(self) -> list[Refusal]:
-        return self.protocol.refusals
+    def refusals(self) -> deque[Refusal]:
+        return self.recorder.refusals
 
     @property
     def idle_timeout(self) -> float:
@@ -94,11 +97,15 @@ class DeepgramTestServer:
         return b"".join(bytes(c.audio) for c in self.connections)
 
     async def drop_all(self, code: int = 1011, reason: str = "NET-0000") -> None:
-        await self.protocol.drop_all(code, reason)
+        """Close every live connection now (1006: abort without a close frame)."""
+        if code == ABRUPT:
+            self.protocol.abort_all()
+        else:
+            await self.protocol.close_all(code, reason)
 
     async def wait_for_connections(self, count: int) -> None:
         """Wait until ``count`` connections have been accepted in total."""
-        await self.protocol.wait_for_connections(count)
+        await self.recorder.wait_for_connections(count)
 
     async def start(self) -> Self:
         stack = AsyncExitStack()
@@ -130,7 +137,7 @@ class ThreadedDeepgramTestServer:
 
     with ThreadedDeepgramTestServer() as dg:
         subprocess.run([... "listend", "run", config_pointing_at(dg.url)])
-        assert dg.server.connections[0].control_types[-1] == "CloseStream"
+        assert dg.connections[0].control_types[-1] == "CloseStream"
     """
 
     def __init__(self, **kwargs: Any) -> None:

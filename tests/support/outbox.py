@@ -13,12 +13,18 @@ def _outbox(path: Path) -> Outbox:
     return Outbox(path, max_events=10**6)
 
 
+async def store(box: Outbox, *events: Any, keep_through: int = 0) -> list[Any]:
+    """Store ``events`` in an open outbox as the sink worker does: staged, then committed in
+    one fsynced transaction. Returns the events dropped for room."""
+    return await box.commit(box.stage(events), keep_through=keep_through)
+
+
 async def seed_outbox(state_dir: Path, sink: str, events: list[Any]) -> None:
     """Leave events in a sink's outbox, as a daemon killed before delivering them would."""
     box = _outbox(outbox_path(state_dir, sink))
     await box.open()
     for event in events:
-        await box.append(event)
+        await store(box, event)
     await box.close()
 
 

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from listend.daemon.config.models import DeepgramConfig
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.events import AnyEvent, TranscriptEvent
 from listend.daemon.plugin.source import AudioFormat, PluginContext, Source, SourceConfig
+from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
-from listend.daemon.stream.session import Endpoint, StreamSession
+from listend.daemon.stream.endpoint import Endpoint
+from listend.daemon.stream.session import StreamSession
 from listend.testing import DeepgramTestServer
 
 

@@ -1,1 +1,1 @@
-"""Configuration: the YAML models, loading with file:line errors, secrets, schema, preflight."""
+"""Configuration: the YAML models, loading with file:line errors, secrets, schema."""

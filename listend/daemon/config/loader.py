@@ -2,7 +2,9 @@
 
 Validation has two steps: the top level with :class:`ListendConfig`, then each source and
 sink with the model of the plugin its ``type`` names. All problems are collected and raised
-together as one :class:`ConfigError`.
+together as one :class:`ConfigIssuesError`, rendered by :mod:`listend.daemon.config.issues`.
+``plugins.disabled`` is read on its own first, since it decides which plugins (and so which
+source and sink types) there are.
 """
 
 from __future__ import annotations
@@ -12,49 +14,23 @@ import os
 import types
 import typing
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from listend.daemon.config.models import DEFAULT_CONFIG_PATH, ListendConfig, check_identifier
+from listend.daemon.config.issues import ConfigIssue, ConfigIssuesError, Loc, Positions
+from listend.daemon.config.models import (
+    DEFAULT_CONFIG_PATH,
+    ListendConfig,
+    PluginsConfig,
+    check_identifier,
+)
 from listend.daemon.errors import ConfigError
 from listend.daemon.plugin.manager import PluginHost, TypeRegistry
 
-Loc = tuple[str | int, ...]
 _SECRETISH = ("key", "token", "password", "secret")
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    path: Loc
-    message: str
-    line: int | None = None
-    column: int | None = None
-
-    def render(self, filename: str) -> str:
-        where = filename if self.line is None else f"{filename}:{self.line}:{self.column}"
-        return f"{where}: {format_path(self.path) or '(top level)'}: {self.message}"
-
-
-class ConfigIssuesError(ConfigError):
-    """All problems found in one config file, one line each."""
-
-    def __init__(self, filename: str, issues: list[ConfigIssue]) -> None:
-        self.filename = filename
-        self.issues = issues
-        lines = [issue.render(filename) for issue in issues]
-        count = f"{len(issues)} problem{'s' if len(issues) != 1 else ''}"
-        super().__init__(f"invalid config {filename} ({count}):\n  " + "\n  ".join(lines))
-
-
-def format_path(path: Loc) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
 
 
 def find_config(explicit: str | None) -> Path:
@@ -67,51 +43,60 @@ def find_config(explicit: str | None) -> Path:
     return path
 
 
-class _Positions:
-    """Where each key path starts in the YAML text (1-based line and column)."""
-
-    def __init__(self) -> None:
-        self.keys: dict[Loc, yaml.Mark] = {}
-        self.values: dict[Loc, yaml.Mark] = {}
-        self.duplicates: list[tuple[Loc, yaml.Mark]] = []
-
-    def walk(self, node: yaml.Node, path: Loc = ()) -> None:
-        self.values[path] = node.start_mark
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                child = (*path, key)
-                if key in seen:
-                    self.duplicates.append((child, key_node.start_mark))
-                seen.add(key)
-                self.keys[child] = key_node.start_mark
-                self.walk(value_node, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self.walk(item, (*path, index))
-
-    def mark(self, path: Loc, *, key: bool) -> yaml.Mark | None:
-        for end in range(len(path), -1, -1):
-            prefix = path[:end]
-            table = self.keys if key and end == len(path) else self.values
-            found = table.get(prefix) or self.keys.get(prefix)
-            if found is not None:
-                return found
-        return None
+def read_config_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
 
 
 def load_config(path: Path, host: PluginHost) -> ListendConfig:
     """Read, parse and validate ``path``; raise :class:`ConfigIssuesError` listing every problem."""
-    filename = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {filename}: {exc.strerror}") from None
-    return parse_config(text, filename, host)
+    return parse_config(read_config_text(path), str(path), host)
 
 
 def parse_config(text: str, filename: str, host: PluginHost) -> ListendConfig:
+    return parse_config_located(text, filename, host)[0]
+
+
+def parse_config_located(
+    text: str, filename: str, host: PluginHost
+) -> tuple[ListendConfig, Positions]:
+    """The config and where each of its keys is in ``text``, for checks made after parsing."""
+    data, positions = _compose(text, filename)
+    issues = [
+        ConfigIssue(p, "duplicate key", m.line + 1, m.column + 1) for p, m in positions.duplicates
+    ]
+    if not isinstance(data, dict):
+        found = type(data).__name__
+        issues.append(ConfigIssue((), f"expected a mapping of settings, found {found}", 1, 1))
+        raise ConfigIssuesError(filename, issues)
+    config, found_issues = _validate(data, host)
+    issues.extend(
+        positions.issue(path, message, key=is_key) for path, message, is_key in found_issues
+    )
+    if issues or config is None:
+        raise ConfigIssuesError(filename, issues)
+    return config, positions
+
+
+def read_disabled_plugins(text: str, filename: str) -> list[str]:
+    """``plugins.disabled`` alone, read before the plugins are loaded (they shape the schema)."""
+    data, positions = _compose(text, filename)
+    if not isinstance(data, dict) or "plugins" not in data:
+        return []  # the full parse reports a file that is not a mapping
+    try:
+        return PluginsConfig.model_validate(data["plugins"]).disabled
+    except ValidationError as exc:
+        issues = [
+            positions.issue(path, message, key=is_key)
+            for path, message, is_key in _pydantic_issues(exc, ("plugins",), PluginsConfig)
+        ]
+        note = "; found in `plugins`, read before loading plugins"
+        raise ConfigIssuesError(filename, issues, note=note) from None
+
+
+def _compose(text: str, filename: str) -> tuple[Any, Positions]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text) if node is not None else {}
@@ -121,26 +106,7 @@ def parse_config(text: str, filename: str, host: PluginHost) -> ListendConfig:
         if mark is not None:
             issue = ConfigIssue((), issue.message, mark.line + 1, mark.column + 1)
         raise ConfigIssuesError(filename, [issue]) from None
-    positions = _Positions()
-    if node is not None:
-        positions.walk(node)
-    issues = [
-        ConfigIssue(p, "duplicate key", m.line + 1, m.column + 1) for p, m in positions.duplicates
-    ]
-    if not isinstance(data, dict):
-        found = type(data).__name__
-        issues.append(ConfigIssue((), f"expected a mapping of settings, found {found}", 1, 1))
-        raise ConfigIssuesError(filename, issues)
-    config, found_issues = _validate(data, host)
-    for path, message, is_key in found_issues:
-        mark = positions.mark(path, key=is_key)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        issues.append(ConfigIssue(path, message, line, col))
-    if issues or config is None:
-        raise ConfigIssuesError(
-            filename, sorted(issues, key=lambda i: (i.line or 0, i.column or 0))
-        )
-    return config
+    return data, Positions(node)
 
 
 _Found = list[tuple[Loc, str, bool]]
@@ -149,8 +115,8 @@ _Found = list[tuple[Loc, str, bool]]
 def _validate(data: dict[str, Any], host: PluginHost) -> tuple[ListendConfig | None, _Found]:
     found: _Found = []
     top = {k: v for k, v in data.items() if k not in ("sources", "sinks")}
-    sources = _typed_section(data, "sources", host.sources, found)
-    sinks = _typed_section(data, "sinks", host.sinks, found)
+    sources = _typed_section(data, "sources", host, host.sources, found)
+    sinks = _typed_section(data, "sinks", host, host.sinks, found)
     try:
         config = ListendConfig.model_validate(top)
     except ValidationError as exc:
@@ -173,7 +139,11 @@ def _validate(data: dict[str, Any], host: PluginHost) -> tuple[ListendConfig | N
 
 
 def _typed_section(
-    data: dict[str, Any], section: str, registry: TypeRegistry[Any], found: _Found
+    data: dict[str, Any],
+    section: str,
+    host: PluginHost,
+    registry: TypeRegistry[Any],
+    found: _Found,
 ) -> dict[str, Any]:
     raw = data.get(section) or {}
     if not isinstance(raw, dict):
@@ -203,6 +173,7 @@ def _typed_section(
             installed = ", ".join(registry.names()) or "none"
             what = "missing" if type_name is None else f"unknown {registry.kind} type {type_name!r}"
             hint = _suggest(str(type_name), registry.names())
+            hint += host.why_unavailable(registry.kind, str(type_name))
             found.append(
                 ((*path, "type"), f"{what}; installed: {installed}{hint}", type_name is None)
             )

@@ -9,13 +9,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from listend.daemon.config.secrets import SecretRef
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig
+from listend.daemon.plugin.stream_options import StreamOptions
 
 DEFAULT_CONFIG_PATH = Path("/etc/listend/listend.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/listend")
-DEEPGRAM_URL = "https://api.deepgram.com"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -118,6 +117,26 @@ def split_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class PluginsConfig(BaseModel):
+    """Which installed plugins not to load; read before the others, as they shape the schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: list[str] = Field(
+        default_factory=list,
+        description="plugin (entry-point) names not to load, as `listend plugins` shows them; "
+        "added to $LISTEND_DISABLED_PLUGINS; a change takes effect on restart",
+    )
+
+    @field_validator("disabled")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        names = [name.strip() for name in value]
+        if not all(names):
+            raise ValueError("expected plugin names, found an empty one")
+        return names
+
+
 class ListendConfig(BaseModel):
     """The whole file, with sources and sinks already validated by their plugins' models."""
 
@@ -131,6 +150,7 @@ class ListendConfig(BaseModel):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     sinks: dict[str, SinkConfig] = Field(default_factory=dict)
     log: LogConfig = Field(default_factory=LogConfig)
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     health: HealthConfig | None = Field(
         default=None, description="HTTP health and metrics endpoint; off unless set"
     )

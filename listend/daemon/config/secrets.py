@@ -14,8 +14,6 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-SECRET_SCHEMES = ("$env:", "$file:", "$credential:")
-
 
 class SecretResolutionError(ValueError):
     """A reference that cannot be read; the message never contains the secret."""

@@ -11,25 +11,25 @@ database with a sink column, because
 
 The price is one fsync per sink per commit instead of one per commit; finals arrive at human
 speech rate (about one per second per source), and events that arrive together (many sources)
-are stored in one transaction (:meth:`Outbox.append_many`, a group commit), so it is a few
+are stored in one transaction (:meth:`Outbox.commit`, a group commit), so it is a few
 fsyncs a second even with a hundred sources.
 
 Durability: WAL journal with ``synchronous=FULL``. In WAL mode every commit is atomic and a
-crash (SIGKILL) never corrupts the file or loses a commit; ``NORMAL`` would keep that but
-may roll back the last commits on *power loss*, and :meth:`Outbox.append` returning is the
-promise to the stream session that the event is safe, so every commit that adds events is
-fsynced. Commits that only *remove* delivered events run with ``synchronous=NORMAL``: they
-reach the disk with the next fsynced commit or checkpoint, so power loss right after a
-delivery can bring delivered events back, to be delivered again: at-least-once, as always
-(consumers dedupe on ``id``), for half the fsyncs. (Storage that acknowledges a flush before
-the data is on the medium, like some SD cards, can still lose the last commits; nothing above
-the block layer can fix that.) The database is opened
-with ``locking_mode=EXCLUSIVE``: a second daemon on the same state directory fails clearly
-instead of delivering the same backlog twice.
+crash (SIGKILL) never corrupts the file or loses a commit; ``NORMAL`` would keep that but may
+roll back the last commits on *power loss*, and :meth:`Outbox.commit` returning is the promise
+that the events are safe, so every commit that adds events is fsynced. Commits that only
+*remove* delivered events run with ``synchronous=NORMAL``: they reach the disk with the next
+fsynced commit or checkpoint, so power loss right after a delivery can bring delivered events
+back, to be delivered again: at-least-once, as always (consumers dedupe on ``id``), for half
+the fsyncs. (Storage that acknowledges a flush before the data is on the medium, like some SD
+cards, can still lose the last commits; nothing above the block layer can fix that.) The
+database is opened with ``locking_mode=EXCLUSIVE``: a second daemon on the same state
+directory fails clearly instead of delivering the same backlog twice.
 
 Every SQLite call runs on the outbox's own single thread, never on the event loop: with
 ``synchronous=FULL`` a commit waits for an fsync, which takes milliseconds on an SD card.
-Interim results are never stored here (see :mod:`listend.daemon.delivery.worker`).
+Interim results are never stored here (see :mod:`listend.daemon.delivery.worker`). The
+file itself (schema, pragmas, quarantine) is :mod:`listend.daemon.delivery.outbox_file`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,30 +45,17 @@ from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
-from listend.daemon.errors import ListendError
-from listend.daemon.events import AnyEvent, from_json, to_json
+from listend.daemon.delivery.outbox_file import Dropped, OutboxError, OutboxFile
+from listend.daemon.events import AnyEvent, from_json
+
+__all__ = ["REMOVE_DELAY", "Dropped", "Outbox", "OutboxError", "Queued"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 #: Seconds a delivered event may stay in the file before its deletion is written (unless
-#: an append writes it sooner): one delete transaction per interval, not per delivery.
+#: a commit writes it sooner): one delete transaction per interval, not per delivery.
 REMOVE_DELAY = 0.5
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    pos INTEGER PRIMARY KEY,          -- delivery order (FIFO)
-    event_id TEXT NOT NULL UNIQUE,    -- the same event is never queued twice
-    source TEXT NOT NULL,
-    payload TEXT NOT NULL,            -- the event's JSON (events.to_json)
-    enqueued_at REAL NOT NULL         -- Unix time, for operators inspecting a backlog
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
-
-
-class OutboxError(ListendError):
-    """The outbox cannot be opened or written (permissions, disk, another daemon)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +64,6 @@ class Queued:
 
     pos: int
     event: AnyEvent
-
-
-@dataclass(frozen=True, slots=True)
-class Dropped:
-    """An event removed unsent to make room (``drop_oldest``): a gap consumers will see."""
-
-    event_id: str
-    source: str
-    pos: int = 0
 
 
 class Outbox:
@@ -102,7 +79,7 @@ class Outbox:
         self.path = path
         self.max_events = max_events
         self._executor: ThreadPoolExecutor | None = None
-        self._db: sqlite3.Connection | None = None
+        self._file = OutboxFile(path, max_events=max_events)
         self._count = 0
         self._by_source: Counter[str] = Counter()
         self._events: dict[int, AnyEvent] = {}  # this run's undelivered events, by position
@@ -138,7 +115,7 @@ class Outbox:
             return
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"outbox-{self.path.stem}")
         try:
-            counts, dropped, last_pos = await self._call(self._open_sync)
+            counts, dropped, last_pos = await self._call(self._file.open)
         except BaseException:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -152,20 +129,6 @@ class Outbox:
             log.info(
                 "outbox %s: %d undelivered event(s) from a previous run", self.path, self._count
             )
-
-    async def append(self, event: AnyEvent, *, keep_through: int = 0) -> list[Dropped]:
-        """Store ``event`` durably; when full, drop the oldest events after ``keep_through``.
-
-        Returns the dropped events (empty unless the outbox was full). ``keep_through`` is the
-        last position of the batch being delivered right now, which must not be dropped.
-        """
-        return await self.append_many([event], keep_through=keep_through)
-
-    async def append_many(
-        self, events: Sequence[AnyEvent], *, keep_through: int = 0
-    ) -> list[Dropped]:
-        """Store ``events`` durably in one transaction (one fsync); see :meth:`append`."""
-        return await self.commit(self.stage(events), keep_through=keep_through)
 
     def stage(self, events: Sequence[AnyEvent]) -> list[tuple[int, AnyEvent]]:
         """Queue ``events`` (deliverable from now on); :meth:`commit` makes them durable."""
@@ -192,7 +155,7 @@ class Outbox:
         deletes = [pos for pos in self._deletes if pos <= through]  # never before the insert
         self._deletes = [pos for pos in self._deletes if pos > through]
         try:
-            ignored, dropped = await self._call(self._append_sync, staged, keep_through, deletes)
+            ignored, dropped = await self._call(self._file.insert, staged, keep_through, deletes)
         except BaseException:
             self._deletes[:0] = deletes
             for pos, _ in staged:
@@ -213,7 +176,7 @@ class Outbox:
         if not self._backlog:
             return [Queued(pos, event) for pos, event in islice(self._events.items(), limit)]
         deleting = set(self._deletes)
-        rows = await self._call(self._peek_sync, limit + len(deleting), self._events)
+        rows = await self._call(self._file.positions, limit + len(deleting), self._events)
         queued: list[Queued] = []
         for pos, payload in rows:
             if pos in deleting or len(queued) == limit:
@@ -242,7 +205,7 @@ class Outbox:
             return
         try:
             await self._flush_deletes()
-            await self._call(self._close_sync)
+            await self._call(self._file.close)
         finally:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -262,7 +225,7 @@ class Outbox:
         self._deletes = [pos for pos in self._deletes if pos > through]
         if deletes and self._executor is not None:
             try:
-                await self._call(self._delete_sync, deletes)
+                await self._call(self._file.delete, deletes)
             except sqlite3.Error as exc:
                 log.warning("outbox %s: delivered events not deleted yet: %s", self.path, exc)
                 self._deletes[:0] = deletes
@@ -286,145 +249,3 @@ class Outbox:
             raise OutboxError(f"outbox {self.path} is not open")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, func, *args)
-
-    # -- the outbox thread ------------------------------------------------------------------
-
-    def _open_sync(self) -> tuple[dict[str, int], int, int]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            msg = (
-                f"cannot create {self.path.parent}: {exc.strerror} "
-                "(set state_dir in the config or $STATE_DIRECTORY)"
-            )
-            raise OutboxError(msg) from None
-        try:
-            return self._connect()
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc):
-                msg = f"outbox {self.path} is in use by another listend process"
-                raise OutboxError(msg) from None
-            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from None
-        except sqlite3.DatabaseError as exc:  # not a database, malformed image
-            self._close_quietly()
-            self._quarantine(str(exc))
-            return self._connect()
-
-    def _connect(self) -> tuple[dict[str, int], int, int]:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=1.0)
-        self._db = db
-        db.execute("PRAGMA locking_mode=EXCLUSIVE")
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode != "wal":
-            log.warning("outbox %s: journal_mode is %s, not wal", self.path, mode)
-        db.execute("PRAGMA synchronous=FULL")
-        check = db.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-        db.executescript(_SCHEMA)
-        counts = dict(db.execute("SELECT source, count(*) FROM outbox GROUP BY source").fetchall())
-        row = db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
-        (last_pos,) = db.execute("SELECT coalesce(max(pos), 0) FROM outbox").fetchone()
-        return counts, int(row[0]) if row else 0, int(last_pos)
-
-    def _quarantine(self, reason: str) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        for suffix in ("", "-wal", "-shm"):
-            old = Path(f"{self.path}{suffix}")
-            if old.exists():
-                old.rename(f"{self.path}.damaged-{stamp}{suffix}")
-        log.error(
-            "outbox %s was damaged (%s): moved aside as %s.damaged-%s; starting a new one",
-            self.path,
-            reason,
-            self.path,
-            stamp,
-        )
-
-    def _append_sync(
-        self, staged: list[tuple[int, AnyEvent]], keep_through: int, deletes: list[int]
-    ) -> tuple[list[int], list[Dropped]]:
-        """Insert at the staged positions (and delete delivered ones) in one transaction.
-        Returns the positions not inserted (an earlier run stored that event id) and the
-        events dropped for room."""
-        db = self._conn()
-        dropped: list[Dropped] = []
-        ignored: list[int] = []
-        now = time.time()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for pos, event in staged:
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO outbox (pos, event_id, source, payload, enqueued_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (pos, event.id, event.source, to_json(event), now),
-                )
-                if cursor.rowcount != 1:
-                    ignored.append(pos)
-            # after the inserts: an event may be delivered before its own commit ran
-            db.executemany("DELETE FROM outbox WHERE pos = ?", [(pos,) for pos in deletes])
-            (count,) = db.execute("SELECT count(*) FROM outbox").fetchone()
-            excess = count - self.max_events
-            if excess > 0:
-                rows = db.execute(
-                    "SELECT pos, event_id, source FROM outbox WHERE pos > ? ORDER BY pos LIMIT ?",
-                    (keep_through, excess),
-                ).fetchall()
-                db.executemany("DELETE FROM outbox WHERE pos = ?", [(r[0],) for r in rows])
-                dropped = [Dropped(r[1], r[2], r[0]) for r in rows]
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('dropped', ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
-                    (len(dropped),),
-                )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return ignored, dropped
-
-    def _peek_sync(self, limit: int, known: dict[int, AnyEvent]) -> list[tuple[int, str | None]]:
-        """Positions, with the payload of those not in ``known`` (stored by an earlier run;
-        a membership test is safe across threads)."""
-        db = self._conn()
-        rows: list[tuple[int, str | None]] = []
-        for (pos,) in db.execute("SELECT pos FROM outbox ORDER BY pos LIMIT ?", (limit,)):
-            rows.append((pos, None))
-        for index, (pos, _) in enumerate(rows):
-            if pos not in known:
-                (payload,) = db.execute(
-                    "SELECT payload FROM outbox WHERE pos = ?", (pos,)
-                ).fetchone()
-                rows[index] = (pos, payload)
-        return rows
-
-    def _delete_sync(self, positions: list[int]) -> None:
-        db = self._conn()
-        db.execute("PRAGMA synchronous=NORMAL")  # no fsync for removals (see the module doc)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany("DELETE FROM outbox WHERE pos = ?", [(pos,) for pos in positions])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        finally:
-            db.execute("PRAGMA synchronous=FULL")
-
-    def _close_sync(self) -> None:
-        if self._db is not None:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._close_quietly()
-
-    def _close_quietly(self) -> None:
-        if self._db is not None:
-            try:
-                self._db.close()
-            finally:
-                self._db = None
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise OutboxError(f"outbox {self.path} is not open")
-        return self._db

@@ -21,6 +21,9 @@ class EventTarget(Protocol):
 
     async def put(self, event: AnyEvent) -> None: ...
 
+    async def put_many(self, events: Sequence[AnyEvent]) -> None:
+        """Accept events in order (stored together: one commit for the batch)."""
+
 
 class Router:
     """Sessions ``publish`` into a bounded queue; one task moves events to sink workers.
@@ -109,12 +112,7 @@ class Router:
             for event in events:
                 log.warning("event %s for sink %s dropped: sink not running", event.id, sink)
             return
-        put_many = getattr(target, "put_many", None)
-        if put_many is not None:
-            await put_many(events)
-            return
-        for event in events:
-            await target.put(event)
+        await target.put_many(events)
 
     async def close(self) -> None:
         await self.queue.put(None)

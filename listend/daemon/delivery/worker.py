@@ -7,7 +7,7 @@ arrived (a group commit, one fsync for all sources), while the sink already send
 event not yet confirmed is exposed to a crash for that long, as it is while it waits in the
 router's queue; once committed it survives SIGKILL and power loss. Until then it is retried
 with the shared
-:class:`~listend.daemon.backoff.Backoff`, across restarts if need be. Consumers may see an
+:class:`~listend.daemon.retry.backoff.Backoff`, across restarts if need be. Consumers may see an
 event twice (at-least-once) and dedupe on its ``id``.
 
 Interim results are never stored: they are superseded within a second, so each source's
@@ -35,6 +35,7 @@ from listend.daemon.plugin.sink import (
     Sink,
 )
 from listend.daemon.retry.backoff import Backoff
+from listend.daemon.retry.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class SinkWorker:
     def __init__(self, sink: Sink, backoff: Backoff | None = None) -> None:
         self.sink = sink
         self.backoff = backoff or Backoff()
-        self.options: OutboxOptions = getattr(sink.config, "outbox", None) or OutboxOptions()
+        self.options: OutboxOptions = sink.outbox_options
         state_dir = sink.context.state_dir
         self.outbox = Outbox(outbox_path(state_dir, sink.name), max_events=self.options.max_events)
         self.dead_letter = dead_letter_path(state_dir, sink.name)
@@ -75,7 +76,9 @@ class SinkWorker:
         self._timeout: asyncio.Timeout | None = None
         self._started = False
         self._opening = asyncio.Lock()
-        self._failing_since: float | None = None
+        self.outage = Outage(  # any delivery ends it, as it resets the backoff
+            f"sink {sink.name}", recovered="delivering again", logger=log
+        )
         self._uncommitted: list[tuple[int, AnyEvent]] = []
         self._committer: asyncio.Task[None] | None = None
         self._committing = asyncio.Lock()
@@ -90,11 +93,13 @@ class SinkWorker:
     # -- the router's side -------------------------------------------------------------------
 
     async def put(self, event: AnyEvent) -> None:
-        """Accept an event; for stored kinds, return only once it is durable."""
+        """Accept an event (see :meth:`put_many`)."""
         await self.put_many([event])
 
     async def put_many(self, events: Sequence[AnyEvent]) -> None:
-        """Accept events in order; the stored ones go to disk together (one fsync)."""
+        """Accept events in order; stored kinds are deliverable when this returns and reach the
+        disk together (one fsync) within COMMIT_DELAY. It waits for that commit only under
+        ``policy: block``, when the outbox is full, or when MAX_UNCOMMITTED are waiting."""
         stored: list[AnyEvent] = []
         for event in events:
             if isinstance(event, TranscriptEvent) and not event.is_final:
@@ -287,13 +292,7 @@ class SinkWorker:
             log.exception("sink %s: deliver() raised unexpectedly", self.sink.name)
             await self._retry_later(exc, None)
             return False
-        if self._failing_since is not None:
-            log.info(
-                "sink %s: delivering again after %.0f s of failures",
-                self.sink.name,
-                time.monotonic() - self._failing_since,
-            )
-            self._failing_since = None
+        self.outage.up()
         self.delivered += len(events)
         self.backoff.reset()
         self._report_gap()
@@ -301,16 +300,7 @@ class SinkWorker:
 
     async def _retry_later(self, exc: Exception, retry_after: float | None) -> None:
         self.failed += 1
-        first = self._failing_since is None
-        if first:
-            self._failing_since = time.monotonic()
-        log.log(
-            logging.WARNING if first else logging.DEBUG,
-            "sink %s: delivery failed, %d event(s) kept for retry: %s",
-            self.sink.name,
-            len(self.outbox),
-            exc,
-        )
+        self.outage.failed(f"delivery failed, {len(self.outbox)} event(s) kept for retry: {exc}")
         await self.backoff.wait(at_least=retry_after or 0.0)
 
     async def _dead_letter(self, events: Sequence[AnyEvent], exc: PermanentDeliveryError) -> None:

@@ -29,7 +29,7 @@ RegisterSink = Callable[["type[Sink]"], None]
 def register_source_types(register: RegisterSource) -> None:
     """Register audio source classes.
 
-    :param register: call it once per :class:`listend.daemon.sources.Source` subclass. The
+    :param register: call it once per :class:`listend.api.Source` subclass. The
         class's ``type_name`` is the ``type:`` users write in YAML and its ``config_model`` (a
         pydantic model forbidding unknown keys) validates that source's options.
     :return: nothing; registration happens through ``register``.
@@ -40,7 +40,7 @@ def register_source_types(register: RegisterSource) -> None:
 def register_sink_types(register: RegisterSink) -> None:
     """Register transcript sink classes.
 
-    :param register: call it once per :class:`listend.daemon.sinks.Sink` subclass, keyed by
+    :param register: call it once per :class:`listend.api.Sink` subclass, keyed by
         its ``type_name``, validated by its ``config_model``.
     :return: nothing; registration happens through ``register``.
     """

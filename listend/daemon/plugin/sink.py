@@ -89,3 +89,9 @@ class Sink(ABC):
     def reachable(self) -> bool:
         """Whether the sink can deliver right now (for /readyz)."""
         return True
+
+    @property
+    def outbox_options(self) -> OutboxOptions:
+        """How the daemon's durable outbox for this sink behaves (its ``outbox:`` key)."""
+        config: SinkConfig = self.config
+        return config.outbox

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from listend.daemon.config.stream_options import StreamOptions
+from listend.daemon.plugin.stream_options import StreamOptions
 
 SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
 
@@ -80,12 +80,17 @@ class PluginContext:
 class Source(ABC):
     """An audio source. ``stream()`` yields raw chunks in ``audio_format`` and returns at EOF.
 
-    A source handles its own device loss (retrying with :mod:`listend.daemon.retry.backoff`) and
-    never blocks the event loop: blocking reads belong in a thread.
+    A source handles its own device loss (retrying with :func:`listend.api.restarting` or
+    :class:`listend.api.Backoff`) and never blocks the event loop: blocking reads belong in a
+    thread.
     """
 
     type_name: ClassVar[str]
     config_model: ClassVar[type[SourceConfig]] = SourceConfig
+    #: A live source (microphone, command) delivers audio in real time and cannot wait, so the
+    #: session never stops reading it. ``False`` (a file read fast): the session pauses reading
+    #: while its replay buffer is full instead of losing audio.
+    realtime: bool = True
 
     def __init__(self, name: str, config: Any, context: PluginContext) -> None:
         self.name = name
@@ -100,3 +105,9 @@ class Source(ABC):
     @abstractmethod
     def stream(self) -> AsyncIterator[bytes]:
         """Yield audio chunks; return when the source has ended for good."""
+
+    @property
+    def vad(self) -> VadConfig | None:
+        """Voice gating for this source (its ``vad:`` key); None streams everything."""
+        config: SourceConfig = self.config
+        return config.vad

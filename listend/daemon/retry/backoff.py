@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -45,12 +46,44 @@ class Backoff:
         self.attempt += 1
         return self._rng() * ceiling
 
-    async def wait(self, *, at_least: float = 0.0) -> float:
-        """Sleep for the next delay (or ``at_least``, e.g. a server's Retry-After)."""
+    def _delay(self, at_least: float, at_most: float) -> float:
         self._up_since = None
-        delay = max(self.next_delay(), at_least)
+        return max(0.0, min(max(self.next_delay(), at_least), at_most))
+
+    async def wait(self, *, at_least: float = 0.0, at_most: float = math.inf) -> float:
+        """Sleep for the next delay (or ``at_least``, e.g. a server's Retry-After, but at most
+        ``at_most``, e.g. what is left before a deadline); return the delay."""
+        delay = self._delay(at_least, at_most)
         await self._sleep(delay)
         return delay
+
+    async def wait_unless(
+        self,
+        stop: asyncio.Event | None,
+        *,
+        at_least: float = 0.0,
+        at_most: float = math.inf,
+    ) -> bool:
+        """:meth:`wait`, cut short once ``stop`` is set; True when it was (or already set).
+
+        ``stop=None`` waits the full delay. Cancelling the caller cancels the wait and
+        propagates, as any await does.
+        """
+        delay = self._delay(at_least, at_most)
+        if stop is None:
+            await self._sleep(delay)
+            return False
+        if stop.is_set():
+            return True
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (sleeper, stopper):
+                waiter.cancel()
+            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+        return stop.is_set()
 
     def connected(self) -> None:
         """Mark the start of a (possibly) stable period."""

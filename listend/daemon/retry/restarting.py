@@ -1,10 +1,11 @@
 """The one restart loop for live sources (microphone, command): run, lose it, back off, resume.
 
 A source describes one *attempt* (open the device or start the process, yield its chunks) and
-raises :class:`SourceInterrupted` when that attempt ends in a way worth retrying. The loop logs
-the first failure of an outage once as a warning (later retries only at debug level), waits
-with the shared :class:`~listend.daemon.backoff.Backoff`, and logs once more when audio flows
-again. Other exceptions (bugs, permanent errors) propagate; ``CancelledError`` always does.
+raises :class:`SourceInterrupted` when that attempt ends in a way worth retrying. The loop
+reports through the shared :class:`~listend.daemon.retry.outage.Outage` (a warning when an
+outage starts, one line when audio flows again) and waits with the shared
+:class:`~listend.daemon.retry.backoff.Backoff`. Other exceptions (bugs, permanent errors)
+propagate; ``CancelledError`` always does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import Field
 
 from listend.daemon.plugin.source import SourceConfig
 from listend.daemon.retry.backoff import Backoff
+from listend.daemon.retry.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -67,67 +69,30 @@ async def restarting(
     ``stable_after``: a command that crashes every few seconds is one outage (one warning,
     one "resumed"), not a warning per crash, and its restarts keep backing off.
     """
-    outage = _Outage(label, backoff.stable_after, stats, clock)
+    outage = Outage(
+        label,
+        retrying="retrying with backoff until it is back",
+        recovered="resumed",
+        stable_after=backoff.stable_after,
+        logger=log,
+        clock=clock,
+    )
     while True:
         try:
             async with aclosing(attempt()) as items:
                 async for item in items:
                     if not stats.up:
                         backoff.connected()
-                        outage.came_up()
+                        outage.up()
+                        stats.up, stats.down_since = True, None
                     yield item
         except SourceInterrupted as exc:
-            outage.went_down(str(exc))
+            outage.failed(str(exc))
+            stats.up, stats.down_since = False, clock()
+            stats.outages, stats.failed_attempts = outage.outages, outage.failures
+            stats.last_error = outage.last_error
         else:
             stats.up = False
             return
         backoff.failed()
         await backoff.wait()
-
-
-class _Outage:
-    """Logs an outage once when it starts and once when audio flows again."""
-
-    def __init__(
-        self, label: str, stable_after: float, stats: RestartStats, clock: Callable[[], float]
-    ) -> None:
-        self.label = label
-        self.clock = clock
-        self.stable_after = stable_after
-        self.stats = stats
-        self.started: float | None = None  # when the current outage began
-        self.up_since: float | None = None
-        self.resumed_logged = False
-
-    def came_up(self) -> None:
-        now = self.clock()
-        self.stats.up = True
-        self.stats.down_since = None
-        self.up_since = now
-        if self.started is not None and not self.resumed_logged:
-            self.resumed_logged = True
-            log.info(
-                "%s: resumed after %.1f s (%d failed attempts)",
-                self.label,
-                now - self.started,
-                self.stats.failed_attempts,
-            )
-
-    def went_down(self, reason: str) -> None:
-        now = self.clock()
-        stats = self.stats
-        flapping = self.up_since is not None and now - self.up_since < self.stable_after
-        ongoing = self.started is not None and (not stats.up or flapping)
-        stats.up = False
-        stats.last_error = reason
-        stats.down_since = now
-        self.up_since = None
-        if ongoing:
-            stats.failed_attempts += 1
-            log.debug("%s: still unavailable: %s", self.label, reason)
-            return
-        self.started = now
-        self.resumed_logged = False
-        stats.outages += 1
-        stats.failed_attempts = 1
-        log.warning("%s: %s; retrying with backoff until it is back", self.label, reason)

@@ -2,56 +2,45 @@
 
 Lifecycle: start sinks, router and sources; READY=1 once every source made its first
 connection attempt; a reload restarts only what changed (see :mod:`reload`); a stop
-drains (sources stop, streams finalize, outboxes flush until ``drain_timeout``). Signals
-and exit codes are :mod:`service`'s.
+drains (see :mod:`drain`). Signals and exit codes are :mod:`signals`'. The local engine, if the
+config needs one, is injected (:mod:`local_engine`): the core imports no engine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from listend.daemon.config.models import ListendConfig
+from listend.daemon.config.models import HealthConfig, ListendConfig
 from listend.daemon.delivery.router import Router
 from listend.daemon.delivery.worker import SinkWorker, open_workers
-from listend.daemon.errors import AuthError, ListendError
+from listend.daemon.errors import AuthError, ListendError, PluginError
 from listend.daemon.plugin.manager import PluginHost
 from listend.daemon.plugin.sink import Sink
 from listend.daemon.plugin.source import PluginContext, Source
+from listend.daemon.service.drain import drain, settle
+from listend.daemon.service.local_engine import LocalEndpoint, LocalEngineFactory, no_local_engine
 from listend.daemon.service.metrics import Metrics, SinkState, status_line
-from listend.daemon.service.reload import apply_reload, routed_to, routes_of, settle
+from listend.daemon.service.reload import apply_reload, routed_to, routes_of
 from listend.daemon.service.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
-from listend.daemon.stream.session import LOCAL, Endpoint, SessionStats, StreamSession
-from listend.engine.embedded import embedded_engine
+from listend.daemon.stream.endpoint import Endpoint, build_endpoint
+from listend.daemon.stream.session import StreamSession
+from listend.daemon.stream.stats import SessionStats
 
 if TYPE_CHECKING:
     from listend.daemon.service.health import HealthServer
-    from listend.engine.server import LocalEngine
 
 log = logging.getLogger(__name__)
 
 #: The router may sit on waiting events this long before the watchdog calls it wedged.
 ROUTER_STALL_SECONDS = 60.0
-#: Time a sink worker gets after its drain deadline to close its outbox and sink.
-WORKER_CLOSE_GRACE = 2.0
 
 ConfigLoader = Callable[[], ListendConfig]
-
-
-def build_endpoint(config: ListendConfig, local_url: str | None = None) -> Endpoint:
-    dg = config.deepgram
-    if dg.uses_local_engine():  # the embedded engine's URL once it runs
-        return Endpoint(local_url or LOCAL, None, engine="local")
-    if dg.access_token is not None:
-        return Endpoint(dg.url or "https://api.deepgram.com", f"Bearer {dg.access_token.reveal()}")
-    key = dg.effective_api_key()
-    return Endpoint(dg.url or "https://api.deepgram.com", f"Token {key}" if key else None)
 
 
 class Daemon:
@@ -63,6 +52,7 @@ class Daemon:
         reload_config: ConfigLoader | None = None,
         notifier: Notifier | None = None,
         on_reloaded: Callable[[ListendConfig], None] | None = None,
+        local_engine: LocalEngineFactory = no_local_engine,
     ) -> None:
         self.config = config
         self.host = host
@@ -87,7 +77,8 @@ class Daemon:
         self._retiring: set[asyncio.Task[None]] = set()  # sessions a reload is replacing
         self._ready = asyncio.Event()
         self.health: HealthServer | None = None
-        self.local_engine: LocalEngine | None = None  # runs while the config needs it
+        self._local_engine = local_engine  # injected: the core knows no engine
+        self.local_engine: LocalEndpoint | None = None  # runs while the config needs it
         self._checks: list[ProgressCheck] = [
             stall_check(
                 "router",
@@ -134,7 +125,8 @@ class Daemon:
         return self._tasks[f"listend[{key}]"]
 
     def _spawn(self, key: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        assert self._group is not None
+        if self._group is None:
+            raise RuntimeError(f"{key} started outside Daemon.run()")
         name = f"listend[{key}]"
         task = self._group.create_task(coro, name=name)
         self._tasks[name] = task
@@ -143,19 +135,22 @@ class Daemon:
     def make_sink(self, config: ListendConfig, name: str) -> Sink:
         cfg = config.sinks[name]
         cls = self.host.sinks.get(cfg.type)
-        assert cls is not None  # validated by the loader
+        if cls is None:  # the loader reports it first, with file and line
+            raise PluginError(f"sink {name}: unknown type {cfg.type!r}")
         return cls(name, cfg, dataclasses.replace(self.context, sources=routed_to(config, name)))
 
     def make_source(self, config: ListendConfig, name: str) -> Source:
         cfg = config.sources[name]
         cls = self.host.sources.get(cfg.type)
-        assert cls is not None
+        if cls is None:
+            raise PluginError(f"source {name}: unknown type {cfg.type!r}")
         return cls(name, cfg, self.context)
 
     def make_worker(self, sink: Sink) -> SinkWorker:
         return SinkWorker(sink)
 
-    def make_session(self, config: ListendConfig, name: str, source: Source) -> StreamSession:
+    def make_session(self, config: ListendConfig, name: str) -> StreamSession:
+        source = self.make_source(config, name)
         engine = self.local_engine
         endpoint = build_endpoint(config, engine.url if engine is not None else None)
         fallback = None
@@ -211,7 +206,7 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until every source ends or :meth:`request_stop`; return the exit code."""
-        async with embedded_engine(self.config) as engine:  # stopped after the sessions
+        async with self._local_engine(self.config) as engine:  # stopped after the sessions
             self.local_engine = engine
             return await self._run()
 
@@ -241,9 +236,7 @@ class Daemon:
         # contradict its format are a ConfigError before anything is opened or connects.
         config = self.config
         sessions = [
-            self.make_session(config, name, self.make_source(config, name))
-            for name, cfg in config.sources.items()
-            if cfg.enabled
+            self.make_session(config, name) for name, cfg in config.sources.items() if cfg.enabled
         ]
         workers = {
             name: self.make_worker(self.make_sink(config, name))
@@ -302,32 +295,13 @@ class Daemon:
             stop.cancel()
 
     async def _drain(self) -> None:
-        """Stop sources, finalize streams, flush outboxes; give up at ``drain_timeout``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.drain_timeout
-
-        def left() -> float:
-            return max(0.0, deadline - loop.time())
-
-        log.info("draining: finalizing %d stream(s), flushing outboxes", len(self.sessions))
-        for session in self.sessions.values():
-            session.stop()
-        await settle(self._session_tasks(), left())
-        with contextlib.suppress(TimeoutError):  # a full queue behind a stuck sink
-            async with asyncio.timeout(left()):
-                await self.router.close()
-        await settle([self.task("router")], left())
-        for worker in self.workers.values():
-            # each worker stops at its own outbox.drain_timeout or ours, whichever comes first,
-            # and says what stays in its outbox for the next start
-            worker.close(min(left(), worker.options.drain_timeout))
-        await settle(self._worker_tasks(), left() + WORKER_CLOSE_GRACE)
-
-    def _session_tasks(self) -> list[asyncio.Task[None]]:
-        return [self.task(f"source:{name}") for name in self.sessions]
-
-    def _worker_tasks(self) -> list[asyncio.Task[None]]:
-        return [self.task(f"sink:{name}") for name in self.workers]
+        """Stop sources, finalize streams, flush outboxes (see :mod:`drain`)."""
+        await drain(
+            sessions={n: (s, self.task(f"source:{n}")) for n, s in self.sessions.items()},
+            router=(self.router, self.task("router")),
+            workers={n: (w, self.task(f"sink:{n}")) for n, w in self.workers.items()},
+            seconds=self.config.drain_timeout,
+        )
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -367,10 +341,53 @@ class Daemon:
             self.notifier.ready(self.status())
         return ok
 
-    def stop_session(self, name: str) -> asyncio.Task[None]:
-        """Finalize one stream for a reload; returns its task (done once it has ended)."""
-        task = self.task(f"source:{name}")
-        self._retiring.add(task)
-        self._ended.discard(name)
-        self.sessions[name].stop()
-        return task
+    # -- what apply_reload does (its ReloadTarget) ---------------------------------------
+
+    async def retire_sessions(
+        self, names: list[str], *, restarting: Collection[str], grace: float
+    ) -> None:
+        """Finalize these streams for a reload; wait ``grace`` seconds, then cancel."""
+        tasks = []
+        for name in names:
+            tasks.append(task := self.task(f"source:{name}"))
+            self._retiring.add(task)
+            self._ended.discard(name)
+            self.sessions[name].stop()
+        await settle(tasks, grace)
+        for name in names:
+            session = self.sessions.pop(name)
+            if name in restarting:
+                self.metrics.retire(name, session.stats)
+            else:
+                self.metrics.forget(name)
+
+    async def retire_sinks(self, names: list[str]) -> dict[str, Sink]:
+        await settle([self.task(f"sink:{name}") for name in names], 0)
+        previous = {name: self.sinks[name] for name in names}
+        for name in names:
+            self.router.detach(name)
+            del self.workers[name], self.sinks[name]
+        return previous
+
+    async def replace_health(self, config: HealthConfig | None) -> None:
+        old = self.health
+        if (old.config if old else None) == config:
+            return
+        if config is not None:
+            from listend.daemon.service.health import HealthServer  # noqa: PLC0415 - aiohttp
+
+            fresh = HealthServer(config, self, self.metrics)
+            try:
+                await fresh.start()
+            except ListendError as exc:
+                log.error("%s; keeping the previous health endpoint", exc)  # noqa: TRY400
+                return
+            self.health = fresh
+        else:
+            self.health = None
+        if old is not None:
+            await old.stop()
+
+    def reloaded(self, config: ListendConfig) -> None:
+        if self.on_reloaded is not None:
+            self.on_reloaded(config)

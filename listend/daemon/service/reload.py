@@ -8,22 +8,20 @@ kinds a sink receives, and the routes themselves, are applied in the router.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import BaseModel
 
-from listend.daemon.config.models import ListendConfig
+from listend.daemon.config.models import HealthConfig, ListendConfig
+from listend.daemon.delivery.router import Router
+from listend.daemon.delivery.worker import SinkWorker
 from listend.daemon.errors import ListendError
 from listend.daemon.events import EventKind
-
-if TYPE_CHECKING:
-    from listend.daemon.delivery.worker import SinkWorker
-    from listend.daemon.plugin.sink import Sink
-    from listend.daemon.service.daemon import Daemon
+from listend.daemon.plugin.sink import Sink
+from listend.daemon.stream.session import StreamSession
 
 log = logging.getLogger(__name__)
 
@@ -128,65 +126,70 @@ def routes_of(config: ListendConfig) -> tuple[dict[str, list[str]], dict[str, li
     return routes, {name: list(sink.receive) for name, sink in config.sinks.items()}
 
 
-async def settle(tasks: Iterable[asyncio.Task[None]], limit: float | None) -> None:
-    """Wait for ``tasks`` up to ``limit`` seconds, then cancel the rest and wait for them.
+class ReloadTarget(Protocol):
+    """What :func:`apply_reload` does to the daemon, which implements it."""
 
-    ``asyncio.wait`` never raises the tasks' own cancellation into the caller, so a caller
-    that is itself cancelled still notices, and the TaskGroup reports the tasks' real errors.
-    """
-    pending = {task for task in tasks if not task.done()}
-    if not pending:
-        return
-    _done, late = await asyncio.wait(pending, timeout=limit)
-    for task in late:
-        task.cancel()
-    if late:
-        await asyncio.wait(late)
+    config: ListendConfig  # the running configuration
+
+    @property
+    def router(self) -> Router: ...
+
+    def make_sink(self, config: ListendConfig, name: str) -> Sink: ...
+
+    def make_session(self, config: ListendConfig, name: str) -> StreamSession: ...
+
+    def make_worker(self, sink: Sink) -> SinkWorker: ...
+
+    async def retire_sessions(
+        self, names: list[str], *, restarting: Collection[str], grace: float
+    ) -> None:
+        """Finalize these streams (their last events still reach the current sinks)."""
+
+    async def retire_sinks(self, names: list[str]) -> dict[str, Sink]:
+        """Stop these workers without flushing and detach them; returns their sinks."""
+
+    def start_worker(self, name: str, worker: SinkWorker) -> None: ...
+
+    def start_session(self, session: StreamSession) -> None: ...
+
+    async def replace_health(self, config: HealthConfig | None) -> None:
+        """Serve health at ``config`` now, if it differs from what is served."""
+
+    def reloaded(self, config: ListendConfig) -> None:
+        """Tell whoever asked that ``config`` is now running (e.g. the CLI's log level)."""
 
 
-async def apply_reload(daemon: Daemon, new: ListendConfig) -> None:
+async def apply_reload(daemon: ReloadTarget, new: ListendConfig) -> None:
     """Switch ``daemon`` to ``new``, restarting only what changed; raise ListendError if not."""
-    plan = plan_reload(daemon.config, new)
+    old = daemon.config
+    plan = plan_reload(old, new)
     if plan.refused:
         raise ListendError("; ".join(plan.refused))
     # Build everything new first: a plugin refusing its config aborts with nothing changed.
     sinks = {name: daemon.make_sink(new, name) for name in plan.start_sinks}
-    sessions = [
-        daemon.make_session(new, name, daemon.make_source(new, name)) for name in plan.start_sources
-    ]
+    sessions = [daemon.make_session(new, name) for name in plan.start_sources]
     # Finalize the streams that restart; their last events still reach the current sinks.
-    grace = daemon.config.deepgram.finalize_timeout + SESSION_STOP_GRACE
-    await settle([daemon.stop_session(name) for name in plan.stop_sources], grace)
-    for name in plan.stop_sources:
-        session = daemon.sessions.pop(name)
-        if name in plan.start_sources:
-            daemon.metrics.retire(name, session.stats)
-        else:
-            daemon.metrics.forget(name)
+    grace = old.deepgram.finalize_timeout + SESSION_STOP_GRACE
+    await daemon.retire_sessions(plan.stop_sources, restarting=plan.start_sources, grace=grace)
     async with daemon.router.paused():
         # A changed sink stops without flushing: what is queued stays in its outbox (kept by
         # sink name in the state directory) and the new worker delivers it, new settings.
-        await settle([daemon.task(f"sink:{name}") for name in plan.stop_sinks], 0)
-        previous = {name: daemon.sinks[name] for name in plan.stop_sinks}
-        for name in plan.stop_sinks:
-            daemon.router.detach(name)
-            del daemon.workers[name], daemon.sinks[name]
+        previous = await daemon.retire_sinks(plan.stop_sinks)
         for name, sink in sinks.items():
-            worker = await _open_or_fall_back(daemon, sink, previous.get(name))
+            worker = await _open_or_fall_back(daemon, old, sink, previous.get(name))
             if worker is not None:
                 daemon.start_worker(name, worker)
         daemon.router.set_routes(*routes_of(new))
     daemon.config = new
     for session in sessions:
         daemon.start_session(session)
-    await _reload_health(daemon, new)
-    if daemon.on_reloaded is not None:
-        daemon.on_reloaded(new)
+    await daemon.replace_health(new.health)
+    daemon.reloaded(new)
     log.info("reloaded: %s", plan.summary())
 
 
 async def _open_or_fall_back(
-    daemon: Daemon, sink: Sink, previous: Sink | None
+    daemon: ReloadTarget, old: ListendConfig, sink: Sink, previous: Sink | None
 ) -> SinkWorker | None:
     """Open a sink's new worker; if its new settings fail to start, go back to the old ones."""
     worker = daemon.make_worker(sink)
@@ -201,26 +204,6 @@ async def _open_or_fall_back(
             sink.name,
             exc,
         )
-        worker = daemon.make_worker(daemon.make_sink(daemon.config, sink.name))
+        worker = daemon.make_worker(daemon.make_sink(old, sink.name))
         await worker.open()
     return worker
-
-
-async def _reload_health(daemon: Daemon, new: ListendConfig) -> None:
-    old = daemon.health
-    if (old.config if old else None) == new.health:
-        return
-    if new.health is not None:
-        from listend.daemon.service.health import HealthServer  # noqa: PLC0415 - aiohttp: only if used
-
-        fresh = HealthServer(new.health, daemon, daemon.metrics)
-        try:
-            await fresh.start()
-        except ListendError as exc:
-            log.error("%s; keeping the previous health endpoint", exc)  # noqa: TRY400
-            return
-        daemon.health = fresh
-    else:
-        daemon.health = None
-    if old is not None:
-        await old.stop()

@@ -65,7 +65,8 @@ def _handle_signals(daemon: Daemon, main: asyncio.Task[Any]) -> list[signal.Sign
 async def run_daemon(daemon: Daemon) -> int:
     """Run with signals: SIGHUP reloads; SIGTERM/SIGINT drain, a second one exits at once."""
     main = asyncio.current_task()
-    assert main is not None
+    if main is None:  # a second signal cancels this task: there must be one
+        raise RuntimeError("run_daemon() must run in a task (asyncio.run)")
     handled = _handle_signals(daemon, main)
     try:
         return await daemon.run()

@@ -1,7 +1,9 @@
-"""One WebSocket of a stream session: send the buffer, receive results, flush at the end.
+"""One WebSocket of a stream session: send the buffer, receive results.
 
-The session decides when to connect and where the audio starts; a :class:`StreamConnection`
-runs two tasks on the open socket (send, receive) until it closes, and records how it ended.
+The session decides when to connect and where the audio starts, and hands the connection a
+:class:`SessionLink`: the few things of the session it uses, named. A :class:`StreamConnection`
+runs two tasks on the open socket (send, receive) until it closes. KeepAlive is
+:mod:`keepalive`'s job, the Finalize/CloseStream end :mod:`finalize`'s.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import contextlib
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from deepgram.listen.v1.socket_client import AsyncV1SocketClient
 from deepgram.listen.v1.types import (
@@ -25,10 +29,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.extensions import Extension
 from websockets.frames import Frame
 
+from listend.daemon.events import AnyEvent
 from listend.daemon.stream.deepgram import StreamError
-
-if TYPE_CHECKING:
-    from listend.daemon.stream.session import StreamSession
+from listend.daemon.stream.finalize import CloseHandshake, finalize_and_close
+from listend.daemon.stream.keepalive import LastSent, keep_alive
+from listend.daemon.stream.replay import ReplayBuffer
+from listend.daemon.stream.results import EventFactory
+from listend.daemon.stream.stats import SessionStats
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,22 @@ def send_uncompressed(ws: Any) -> None:
         ]
 
 
+@dataclass(frozen=True)
+class SessionLink:
+    """What a connection uses of its stream session, and nothing more."""
+
+    source: str  # the source's name, for logs and task names
+    buffer: ReplayBuffer
+    stats: SessionStats
+    factory: EventFactory
+    emit: Callable[[AnyEvent | None], Awaitable[None]]
+    keepalive_interval: float
+    finalize_timeout: float
+    live: bool  # a live source: pace replays
+    stopping: Callable[[], bool]  # ... unless the session is stopping
+    wants_interims: bool  # whether any sink receives interim results
+
+
 class StreamConnection:
     """Audio from byte offset ``start`` of the source goes out on ``sock``."""
 
@@ -83,26 +106,22 @@ class StreamConnection:
         *,
         start: int,
         request_id: str | None,
-        session: StreamSession,
+        link: SessionLink,
     ) -> None:
         self.sock = sock
         self.ws = ws  # the SDK's underlying websockets protocol: close code, close()
         self.start = start
         self.sent = start
         self.request_id = request_id
-        self.session = session
-        self.name = session.name
-        self.buffer = session.buffer
-        self.stats = session.stats
+        self.link = link
+        self.name = link.source
+        self.buffer = link.buffer
+        self.stats = link.stats
         self.opened = time.monotonic()
-        self.last_sent = self.opened  # when audio or a control message last went out
+        self.last_sent = LastSent()  # when audio or a control message last went out
         send_uncompressed(ws)
-        self.finalized = asyncio.Event()
         self.handoff = asyncio.Event()  # end cleanly now: the session switches engines
-        self.closed = asyncio.Event()
-        self.close_stream_sent = False
-        self.close_code: int | None = None
-        self.close_reason = ""
+        self.handshake = CloseHandshake()
 
     async def run(self) -> None:
         """Until the socket closes; raises what the sender raised (e.g. fell behind)."""
@@ -128,7 +147,10 @@ class StreamConnection:
         tag = f"listend[source:{self.name}]"
         with contextlib.suppress(ConnectionClosed):
             helpers = [
-                asyncio.create_task(self._keep_alive(), name=f"{tag}.keepalive"),
+                asyncio.create_task(
+                    keep_alive(self.sock, self.last_sent, self.link.keepalive_interval, self.stats),
+                    name=f"{tag}.keepalive",
+                ),
                 asyncio.create_task(self._wake_on_handoff(), name=f"{tag}.handoff"),
             ]
             try:
@@ -137,26 +159,19 @@ class StreamConnection:
                 for task in helpers:
                     task.cancel()
                 await asyncio.gather(*helpers, return_exceptions=True)
-            await self._flush()
+            await finalize_and_close(
+                self.sock,
+                self.ws,
+                self.handshake,
+                seconds=self.link.finalize_timeout,
+                source=self.name,
+            )
 
     async def _wake_on_handoff(self) -> None:
         """The sender waits for audio without a timeout: wake it when the session switches
         engines, so it ends this connection cleanly."""
         await self.handoff.wait()
         self.buffer.wake()
-
-    async def _keep_alive(self) -> None:
-        """KeepAlive whenever no audio went out for ``keepalive_interval``. A task of its own
-        (waking once an interval) so the sender waits for audio without a timer per chunk."""
-        interval = self.session.deepgram.keepalive_interval
-        while True:
-            quiet = time.monotonic() - self.last_sent
-            if quiet < interval:
-                await asyncio.sleep(interval - quiet)
-                continue
-            await self.sock.send_keep_alive()
-            self.stats.keepalives += 1
-            self.last_sent = time.monotonic()
 
     async def _send_audio(self) -> None:
         """Stream the buffer until the source has ended.
@@ -176,7 +191,7 @@ class StreamConnection:
                 if pause <= self.sent:
                     await sock.send_finalize()
                     paused_through = pause
-                    self.last_sent = time.monotonic()
+                    self.last_sent.touch()
                     continue
                 limit = min(limit, pause - self.sent)
             chunk = buffer.read(self.sent, limit)
@@ -185,7 +200,7 @@ class StreamConnection:
                 await sock.send_media(chunk)
                 self.sent += len(chunk)
                 self.stats.audio_seconds_sent += buffer.to_seconds(len(chunk))
-                self.last_sent = time.monotonic()
+                self.last_sent.touch()
                 continue
             if buffer.ended:
                 return
@@ -193,31 +208,12 @@ class StreamConnection:
 
     async def _pace(self) -> None:
         """Replay a live source's backlog at most REPLAY_SPEED x real time (not when stopping)."""
-        if not self.session.live or self.session.stopping:
+        if not self.link.live or self.link.stopping():
             return
         sent = self.buffer.to_seconds(self.sent - self.start) - REPLAY_BURST_SECONDS
         ahead = sent / REPLAY_SPEED - (time.monotonic() - self.opened)
         if ahead > 0:
             await asyncio.sleep(ahead)
-
-    async def _flush(self) -> None:
-        """Finalize -> the from_finalize final -> CloseStream -> the server's close."""
-        timeout = self.session.deepgram.finalize_timeout
-        self.finalized.clear()  # answers to the voice gate's Finalize messages do not count
-        await self.sock.send_finalize()
-        try:
-            async with asyncio.timeout(timeout):
-                await self.finalized.wait()
-        except TimeoutError:
-            log.warning("source %s: no final for Finalize within %gs", self.name, timeout)
-        await self.sock.send_close_stream()
-        self.close_stream_sent = True
-        try:
-            async with asyncio.timeout(timeout):
-                await self.closed.wait()
-        except TimeoutError:
-            log.warning("source %s: Deepgram did not close within %gs", self.name, timeout)
-            await self.ws.close()
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -225,7 +221,7 @@ class StreamConnection:
         """Read the socket's messages. Not through the SDK's iterator: it resolves every
         message against a union of all its types (a pydantic TypeAdapter built per message),
         the largest CPU cost per stream; the type field says which SDK model to use."""
-        interims = self.session.wants_interims
+        interims = self.link.wants_interims
         try:
             async for raw in self.ws:
                 if isinstance(raw, bytes):
@@ -245,12 +241,10 @@ class StreamConnection:
         except ConnectionClosed:
             pass  # the close code is read below, whoever closed
         finally:
-            self.close_code = self.ws.close_code
-            self.close_reason = self.ws.close_reason or ""
-            self.closed.set()
+            self.handshake.record_close(self.ws)
 
     async def _on_message(self, message: object) -> None:
-        factory, emit = self.session.factory, self.session.emit
+        factory, emit = self.link.factory, self.link.emit
         if isinstance(message, ListenV1Results):
             event = factory.transcript(message)
             if message.is_final:
@@ -259,7 +253,7 @@ class StreamConnection:
                 if event is not None:
                     self._count_final(captured)
                 if message.from_finalize:
-                    self.finalized.set()
+                    self.handshake.finalized.set()
             await emit(event)
         elif isinstance(message, ListenV1UtteranceEnd):
             await emit(factory.utterance_end(message))

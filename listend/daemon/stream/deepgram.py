@@ -17,12 +17,10 @@ from deepgram.core.api_error import ApiError
 from deepgram.environment import DeepgramClientEnvironment
 from websockets.exceptions import WebSocketException
 
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.errors import AuthError, ConfigError, ListendError
 from listend.daemon.plugin.source import AudioFormat
+from listend.daemon.plugin.stream_options import StreamOptions
 
-#: Close codes worth a reconnect: abnormal closure, internal error, restart, try again later.
-RETRY_CLOSE_CODES = frozenset({1006, 1011, 1012, 1013})
 #: Deepgram could not decode the audio (DATA-0000): the same bytes will fail again.
 FATAL_CLOSE_CODES = frozenset({1008})
 #: Deepgram's err_code for a status, when the status alone says it.

@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deepgram import AsyncDeepgramClient
 
 from listend.daemon.retry.backoff import Backoff
-
-if TYPE_CHECKING:
-    from listend.daemon.stream.session import Endpoint
+from listend.daemon.retry.outage import Outage
+from listend.daemon.retry.retrying import retrying
+from listend.daemon.stream.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +65,20 @@ class Fallback:
         self, client: AsyncDeepgramClient, options: dict[str, Any], source: str
     ) -> None:
         """Return once Deepgram accepts a stream again (the probe stream is closed at once)."""
-        while True:
-            await self.probe_backoff.wait()
-            try:
-                async with client.listen.v1.connect(
-                    **options, authorization=self.primary.authorization
-                ):
-                    pass
-            except Exception as exc:  # any failure means "still unreachable"
-                log.debug("source %s: Deepgram still unreachable: %s", source, exc)
-                continue
-            log.info("source %s: Deepgram is reachable again", source)
-            self.outage_since = None  # the next connection goes to Deepgram
-            return
+        outage = Outage(  # the session has warned already: log the probes and the end only
+            f"source {source}: Deepgram",
+            recovered="reachable again",
+            since=self.outage_since if self.outage_since is not None else self._clock(),
+            logger=log,
+            clock=self._clock,
+        )
+
+        async def probe() -> None:
+            authorization = self.primary.authorization
+            async with client.listen.v1.connect(**options, authorization=authorization):
+                pass
+
+        await self.probe_backoff.wait()
+        await retrying(probe, backoff=self.probe_backoff, outage=outage)
+        outage.up()
+        self.outage_since = None  # the next connection goes to Deepgram

@@ -2,10 +2,11 @@
 
 Four tasks per session: *capture* reads the source into the :class:`ReplayBuffer` (through the
 :class:`VoiceGate` when the source has ``vad:``, which keeps silence out of the stream); per
-connection, *send* streams the buffer (KeepAlive when quiet, Finalize + CloseStream at the end)
-and *receive* turns Deepgram's messages into events; *publish* hands events to the router from
-a bounded queue, so a slow sink never stalls the WebSocket. A dropped connection is retried
-with the shared :class:`Backoff`, and the new one starts by replaying what no final covered.
+connection (:mod:`connection`), *send* streams the buffer (:mod:`keepalive` when quiet,
+:mod:`finalize` at the end) and *receive* turns Deepgram's messages into events; *publish*
+hands events to the router from a bounded queue, so a slow sink never stalls the WebSocket. A
+dropped connection is retried with the shared :class:`Backoff`, and the new one starts by
+replaying what no final covered.
 """
 
 from __future__ import annotations
@@ -13,73 +14,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
 from typing import Any
 
 from deepgram import AsyncDeepgramClient
 
 from listend.daemon.config.models import DeepgramConfig
-from listend.daemon.config.stream_options import StreamOptions
 from listend.daemon.errors import ListendError
 from listend.daemon.events import AnyEvent, EventKind
 from listend.daemon.plugin.source import Source
+from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
-from listend.daemon.stream.connection import StreamConnection
+from listend.daemon.retry.outage import Outage
+from listend.daemon.stream.connection import SessionLink, StreamConnection
 from listend.daemon.stream.deepgram import (
     StreamError,
     check_stream_format,
     close_failure,
     connect_options,
     handshake_failure,
-    shared_client,
 )
+from listend.daemon.stream.endpoint import Endpoint
 from listend.daemon.stream.fallback import Fallback
 from listend.daemon.stream.replay import ReplayBuffer
 from listend.daemon.stream.results import EventFactory
+from listend.daemon.stream.stats import SessionStats
 from listend.daemon.stream.voice_gate import Passage, VoiceGate
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[AnyEvent], Awaitable[None]]
 EVENT_QUEUE_SIZE = 1000
-#: Endpoint URL meaning "the embedded offline engine" (not wired in yet: audio is not sent).
-LOCAL = "local"
-
-
-@dataclass
-class SessionStats:
-    """Counters and state the daemon reports (sd_notify STATUS, /readyz, /metrics)."""
-
-    connected: bool = False
-    first_attempt: asyncio.Event = field(default_factory=asyncio.Event)  # READY=1 waits on it
-    connects: int = 0
-    reconnects: int = 0
-    keepalives: int = 0
-    audio_seconds_sent: float = 0.0  # streamed, replays included: what Deepgram bills
-    audio_seconds_captured: float = 0.0  # read from the source
-    audio_seconds_gated_in: float = 0.0  # captured audio the voice gate let through (all: none)
-    finals: int = 0
-    gap_seconds: float = 0.0
-    last_final_at: float | None = None  # time.monotonic() of the last final
-    final_latencies: list[float] = field(default_factory=list)  # drained by the metrics exporter
-
-
-@dataclass
-class Endpoint:
-    """Where and how to connect: a base URL and the Authorization header value."""
-
-    url: str
-    authorization: str | None = field(repr=False)  # a secret: never in logs or tracebacks
-    engine: str = "deepgram"  # what events report as their `engine`
-
-    def client(self) -> AsyncDeepgramClient | None:
-        """The SDK client, one for every session of the endpoint (None for the local engine):
-        each one builds an HTTP client and a TLS context, 80 ms of CPU apiece."""
-        if self.url == LOCAL:
-            return None
-        return shared_client(self.url, self.authorization)
 
 
 class StreamSession:
@@ -107,25 +74,34 @@ class StreamSession:
         self.format = source.audio_format
         check_stream_format(name, options, self.format)
         self.client = endpoint.client()
+        local = fallback.client() if fallback is not None else None
         self.fallback = (  # `fallback: local`, when the daemon runs the local engine
             None
-            if fallback is None or self.client is None
+            if fallback is None or self.client is None or local is None
             else Fallback(endpoint, fallback, after=deepgram.fallback_after)
         )
-        self._clients = {endpoint.url: self.client}
-        if fallback is not None:
-            self._clients[fallback.url] = fallback.client()
+        self._clients: dict[str, AsyncDeepgramClient] = {}  # by URL: what it may connect to
+        if self.client is not None:
+            self._clients[endpoint.url] = self.client
+        if self.fallback is not None and local is not None:
+            self._clients[self.fallback.local.url] = local
         self.stats = SessionStats()
         self.failure: ListendError | None = None  # why the source stopped, if it had to
         self.dropped_interims = 0
         self.backoff = Backoff()  # the shared retry policy; replaceable (tests use short delays)
-        self.live = bool(getattr(source, "realtime", True))
+        self.outage = Outage(
+            f"source {name}",
+            retrying="reconnecting with backoff",
+            recovered="reconnected",
+            logger=log,
+        )
+        self.live = source.realtime
         self._stop = asyncio.Event()
         self._stop_deadline: float | None = None
         self._capture_task: asyncio.Task[None] | None = None
         self._events: asyncio.Queue[AnyEvent | None] = asyncio.Queue(EVENT_QUEUE_SIZE)
         self.buffer = ReplayBuffer(self.format, deepgram.replay_buffer_seconds)
-        vad = getattr(source.config, "vad", None)
+        vad = source.vad
         self.gate = VoiceGate(self.format, vad, name) if vad is not None and vad.enabled else None
         self.factory = EventFactory(
             device=device,
@@ -208,9 +184,8 @@ class StreamSession:
             log.error("source %s failed: %s", self.name, exc)  # noqa: TRY400 - a user error
             self.failure = exc
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            if isinstance(stream, AsyncGenerator):
+                await stream.aclose()
             if gate is not None:
                 await self._keep_gated(gate.flush())
             await self.buffer.finish()
@@ -248,6 +223,8 @@ class StreamSession:
     async def _stream(self) -> None:
         """Connect, stream, reconnect on retryable failures; return once flushed (or fatal)."""
         backoff = self.backoff
+        outage = self.outage
+        outage.stable_after = backoff.stable_after  # one outage until the backoff resets
         while True:
             buffer = self.buffer
             if buffer.ended and not buffer.uncovered and (self.stats.connects or not buffer.end):
@@ -261,29 +238,33 @@ class StreamSession:
                 if not failure.retry:
                     self.failure = failure.error
                     return
+                outage.failed(str(failure))
                 if self._falling_back(endpoint, failure):
                     continue
                 if self._out_of_time():
                     self._abandon(failure)
                     return
                 backoff.failed()
-                delay = max(backoff.next_delay(), failure.retry_after or 0.0)
-                if self.fallback is not None and endpoint is self.fallback.primary:
-                    delay = max(0.0, min(delay, self.fallback.after - self.fallback.waited()))
-                log.warning(
-                    "source %s: %s; reconnecting in %.1fs (attempt %d)",
-                    self.name,
-                    failure,
-                    delay,
-                    backoff.attempt,
+                await backoff.wait_unless(  # stop() cuts the wait: flush what was captured now
+                    None if self.stopping else self._stop,  # stopping: retry until the deadline
+                    at_least=failure.retry_after or 0.0,
+                    at_most=self._time_left(endpoint),
                 )
-                await self._sleep_unless_stopping(delay)
             else:
                 if not handed_back:
                     return
 
     def _out_of_time(self) -> bool:
         return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
+
+    def _time_left(self, endpoint: Endpoint) -> float:
+        """The longest wait before the next attempt: the stop deadline, the fallback's turn."""
+        left = math.inf
+        if self.fallback is not None and endpoint is self.fallback.primary:
+            left = self.fallback.after - self.fallback.waited()
+        if self._stop_deadline is not None:
+            left = min(left, self._stop_deadline - time.monotonic())
+        return max(0.0, left)
 
     def _abandon(self, failure: StreamError) -> None:
         lost = self.buffer.to_seconds(self.buffer.lost() + self.buffer.uncovered)
@@ -294,16 +275,6 @@ class StreamSession:
             lost,
             failure,
         )
-
-    async def _sleep_unless_stopping(self, delay: float) -> None:
-        if self._stop_deadline is not None:
-            delay = min(delay, max(0.0, self._stop_deadline - time.monotonic()))
-        if self._stop.is_set():
-            await asyncio.sleep(delay)
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self._stop.wait()  # stop() cuts the wait: flush what was captured now
 
     def _falling_back(self, endpoint: Endpoint, failure: StreamError) -> bool:
         """Deepgram failed (again): True when the next connection goes to the local engine."""
@@ -329,8 +300,7 @@ class StreamSession:
         """One connection to ``endpoint``; True when it ended to hand back to Deepgram."""
         start = self._resume_point()
         async with contextlib.AsyncExitStack() as stack:
-            client = self._clients[endpoint.url]
-            assert client is not None
+            client = self._clients[endpoint.url]  # run() streams only with a client
             try:
                 sock = await stack.enter_async_context(
                     client.listen.v1.connect(
@@ -341,36 +311,46 @@ class StreamSession:
             except Exception as exc:
                 raise handshake_failure(exc, self.name) from exc
             ws: Any = sock._websocket  # noqa: SLF001 - the SDK does not expose headers/close code
-            conn = StreamConnection(
-                sock,
-                ws,
-                start=start,
-                request_id=ws.response_headers.get("dg-request-id"),
-                session=self,
-            )
+            request_id = ws.response_headers.get("dg-request-id")
+            conn = StreamConnection(sock, ws, start=start, request_id=request_id, link=self._link())
             self.factory.engine = endpoint.engine
             self._connected(backoff, conn)
             if self.fallback is not None:
                 if endpoint is self.fallback.primary:
                     self.fallback.primary_connected()
                 else:
-                    stack.push_async_callback(self._cancel, self._hand_back_when_reachable(conn))
+                    probe = self._hand_back_when_reachable(self.fallback, conn)
+                    stack.push_async_callback(self._cancel, probe)
             await conn.run()
             self.stats.connected = False
-        if conn.close_stream_sent and conn.close_code == 1000:  # noqa: PLR2004
+        if conn.handshake.clean:
             return conn.handoff.is_set()
-        raise close_failure(conn.close_code, conn.close_reason, self.name)
+        raise close_failure(conn.handshake.close_code, conn.handshake.close_reason, self.name)
 
-    def _hand_back_when_reachable(self, conn: StreamConnection) -> asyncio.Task[None]:
+    def _link(self) -> SessionLink:
+        """What the next connection uses of this session."""
+        return SessionLink(
+            source=self.name,
+            buffer=self.buffer,
+            stats=self.stats,
+            factory=self.factory,
+            emit=self.emit,
+            keepalive_interval=self.deepgram.keepalive_interval,
+            finalize_timeout=self.deepgram.finalize_timeout,
+            live=self.live,
+            stopping=self._stop.is_set,
+            wants_interims=self.wants_interims,
+        )
+
+    def _hand_back_when_reachable(
+        self, fallback: Fallback, conn: StreamConnection
+    ) -> asyncio.Task[None]:
         """On the local engine: end this connection cleanly once Deepgram answers again."""
-        assert self.fallback is not None
-        primary = self._clients[self.fallback.primary.url]
-        assert primary is not None
+        primary = self._clients[fallback.primary.url]
 
         async def probe() -> None:
-            assert self.fallback is not None
             options = connect_options(self.options, self.format)
-            await self.fallback.wait_for_primary(primary, options, self.name)
+            await fallback.wait_for_primary(primary, options, self.name)
             log.info("source %s: finalizing the local stream, back to Deepgram", self.name)
             conn.handoff.set()
 
@@ -408,6 +388,7 @@ class StreamSession:
         if stats.connects > 1:
             stats.reconnects += 1
         backoff.connected()
+        self.outage.up()
         self.factory.connection(self.buffer.to_seconds(conn.start), conn.request_id)
         backlog = self.buffer.to_seconds(self.buffer.end - conn.start)
         offset = self.buffer.source_seconds(conn.start)

@@ -31,10 +31,6 @@ class Timeline:
         """``(stream offset, source offset)`` of each segment still mapped (for tests, logs)."""
         return list(zip(self._stream, self._source, strict=True))
 
-    @property
-    def contiguous(self) -> bool:
-        return len(self._stream) == 1 and self._stream[0] == self._source[0]
-
     def jump(self, stream: int, source: int) -> None:
         """From stream offset ``stream`` on, the audio comes from source offset ``source``."""
         if stream == self._stream[-1]:  # the last segment got no audio: replace it

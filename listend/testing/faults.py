@@ -1,4 +1,4 @@
-"""Planned failures for the protocol server: what a flaky network or a busy Deepgram does.
+"""Planned failures for the test server: what a flaky network or a busy Deepgram does.
 
 A :class:`FaultPlan` is a queue consumed one entry per handshake: a :class:`Refuse` answers that
 handshake with an HTTP error, a :class:`Drop` or :class:`Stall` is attached to the connection it
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+
+from listend.dgproto.hooks import Rejection
 
 #: Close code for "no close frame": the server aborts the TCP connection instead.
 ABRUPT = 1006
@@ -22,6 +24,12 @@ class Refuse:
     err_code: str = "SERVICE_UNAVAILABLE"
     message: str = "Service unavailable, try again later."
     retry_after: float | None = None
+
+    def rejection(self) -> Rejection:
+        headers = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = f"{self.retry_after:g}"
+        return Rejection(self.status, self.err_code, self.message, headers)
 
 
 @dataclass(frozen=True, slots=True)
