@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.corpus import KEYTERMS, SENTENCES  # noqa: E402
-from listend.engine.evaluation import normalize, synthesize, word_error_rate  # noqa: E402
 from listend.engine.server import LocalEngine  # noqa: E402
+from tests.support.evaluation import normalize, synthesize, word_error_rate  # noqa: E402
 
 RATE = 16000
 GAP = 1.2

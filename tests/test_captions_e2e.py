@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from listend.testing import DeepgramTestServer, Script
-from tests.browser import BrowserError, Page, open_page
-from tests.captions_helpers import LINES_JS
-from tests.conftest import ROOT, free_port, listend_cmd, wait_for_port
+from tests.support.browser import BrowserError, Page, open_page
+from tests.support.captions import LINES_JS
+from tests.support.cli import listend_cmd
+from tests.support.net import free_port, wait_for_port
+from tests.support.paths import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chromium")]
 

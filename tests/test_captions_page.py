@@ -6,16 +6,10 @@ import asyncio
 
 import pytest
 
-from tests.browser import Page, open_page
-from tests.captions_helpers import (
-    LINES_JS,
-    STYLE_JS,
-    lines_are,
-    make_sink,
-    said,
-    utterance_end,
-)
-from tests.conftest import free_port
+from tests.support.browser import Page, open_page
+from tests.support.captions import LINES_JS, STYLE_JS, lines_are, make_sink
+from tests.support.events import said, utterance_end
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.xdist_group("chromium")
 

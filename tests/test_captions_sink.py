@@ -14,8 +14,12 @@ from listend.daemon.errors import ListendError
 from listend.daemon.plugin.manager import load_plugins
 from listend.plugins.captions_board import MAX_OPEN_LINE_CHARS, CaptionBoard
 from listend.plugins.captions_sink import MAX_PENDING_LINES, CaptionsSinkConfig
-from tests.captions_helpers import make_sink, said, utterance_end
-from tests.conftest import ROOT, free_port, run_listend
+from tests.support.captions import make_sink
+from tests.support.cli import run_listend
+from tests.support.events import said, utterance_end
+from tests.support.net import free_port
+from tests.support.paths import ROOT
+from tests.support.waiting import wait_until_async
 
 
 def texts(board: CaptionBoard, source: str | None = None) -> list[tuple[str, str, bool]]:
@@ -179,9 +183,8 @@ def test_slow_or_silent_pages_never_block_delivery(tmp_path, monkeypatch):
                 assert hello["t"] == "hello"
                 assert hello["lines"] == []
                 _, silent = await silent_page(port)
+                await wait_until_async(lambda: len(sink.pages) >= 2, 30, "both pages connected")
                 async with asyncio.timeout(30):
-                    while len(sink.pages) < 2:
-                        await asyncio.sleep(0.01)
 
                     async def read_all() -> list[str]:
                         seen: list[str] = []
@@ -196,8 +199,9 @@ def test_slow_or_silent_pages_never_block_delivery(tmp_path, monkeypatch):
                             [said(f"line {n:05d} {big}", final=True, speech_final=True)]
                         )
                     # The silent page is dropped, the reading page got every line in order.
-                    while len(sink.pages) > 1:
-                        await asyncio.sleep(0.05)
+                    await wait_until_async(
+                        lambda: len(sink.pages) <= 1, 30, "the silent page dropped"
+                    )
                     seen = await reading
                 assert seen == [f"line {n:05d}" for n in range(count)]
                 await reader.close()

@@ -14,7 +14,8 @@ import pytest
 from listend.daemon.errors import ConfigError
 from listend.daemon.plugin.source import PluginContext
 from listend.plugins.command_source import CommandConfig, CommandSource
-from tests.conftest import ROOT, run_listend
+from tests.support.cli import run_listend
+from tests.support.paths import ROOT
 
 CONTEXT = PluginContext(device="t", state_dir=Path("/nonexistent"))
 

@@ -14,7 +14,8 @@ from listend.daemon.config.loader import (
 )
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.stream.preflight import check_sources
-from tests.conftest import ROOT, run_listend
+from tests.support.cli import run_listend
+from tests.support.paths import ROOT
 
 GOOD = """\
 device: kiosk-1

@@ -7,7 +7,6 @@ import json
 import logging
 from collections.abc import Sequence
 
-from listend.daemon.delivery.outbox import Outbox
 from listend.daemon.delivery.worker import SinkWorker, dead_letter_path
 from listend.daemon.events import AnyEvent
 from listend.daemon.plugin.sink import (
@@ -19,7 +18,9 @@ from listend.daemon.plugin.sink import (
 )
 from listend.daemon.plugin.source import PluginContext
 from listend.daemon.retry.backoff import Backoff
-from tests.sink_support import async_test, transcript, utterance_end
+from tests.support.events import transcript, utterance_end
+from tests.support.outbox import outbox_ids
+from tests.support.waiting import async_test, wait_until_async
 
 
 class ScriptedSink(Sink):
@@ -62,20 +63,6 @@ def fast_backoff() -> Backoff:
     return Backoff(initial=0.01, cap=0.05)
 
 
-async def until(predicate, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
-async def stored(state_dir) -> list[str]:
-    box = Outbox(state_dir / "outbox" / "out.sqlite3", max_events=10**6)
-    await box.open()
-    ids = [q.event.id for q in await box.peek(10**6)]
-    await box.close()
-    return ids
-
-
 @async_test
 async def test_retries_until_confirmed_then_forgets(tmp_path):
     sink = ScriptedSink(tmp_path, outcomes=[DeliveryError("down"), DeliveryError("still down")])
@@ -84,14 +71,14 @@ async def test_retries_until_confirmed_then_forgets(tmp_path):
     events = [transcript("a", seq, f"t{seq}") for seq in range(3)]
     for event in events:
         await worker.put(event)
-    await until(lambda: worker.delivered == 3)
+    await wait_until_async(lambda: worker.delivered == 3)
     worker.close()
     await task
     assert sink.delivered_ids == [e.id for e in events]
     assert worker.failed == 2
     assert sink.started
     assert sink.stopped
-    assert await stored(tmp_path) == []
+    assert await outbox_ids(tmp_path, "out") == []
 
 
 @async_test
@@ -105,7 +92,7 @@ async def test_retry_after_is_honoured(tmp_path):
     worker = SinkWorker(sink, Backoff(initial=0.01, cap=0.05, sleep=record_sleep))
     task = asyncio.create_task(worker.run())
     await worker.put(transcript("a", 0, "x"))
-    await until(lambda: worker.delivered == 1)
+    await wait_until_async(lambda: worker.delivered == 1)
     worker.close()
     await task
     assert slept == [0.3]
@@ -117,9 +104,9 @@ async def test_rejected_events_go_to_the_dead_letter_file(tmp_path, caplog):
     worker = SinkWorker(sink, fast_backoff())
     task = asyncio.create_task(worker.run())
     await worker.put(transcript("a", 0, "rejected"))
-    await until(lambda: worker.dead_lettered == 1)
+    await wait_until_async(lambda: worker.dead_lettered == 1)
     await worker.put(transcript("a", 1, "accepted"))
-    await until(lambda: worker.delivered == 1)
+    await wait_until_async(lambda: worker.delivered == 1)
     worker.close()
     await task
     lines = dead_letter_path(tmp_path, "out").read_text().splitlines()
@@ -130,7 +117,7 @@ async def test_rejected_events_go_to_the_dead_letter_file(tmp_path, caplog):
     assert record["event"]["text"] == "rejected"
     assert sink.delivered_ids == [transcript("a", 1, "").id]
     assert "rejected and written to" in caplog.text
-    assert await stored(tmp_path) == []
+    assert await outbox_ids(tmp_path, "out") == []
 
 
 @async_test
@@ -140,7 +127,7 @@ async def test_interims_are_latest_wins_and_keep_per_source_order(tmp_path):
     worker = SinkWorker(sink, fast_backoff())
     task = asyncio.create_task(worker.run())
     await worker.put(transcript("a", 0, "first final"))
-    await until(lambda: sink.attempts == 1)  # "a"/0 is in flight
+    await wait_until_async(lambda: sink.attempts == 1)  # "a"/0 is in flight
     await worker.put(transcript("a", 1, "int one", is_final=False))
     await worker.put(transcript("a", 2, "int two", is_final=False))  # replaces "int one"
     await worker.put(transcript("b", 0, "b interim", is_final=False))
@@ -149,7 +136,7 @@ async def test_interims_are_latest_wins_and_keep_per_source_order(tmp_path):
     assert len(worker.outbox) == 2  # interims are never stored
     assert worker.depth() == 4
     sink.gate.set()
-    await until(lambda: worker.depth() == 0)
+    await wait_until_async(lambda: worker.depth() == 0)
     worker.close()
     await task
     order = sink.delivered_ids
@@ -166,14 +153,14 @@ async def test_drop_oldest_counts_and_logs_the_gap(tmp_path, caplog):
     worker = SinkWorker(sink, fast_backoff())
     task = asyncio.create_task(worker.run())
     await worker.put(transcript("a", 0, "x"))
-    await until(lambda: sink.attempts == 1)
+    await wait_until_async(lambda: sink.attempts == 1)
     with caplog.at_level(logging.WARNING):
         for seq in range(1, 6):
             await worker.put(transcript("a", seq, "x"))
     assert worker.dropped == 3
     assert len(worker.outbox) == 3
     sink.gate.set()
-    await until(lambda: len(worker.outbox) == 0)
+    await wait_until_async(lambda: len(worker.outbox) == 0)
     worker.close()
     await task
     # the batch in flight (0) was kept; 1..3 were dropped for 4 and 5
@@ -195,7 +182,7 @@ async def test_block_policy_waits_for_room(tmp_path):
     assert not third.done()
     sink.gate.set()
     await third
-    await until(lambda: worker.delivered == 3)
+    await wait_until_async(lambda: worker.delivered == 3)
     worker.close()
     await task
     assert worker.dropped == 0
@@ -213,13 +200,13 @@ async def test_close_stops_at_the_deadline_and_keeps_the_rest(tmp_path, caplog):
     await asyncio.wait_for(task, 10)
     assert sink.stopped
     assert "stay in" in caplog.text
-    assert await stored(tmp_path) == [transcript("a", s, "").id for s in range(3)]
+    assert await outbox_ids(tmp_path, "out") == [transcript("a", s, "").id for s in range(3)]
 
     # the next start delivers them
     again = ScriptedSink(tmp_path)
     worker = SinkWorker(again, fast_backoff())
     task = asyncio.create_task(worker.run())
-    await until(lambda: worker.delivered == 3)
+    await wait_until_async(lambda: worker.delivered == 3)
     worker.close()
     await task
     assert again.delivered_ids == [transcript("a", s, "").id for s in range(3)]
@@ -231,7 +218,7 @@ async def test_a_sink_bug_keeps_the_events(tmp_path, caplog):
     worker = SinkWorker(sink, fast_backoff())
     task = asyncio.create_task(worker.run())
     await worker.put(utterance_end("a", 0))
-    await until(lambda: worker.delivered == 1)
+    await wait_until_async(lambda: worker.delivered == 1)
     worker.close()
     await task
     assert "deliver() raised unexpectedly" in caplog.text

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosedError
 
 from listend.dgproto.recognizer import StreamParams
 from listend.testing import DeepgramTestServer, Script, ScriptedRecognizer, records, running_server
-from tests.conftest import free_port, wait_for_port
+from tests.support.net import free_port, wait_for_port
 
 
 def client_for(dg: DeepgramTestServer) -> AsyncDeepgramClient:

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from listend.engine.evaluation import word_error_rate
-from tests.conftest import ROOT, listend_cmd, run_listend
+from tests.support.cli import listend_cmd, run_listend
+from tests.support.evaluation import word_error_rate
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.xdist_group("local-engine")
 

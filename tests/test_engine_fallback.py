@@ -15,8 +15,9 @@ from listend.daemon.stream.endpoint import Endpoint
 from listend.daemon.stream.session import StreamSession
 from listend.dgproto.hooks import ServerHooks
 from listend.testing import DeepgramTestServer, Recorder, Script
-from tests.conftest import free_port
-from tests.session_helpers import Collector, MemorySource, source_ranges, watermark
+from tests.support.net import free_port
+from tests.support.sessions import Collector, MemorySource, source_ranges, watermark
+from tests.support.waiting import wait_until_async
 
 pytestmark = [pytest.mark.xdist_group("local-engine"), pytest.mark.slow]
 
@@ -33,13 +34,6 @@ def seconds(offset: int) -> float:
     return offset / BPS
 
 
-async def wait_until(condition, timeout: float, what: str) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
-    assert condition(), what
-
-
 def test_outage_goes_to_the_local_engine_and_back(local_engine, engine_loop, speech):
     before = Script().say("turn on the kitchen lights", then_silence=1.0)
     during = b"".join(speech(s) + b"\x00\x00" * RATE for s in SPEECH)
@@ -48,16 +42,26 @@ def test_outage_goes_to_the_local_engine_and_back(local_engine, engine_loop, spe
     port = free_port()
     recorder = Recorder()
     local_engine.protocol.hooks = recorder
+    # The live source holds at the ends of `before` and `during` until the outage has begun
+    # and until Deepgram is back, so each part reaches the engine the test means for it
+    # however slowly a loaded machine transcribes (the local engine can lag real time).
+    before_end = len(before.pcm())
+    during_end = before_end + len(during)
 
     async def main():
         sink = Collector()
+        outage, back = asyncio.Event(), asyncio.Event()
         first = await DeepgramTestServer(port=port).start()
         session = StreamSession(
             name="hall",
             device="test",
-            source=MemorySource(pcm, realtime=True),
+            source=MemorySource(pcm, realtime=True, holds={before_end: outage, during_end: back}),
             options=StreamOptions(model="nova-3", endpointing=300, interim_results=True),
-            deepgram=DeepgramConfig(fallback_after=1.0, finalize_timeout=5.0),
+            # KeepAlives while the source holds, well inside the local engine's idle timeout;
+            # a finalize bound for an engine that is still catching up on a loaded machine.
+            deepgram=DeepgramConfig(
+                fallback_after=1.0, finalize_timeout=30.0, keepalive_interval=1.0
+            ),
             endpoint=Endpoint(first.url, f"Token {first.api_key}"),
             publish=sink,
             fallback=Endpoint(local_engine.url, None, engine="local"),
@@ -70,18 +74,24 @@ def test_outage_goes_to_the_local_engine_and_back(local_engine, engine_loop, spe
         def texts(engine: str) -> list[TranscriptEvent]:
             return [e for e in sink.finals() if e.engine == engine and e.text]
 
-        await wait_until(lambda: texts("deepgram"), 30, "a final from Deepgram")
+        await wait_until_async(lambda: texts("deepgram"), 60, "a final from Deepgram")
         await first.stop()  # Deepgram goes away: connections drop, new ones are refused
-        await wait_until(lambda: len(texts("local")) >= 2, 60, "finals from the local engine")
+        outage.set()
+        await wait_until_async(
+            lambda: len(texts("local")) >= 2, 120, "finals from the local engine"
+        )
         second = await DeepgramTestServer(port=port).start()  # ... and comes back
         try:
-            async with asyncio.timeout(90):
+            async with asyncio.timeout(60):
+                await second.wait_for_connections(2)  # the probe, then the stream
+            back.set()
+            async with asyncio.timeout(120):
                 await running
         finally:
             await second.stop()
         return sink, first, second
 
-    sink, first, second = engine_loop.run(main(), timeout=150)
+    sink, first, second = engine_loop.run(main(), timeout=170)
     local_records = [c for c in recorder.connections if c.audio]
     local_engine.protocol.hooks = ServerHooks()
 

@@ -14,9 +14,9 @@ from listend.dgproto.recognizer import (
     StreamParams,
     UtteranceEnd,
 )
-from listend.engine.evaluation import normalize, word_error_rate
 from listend.engine.formats import UnsupportedAudio
 from listend.engine.workers import EngineError, PocketsphinxRecognizer, WorkerPool
+from tests.support.evaluation import normalize, word_error_rate
 
 pytestmark = pytest.mark.xdist_group("local-engine")
 

@@ -12,12 +12,12 @@ from deepgram.types.listen_v1response import ListenV1Response
 
 from listend.dgproto.recognizer import Hypothesis, RecognizedWord, RecognizerInfo
 from listend.engine.audio import PcmConverter, Resampler
-from listend.engine.evaluation import word_error_rate, word_errors
 from listend.engine.formats import UnsupportedAudio
 from listend.engine.prerecorded import BadOptions, PrerecordedOptions, build_response
 from listend.engine.vocabulary import Boost, build_aliases, parse_boosts
 from listend.subtitles import cues, to_srt, to_text, to_vtt
 from listend.transcribe import Progress
+from tests.support.evaluation import word_error_rate, word_errors
 
 
 def tone(rate: int, freq: float, seconds: float) -> np.ndarray:

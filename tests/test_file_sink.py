@@ -15,7 +15,8 @@ from listend.daemon.plugin.source import PluginContext
 from listend.daemon.retry.backoff import Backoff
 from listend.plugins.file_sink import FileSink, FileSinkConfig
 from listend.subtitles import srt_time, vtt_escape, vtt_time
-from tests.sink_support import async_test, transcript, utterance_end
+from tests.support.events import transcript, utterance_end
+from tests.support.waiting import async_test, wait_until_async
 
 FINALS = [
     transcript("hall", 0, "turn on the kitchen lights", start=1.25, end=2.5),
@@ -153,9 +154,7 @@ async def test_unwritable_directory_is_retried_not_lost(tmp_path):
     worker = SinkWorker(FileSink("disk", config, PluginContext("dev", tmp_path)), Backoff(cap=0.05))
     task = asyncio.create_task(worker.run())
     await worker.put(FINALS[0])
-    async with asyncio.timeout(10):
-        while worker.failed < 2:
-            await asyncio.sleep(0.02)
+    await wait_until_async(lambda: worker.failed >= 2, 10, "two failed attempts")
     assert len(worker.outbox) == 1
     worker.close(timeout=0)
     await task

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import struct
 from contextlib import aclosing
 from pathlib import Path
 
@@ -14,31 +13,10 @@ import pytest
 from listend.daemon.errors import ConfigError
 from listend.daemon.plugin.source import AudioFormat, PluginContext
 from listend.plugins.file_source import FileSource, FileSourceConfig, Pacer
-from tests.conftest import run_listend
+from tests.support.audio import wav_bytes
+from tests.support.cli import run_listend
 
 CONTEXT = PluginContext(device="t", state_dir=Path("/nonexistent"))
-PCM_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")[2:]
-
-
-def wav_bytes(
-    data: bytes,
-    *,
-    tag: int = 1,
-    channels: int = 1,
-    rate: int = 16000,
-    bits: int = 16,
-    subformat: int | None = None,
-    data_size: int | None = None,
-) -> bytes:
-    block = channels * bits // 8
-    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
-    if subformat is not None:  # WAVE_FORMAT_EXTENSIBLE
-        fmt += struct.pack("<HHIHH", 22, bits, 4, subformat, 0) + PCM_GUID_TAIL
-    size = len(data) if data_size is None else data_size
-    chunks = b"LIST" + struct.pack("<I", 4) + b"INFO"  # an unrelated chunk to skip
-    chunks += b"fmt " + struct.pack("<I", len(fmt)) + fmt
-    chunks += b"data" + struct.pack("<I", size) + data
-    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
 
 
 def make(path: Path, **options: object) -> FileSource:

@@ -16,7 +16,7 @@ from listend.daemon.events import to_json
 from listend.daemon.plugin.source import PluginContext
 from listend.plugins.ha_discovery import HA_STATE_LIMIT
 from listend.plugins.mqtt_sink import MqttSink, MqttSinkConfig
-from tests.sink_support import transcript
+from tests.support.events import transcript
 
 ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 DISCOVERY_TOPIC = re.compile(

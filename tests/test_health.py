@@ -16,7 +16,7 @@ from listend.daemon.errors import ListendError
 from listend.daemon.service.health import HealthServer
 from listend.daemon.service.metrics import Metrics, SinkState, readiness, status_line
 from listend.daemon.stream.stats import SessionStats
-from tests.conftest import free_port
+from tests.support.net import free_port
 
 
 @dataclass

@@ -7,13 +7,9 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -24,73 +20,17 @@ from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.source import PluginContext
 from listend.daemon.retry.backoff import Backoff
 from listend.plugins.http_sink import HttpSink, HttpSinkConfig, retry_after_seconds
-from tests.conftest import free_port
-from tests.sink_support import async_test, transcript
+from tests.support.events import transcript
+from tests.support.net import free_port
+from tests.support.waiting import async_test, wait_until_async
 
 SECRET = "s3cret-shared"
-
-
-@dataclass
-class Receiver:
-    """Answers POSTs with scripted statuses (then 200), recording every request."""
-
-    port: int
-    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-    requests: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def answered(self, status: int) -> list[bytes]:
-        with self.lock:
-            return [body for _h, body, s in self.requests if s == status]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver(port=0)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            with state.lock:
-                status, headers = state.script.pop(0) if state.script else (200, {})
-                state.requests.append((dict(self.headers), body, status))
-            payload = b'{"error": "nope"}' if status >= 300 else b"ok"
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *_args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def make_worker(tmp_path, **options) -> SinkWorker:
     config = HttpSinkConfig.model_validate({"type": "http", **options})
     sink = HttpSink("hook", config, PluginContext("dev", tmp_path))
     return SinkWorker(sink, Backoff(initial=0.01, cap=0.05))
-
-
-async def until(predicate, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 def verify(secret: str, headers: dict[str, str], body: bytes, max_age: float = 300) -> bool:
@@ -111,11 +51,11 @@ async def test_500s_then_200_delivers_once_acknowledged_and_signed(tmp_path, rec
     task = asyncio.create_task(worker.run())
     event = transcript("hall", 0, "hello webhook")
     await worker.put(event)
-    await until(lambda: worker.delivered == 1)
+    await wait_until_async(lambda: worker.delivered == 1)
     worker.close()
     await task
-    assert [status for _h, _b, status in receiver.requests] == [500, 503, 502, 200]
-    headers, body, _ = receiver.requests[-1]
+    assert [r.status for r in receiver.requests] == [500, 503, 502, 200]
+    headers, body = receiver.requests[-1].headers, receiver.requests[-1].body
     assert json.loads(body)["id"] == event.id
     assert headers["X-Listend-Event-Id"] == event.id
     assert headers["Content-Type"] == "application/json"
@@ -133,10 +73,10 @@ async def test_400_goes_to_the_dead_letter_file_and_the_rest_continues(tmp_path,
     task = asyncio.create_task(worker.run())
     await worker.put(transcript("hall", 0, "refused"))
     await worker.put(transcript("hall", 1, "accepted"))
-    await until(lambda: worker.delivered == 1)
+    await wait_until_async(lambda: worker.delivered == 1)
     worker.close()
     await task
-    assert [s for _h, _b, s in receiver.requests] == [400, 200]
+    assert [r.status for r in receiver.requests] == [400, 200]
     [line] = dead_letter_path(tmp_path, "hook").read_text().splitlines()
     record = json.loads(line)
     assert record["event"]["text"] == "refused"
@@ -151,7 +91,7 @@ async def test_429_waits_for_retry_after(tmp_path, receiver):
     task = asyncio.create_task(worker.run())
     started = time.monotonic()
     await worker.put(transcript("hall", 0, "x"))
-    await until(lambda: worker.delivered == 1)
+    await wait_until_async(lambda: worker.delivered == 1)
     waited = time.monotonic() - started
     worker.close()
     await task
@@ -174,7 +114,7 @@ async def test_network_errors_are_retried_until_the_server_is_up(tmp_path):
     worker = make_worker(tmp_path, url=f"http://127.0.0.1:{port}/hook", timeout=1)
     task = asyncio.create_task(worker.run())
     await worker.put(transcript("hall", 0, "x"))
-    await until(lambda: worker.failed >= 2)
+    await wait_until_async(lambda: worker.failed >= 2)
     assert not worker.sink.reachable()
     assert len(worker.outbox) == 1
     worker.close(timeout=0)
@@ -194,10 +134,11 @@ async def test_batches_auth_and_headers(tmp_path, receiver, monkeypatch):
     for seq in range(4):
         await worker.put(transcript("hall", seq, f"t{seq}"))  # queued before the sink runs
     task = asyncio.create_task(worker.run())
-    await until(lambda: worker.delivered == 4)
+    await wait_until_async(lambda: worker.delivered == 4)
     worker.close()
     await task
-    [(headers, body, _)] = receiver.requests
+    [request] = receiver.requests
+    headers, body = request.headers, request.body
     assert [e["seq"] for e in json.loads(body)] == [0, 1, 2, 3]
     assert headers["X-Tenant"] == "t1"
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"listend:pw").decode()
@@ -210,10 +151,10 @@ async def test_bearer_token(tmp_path, receiver, monkeypatch):
     worker = make_worker(tmp_path, url=receiver.url, bearer_token="$env:HOOK_TOKEN")
     task = asyncio.create_task(worker.run())
     await worker.put(transcript("hall", 0, "x"))
-    await until(lambda: worker.delivered == 1)
+    await wait_until_async(lambda: worker.delivered == 1)
     worker.close()
     await task
-    assert receiver.requests[0][0]["Authorization"] == "Bearer tok"
+    assert receiver.requests[0].headers["Authorization"] == "Bearer tok"
 
 
 def test_config_errors_are_clear():

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import os
 import re
-import wave
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,8 +24,9 @@ from deepgram.listen.v1.types import (
 )
 
 from listend.dgproto.server import serve
-from listend.engine.evaluation import word_error_rate
-from tests.conftest import run_listend
+from tests.support.audio import wav_bytes
+from tests.support.cli import run_listend
+from tests.support.evaluation import word_error_rate
 
 pytestmark = pytest.mark.xdist_group("local-engine")
 
@@ -57,16 +56,6 @@ async def client_for(url: str) -> AsyncIterator[AsyncDeepgramClient]:
         yield AsyncDeepgramClient(
             api_key="any-key-works-locally", environment=env, httpx_client=http
         )
-
-
-def wav_bytes(pcm: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(RATE)
-        wav.writeframes(pcm)
-    return buffer.getvalue()
 
 
 def check_words(words: list[Any], spans: list[tuple[float, float]]) -> None:
@@ -220,39 +209,26 @@ def no_key_env() -> dict[str, str]:
     return env
 
 
-def test_transcribe_command_with_callback(engine_loop, speech, tmp_path, no_key_env):
+def test_transcribe_command_with_callback(speech, tmp_path, no_key_env, receiver):
     """No key: the local engine, in-process. The id is printed; the receiver gets the result."""
     path = tmp_path / "talk.wav"
     path.write_bytes(wav_bytes(three_sentences(speech)))
-    received: list[tuple[str, dict[str, Any]]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append((request.method, await request.json()))
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_route("*", "/hook", hook)
-    stack = contextlib.AsyncExitStack()
-    host, port = engine_loop.run(stack.enter_async_context(serve(app)))
-    try:
-        result = run_listend(
-            "transcribe",
-            str(path),
-            "--callback",
-            f"http://{host}:{port}/hook",
-            "--callback-method",
-            "put",
-            "--punctuate",
-            env=no_key_env,
-            timeout=120,
-        )
-    finally:
-        engine_loop.run(stack.aclose())
+    result = run_listend(
+        "transcribe",
+        str(path),
+        "--callback",
+        receiver.url,
+        "--callback-method",
+        "put",
+        "--punctuate",
+        env=no_key_env,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     request_id = result.stdout.strip()
     assert re.fullmatch(r"[0-9a-f-]{36}", request_id), result.stdout
-    assert len(received) == 1
-    method, body = received[0]
+    assert len(receiver.requests) == 1
+    method, body = receiver.requests[0].method, receiver.requests[0].json()
     assert method == "PUT"
     assert body["metadata"]["request_id"] == request_id
     transcript = body["results"]["channels"][0]["alternatives"][0]["transcript"]

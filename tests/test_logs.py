@@ -12,7 +12,8 @@ import pytest
 
 from listend.daemon.service.logs import JournalFormatter
 from listend.testing import ThreadedDeepgramTestServer
-from tests.conftest import ROOT, listend_cmd
+from tests.support.cli import listend_cmd
+from tests.support.paths import ROOT
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 SECRET = "dg-secret-value-0123456789"

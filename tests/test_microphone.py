@@ -1,8 +1,9 @@
 """The microphone source through the real PyAudio -> PortAudio -> ALSA path, no sound card.
 
 Each test writes its own ``$HOME/.asoundrc`` defining ``type file`` capture devices fed from
-FIFOs (tests/fake_mic.py) and runs the sources in a subprocess (tests/source_harness.py), so
-PortAudio enumerates exactly that test's devices and xdist workers never share one.
+FIFOs (tests/support/fake_mic.py) and runs the sources in a subprocess
+(tests/support/source_harness.py), so PortAudio enumerates exactly that test's devices and xdist
+workers never share one.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import pytest
 
 from listend.plugins.microphone import MicrophoneConfig, MicrophoneStats, _CaptureThread
 from listend.plugins.portaudio import AudioDeviceError, InputDevice, find_input_device
-from tests.conftest import run_listend
-from tests.fake_mic import FifoMic
-from tests.source_harness import HarnessProcess
+from tests.support.cli import run_listend
+from tests.support.fake_mic import FifoMic
+from tests.support.source_harness import HarnessProcess
 
 DECOY = 'pcm.decoy {\n    type file\n    slave.pcm "null"\n    file "/dev/null"\n    infile "/dev/zero"\n    format "raw"\n}\n'  # noqa: E501
 

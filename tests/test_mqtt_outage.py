@@ -16,8 +16,10 @@ from listend.daemon.delivery.worker import SinkWorker
 from listend.daemon.plugin.source import PluginContext
 from listend.daemon.retry.backoff import Backoff
 from listend.plugins.mqtt_sink import MqttSink, MqttSinkConfig
-from tests.conftest import free_port
-from tests.sink_support import Mosquitto, Subscriber, async_test, transcript
+from tests.support.events import transcript
+from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.net import free_port
+from tests.support.waiting import async_test
 
 OUTAGE_SECONDS = 30.0
 SOURCES = ("hall", "door")

@@ -15,17 +15,12 @@ from listend.daemon.events import to_json
 from listend.daemon.plugin.source import PluginContext
 from listend.daemon.retry.backoff import Backoff
 from listend.plugins.mqtt_sink import MqttSink, MqttSinkConfig
-from tests.conftest import free_port
-from tests.sink_support import (
-    DaemonProcess,
-    Mosquitto,
-    Subscriber,
-    async_test,
-    outbox_ids,
-    seed_outbox,
-    transcript,
-    utterance_end,
-)
+from tests.support.cli import DaemonProcess
+from tests.support.events import transcript, utterance_end
+from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.net import free_port
+from tests.support.outbox import outbox_ids, seed_outbox
+from tests.support.waiting import async_test, wait_until_async
 
 
 def unique_device() -> str:
@@ -164,9 +159,7 @@ async def test_events_wait_in_the_outbox_until_a_broker_appears(tmp_path):
         assert not worker.sink.reachable()
         await asyncio.to_thread(broker.start)
         sub = await asyncio.to_thread(Subscriber, port, [f"listend/{device}/#"])
-        async with asyncio.timeout(20):
-            while worker.delivered < 3:
-                await asyncio.sleep(0.05)
+        await wait_until_async(lambda: worker.delivered >= 3, 20, "three deliveries")
         assert worker.sink.reachable()
         sub.close()
     finally:
@@ -189,9 +182,7 @@ async def test_home_assistant_discovery_is_retained_and_resent_on_birth(mosquitt
     task = asyncio.create_task(worker.run())
     config_topic = f"{prefix}/device/listend_{device}/config"
     try:
-        async with asyncio.timeout(20):
-            while not worker.sink.reachable():
-                await asyncio.sleep(0.05)
+        await wait_until_async(worker.sink.reachable, 20, "the broker connection")
         sub = await asyncio.to_thread(Subscriber, mosquitto_port, [f"{prefix}/#"])
         await wait_in_thread(sub, lambda m: any(x.topic == config_topic for x in m), "discovery")
         [first] = sub.on(config_topic)

@@ -12,8 +12,10 @@ import textwrap
 import pytest
 
 from listend.daemon.delivery.outbox import REMOVE_DELAY, Outbox, OutboxError
-from tests.conftest import ROOT
-from tests.sink_support import async_test, store, transcript, utterance_end
+from tests.support.events import transcript, utterance_end
+from tests.support.outbox import store
+from tests.support.paths import ROOT
+from tests.support.waiting import async_test, wait_until_async
 
 
 @async_test
@@ -122,7 +124,7 @@ WRITER = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from listend.daemon.delivery.outbox import Outbox
-    from tests.sink_support import transcript
+    from tests.support.events import transcript
 
     async def main():
         box = Outbox(Path(sys.argv[1]), max_events=1_000_000)
@@ -202,7 +204,10 @@ async def test_removals_reach_the_file_without_another_append(tmp_path):
     await store(box, *[transcript("a", seq, "x") for seq in range(3)])
     await box.remove(await box.peek(2))
     assert len(box) == 1
-    await asyncio.sleep(REMOVE_DELAY + 0.5)  # the deferred delete runs by itself
+    # the deferred delete runs by itself, REMOVE_DELAY later
+    await wait_until_async(
+        lambda: box._flush is None and not box._tasks, 10 + REMOVE_DELAY, "the deferred delete"
+    )
     await box._call(box._file.close)  # close the file without the final flush
     box._executor.shutdown(wait=True)
     box._executor = None

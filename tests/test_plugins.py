@@ -13,7 +13,8 @@ from listend.daemon.errors import PluginError
 from listend.daemon.plugin import hookspecs
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.sink import Sink, SinkConfig
-from tests.conftest import FIXTURES, ROOT, run_listend
+from tests.support.cli import run_listend
+from tests.support.paths import FIXTURES, ROOT
 
 
 def test_builtins_come_through_entry_points():

@@ -8,7 +8,7 @@ from listend.daemon.config.loader import parse_config
 from listend.daemon.config.models import ListendConfig
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.service.reload import plan_reload
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 BASE = """\
 device: kiosk-1

@@ -11,7 +11,9 @@ from listend.daemon.config.loader import parse_config
 from listend.daemon.delivery.worker import SinkWorker
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.service.daemon import Daemon
-from tests.sink_support import Subscriber, async_test, transcript, utterance_end
+from tests.support.events import transcript, utterance_end
+from tests.support.mqtt import Subscriber
+from tests.support.waiting import async_test
 
 
 @async_test

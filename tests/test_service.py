@@ -9,13 +9,11 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +21,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from listend.testing import DeepgramTestServer, Script, ThreadedDeepgramTestServer
-from tests.conftest import ROOT, free_port, listend_cmd
-from tests.sink_support import outbox_ids
+from tests.support.cli import listend_cmd
+from tests.support.net import free_port
+from tests.support.outbox import outbox_ids
+from tests.support.paths import ROOT
+from tests.support.waiting import wait_until
 
 DEADLINE = 60.0  # generous: the CPU is shared with other test workers
 
@@ -75,35 +76,6 @@ sinks:
   a: {{type: stdout, format: jsonl}}
   b: {{type: stdout, format: {sink_b_format}}}
 {hook_sink}{health}"""
-
-
-class Receiver:
-    """A real local HTTP server answering 200 to the http sink, recording the events."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        received = self.events
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
 
 
 class Notifications:
@@ -163,13 +135,14 @@ class Daemon:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def wait_for_log(self, text: str, timeout: float = DEADLINE) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if text in self.log():
-                return
+        def logged() -> bool:
             assert self.proc.poll() is None, self.log()
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not logged within {timeout}s:\n{self.log()}")
+            return text in self.log()
+
+        try:
+            wait_until(logged, timeout, f"{text!r} in the log")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log()}") from None
 
     def stop(self, timeout: float = DEADLINE) -> int:
         """SIGTERM (unless already sent) and wait for the exit status."""
@@ -192,13 +165,6 @@ def dg_thread() -> Iterator[ThreadedDeepgramTestServer]:
     threaded = ThreadedDeepgramTestServer()
     with threaded:
         yield threaded
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture
@@ -230,15 +196,6 @@ def by_tag(dg: DeepgramTestServer, tag: str) -> list[Any]:
     return [c for c in dg.connections if ("tag", tag) in c.query]
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_notify_sequence_ready_status_watchdog_reload_stopping(
     tmp_path: Path, notify: Notifications, dg_thread, start_daemon
 ) -> None:
@@ -247,7 +204,9 @@ def test_notify_sequence_ready_status_watchdog_reload_stopping(
     ready = notify.wait_for("READY")
     assert ready["READY"] == "1"
     # READY came after every source's first connection attempt (here: both handshakes)
-    wait_until(lambda: by_tag(dg, "hall") and by_tag(dg, "door"), "both handshakes recorded")
+    wait_until(
+        lambda: by_tag(dg, "hall") and by_tag(dg, "door"), DEADLINE, "both handshakes recorded"
+    )
     status = notify.wait_for("STATUS")
     assert "streams up" in status["STATUS"]
     notify.wait_for("WATCHDOG")
@@ -277,7 +236,7 @@ def test_reload_one_changed_sink_keeps_every_stream(
     state = tmp_path / "state"
     daemon = start_daemon(config_text(dg, state))
     notify.wait_for("READY")
-    wait_until(lambda: len(dg.connections) == 2, "both streams connected")
+    wait_until(lambda: len(dg.connections) == 2, DEADLINE, "both streams connected")
     daemon.config.write_text(config_text(dg, state, sink_b_format="captions"), encoding="utf-8")
     daemon.signal(signal.SIGHUP)
     notify.wait_for("RELOADING")
@@ -294,7 +253,7 @@ def test_reload_one_changed_sink_keeps_every_stream(
     notify.wait_for("RELOADING")
     notify.wait_for("READY")
     daemon.wait_for_log("reloaded: restarted sources hall")
-    wait_until(lambda: len(by_tag(dg, "hall")) == 2, "hall reconnected")
+    wait_until(lambda: len(by_tag(dg, "hall")) == 2, DEADLINE, "hall reconnected")
     old_hall, new_hall = by_tag(dg, "hall")
     assert old_hall.control_types[-2:] == ["Finalize", "CloseStream"]
     assert ("keywords", "kiosk:3") in new_hall.query
@@ -339,19 +298,23 @@ def test_readyz_follows_the_deepgram_server_and_metrics_parse(
     port = free_port()
     daemon = start_daemon(config_text(dg, tmp_path / "state", health_port=port))
     notify.wait_for("READY")
-    wait_until(lambda: get(port, "/readyz")[0] == 200, "/readyz 200")
+    wait_until(lambda: get(port, "/readyz")[0] == 200, DEADLINE, "/readyz 200")
     assert get(port, "/healthz")[0] == 200
 
     dg_thread.call(dg.stop())
     dg_thread.call(dg.drop_all())
-    wait_until(lambda: get(port, "/readyz")[0] == 503, "/readyz 503 while Deepgram is down")
+    wait_until(
+        lambda: get(port, "/readyz")[0] == 503, DEADLINE, "/readyz 503 while Deepgram is down"
+    )
     status, body = get(port, "/readyz")
     reasons = json.loads(body)["reasons"]
     assert "stream hall: not connected" in reasons or "stream door: not connected" in reasons
     assert get(port, "/healthz")[0] == 200  # alive, only not ready
 
     dg_thread.call(dg.start())  # same port
-    wait_until(lambda: get(port, "/readyz")[0] == 200, "/readyz 200 once Deepgram is back")
+    wait_until(
+        lambda: get(port, "/readyz")[0] == 200, DEADLINE, "/readyz 200 once Deepgram is back"
+    )
 
     status, text = get(port, "/metrics")
     assert status == 200
@@ -373,7 +336,7 @@ def test_second_signal_exits_at_once(
     dg = dg_thread.server
     daemon = start_daemon(config_text(dg, tmp_path / "state", finalize_timeout=10))
     notify.wait_for("READY")
-    wait_until(lambda: len(dg.connections) == 2, "both streams connected")
+    wait_until(lambda: len(dg.connections) == 2, DEADLINE, "both streams connected")
     dg_thread.call(dg.stop())  # nobody answers the Finalize: the drain would take 20 s
     dg_thread.call(dg.drop_all())
     daemon.signal(signal.SIGTERM)
@@ -385,13 +348,13 @@ def test_second_signal_exits_at_once(
 
 
 def test_reload_keeps_a_sinks_old_settings_when_the_new_ones_fail(
-    tmp_path: Path, notify: Notifications, dg_thread, start_daemon, receiver: Receiver
+    tmp_path: Path, notify: Notifications, dg_thread, start_daemon, receiver
 ) -> None:
     dg = dg_thread.server
     state = tmp_path / "state"
     daemon = start_daemon(config_text(dg, state, hook=receiver.url))
     notify.wait_for("READY")
-    wait_until(lambda: len(receiver.events) >= 1, "a first final at the http sink")
+    wait_until(lambda: len(receiver.events) >= 1, DEADLINE, "a first final at the http sink")
     broken = config_text(dg, state, hook=receiver.url).replace(
         "type: http,", "type: http, ca_file: /nonexistent/ca.pem,"
     )
@@ -401,7 +364,7 @@ def test_reload_keeps_a_sinks_old_settings_when_the_new_ones_fail(
     notify.wait_for("READY")
     daemon.wait_for_log("sink hook: cannot start with the new settings, keeping the previous ones")
     before = len(receiver.events)
-    wait_until(lambda: len(receiver.events) > before, "finals still delivered")
+    wait_until(lambda: len(receiver.events) > before, DEADLINE, "finals still delivered")
     assert len(dg.connections) == 2  # the streams were not touched
 
     # a clean stop: the streams are finalized and the outbox is empty afterwards

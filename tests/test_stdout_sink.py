@@ -7,7 +7,10 @@ import json
 import re
 
 from listend.plugins.stdout_sink import CaptionRenderer
-from tests.sink_support import DaemonProcess, seed_outbox, transcript, utterance_end, wait_until
+from tests.support.cli import DaemonProcess
+from tests.support.events import transcript, utterance_end
+from tests.support.outbox import seed_outbox
+from tests.support.waiting import wait_until
 
 ESCAPES = re.compile(r"\x1b\[(\d*)m")
 

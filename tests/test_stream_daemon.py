@@ -21,8 +21,10 @@ from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.sink import Sink, SinkConfig
 from listend.daemon.service.daemon import Daemon
 from listend.testing import DeepgramTestServer, Script, running_server
-from tests.conftest import ROOT, listend_cmd
-from tests.session_helpers import config_text
+from tests.support.cli import listend_cmd
+from tests.support.paths import ROOT
+from tests.support.sessions import config_text
+from tests.support.waiting import wait_until
 
 BPS = 32000
 
@@ -52,11 +54,12 @@ def test_sigterm_mid_utterance_flushes_and_exits_0(tmp_path):
         config.write_text(config_text(dg.url, wav, extra_source="    realtime: true\n"))
         proc = start_listend(config, dg.api_key)
         try:
-            deadline = time.monotonic() + 60
-            while not dg.connections or dg.connections[0].bytes_received < int(1.5 * BPS):
+
+            def heard() -> bool:
                 assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline, "no audio reached the server"
-                time.sleep(0.02)
+                return bool(dg.connections) and dg.connections[0].bytes_received >= int(1.5 * BPS)
+
+            wait_until(heard, 60, "1.5 s of audio at the server")
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=60)
         finally:

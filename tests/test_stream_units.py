@@ -20,7 +20,7 @@ from listend.daemon.stream.deepgram import (
 from listend.daemon.stream.replay import ReplayBuffer
 from listend.daemon.stream.session import EVENT_QUEUE_SIZE
 from listend.testing import DeepgramTestServer, Script
-from tests.session_helpers import Collector, MemorySource, make_session
+from tests.support.sessions import Collector, MemorySource, make_session
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from listend.daemon.config.models import ListendConfig
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 UNIT = ROOT / "systemd" / "listend.service"
 INSTALLED_LISTEND = "/opt/listend/bin/listend"  # where docs/service.md's install commands put it

@@ -26,8 +26,9 @@ from listend.daemon.stream.timeline import Timeline
 from listend.daemon.stream.voice_gate import VoiceGate
 from listend.testing import DeepgramTestServer, running_server
 from listend.testing.spoken import SpokenScript
-from tests.conftest import ROOT, listend_cmd
-from tests.session_helpers import Collector, MemorySource, config_text, make_session
+from tests.support.cli import listend_cmd
+from tests.support.paths import ROOT
+from tests.support.sessions import Collector, MemorySource, config_text, make_session
 
 RATE = 16000
 BPS = 2 * RATE

@@ -22,9 +22,10 @@ from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 ARTIFACTS = ROOT / "tests" / "artifacts"
-AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
+AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
 
 CHROMIUM_FLAGS = [
     "--headless",

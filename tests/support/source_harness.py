@@ -1,6 +1,6 @@
 """Run a config's sources outside the daemon and record what each ``stream()`` yields.
 
-``python -m tests.source_harness CONFIG OUTDIR [LEVEL]`` writes ``OUTDIR/<source>.raw`` as
+``python -m tests.support.source_harness CONFIG OUTDIR [LEVEL]`` writes ``OUTDIR/<source>.raw`` as
 chunks arrive, logs like the daemon on stderr, and on SIGTERM closes every stream (which stops
 capture threads and child processes) and exits 0. Tests run it in a subprocess so that each can
 give PortAudio its own ALSA configuration.
@@ -25,6 +25,8 @@ from listend.daemon.config.loader import load_config
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.source import PluginContext, Source
 from listend.daemon.service.logs import setup_logging
+from tests.support.paths import ROOT
+from tests.support.waiting import wait_until
 
 log = logging.getLogger("harness")
 
@@ -79,13 +81,12 @@ class HarnessProcess:
     """The harness in a subprocess (its own ALSA config via HOME), with its log collected."""
 
     def __init__(self, config: Path, outdir: Path, env: dict[str, str], level: str = "info"):
-        root = Path(__file__).resolve().parent.parent
         self.outdir = outdir
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.source_harness", str(config), str(outdir), level],
-            cwd=root,
+            [sys.executable, "-m", "tests.support.source_harness", str(config), str(outdir), level],
+            cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -136,16 +137,20 @@ class HarnessProcess:
         return path.read_bytes() if path.exists() else b""
 
     def wait_for_output(self, source: str, predicate, timeout: float = 60) -> bytes:
+        def satisfied() -> bool:
+            if predicate(self.output(source)):
+                return True
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the harness exited ({self.proc.returncode})")
+            return False
 
-        deadline = time.monotonic() + timeout
-        while True:
-            data = self.output(source)
-            if predicate(data):
-                return data
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                msg = f"output of {source} ({len(data)} bytes) never satisfied the check; log:\n"
-                raise AssertionError(msg + self.log)
-            time.sleep(0.05)
+        try:
+            wait_until(satisfied, timeout, f"output of {source} to satisfy the check")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc} ({len(self.output(source))} bytes); log:\n{self.log}"
+            ) from None
+        return self.output(source)
 
     def stop(self, *, then: Callable[[], object] = lambda: None, timeout: float = 30) -> int:
         """SIGTERM, then ``then()`` (e.g. close the FIFOs a capture read may block on), then

@@ -41,13 +41,13 @@ def synthesize(text: str, path: Path, *, rate: int = 16000, speed: int = 160) ->
     if espeak is None or sox is None:
         raise RuntimeError("espeak-ng and sox are needed (scripts/setup-system.sh installs them)")
     raw = path.with_suffix(".espeak.wav")
-    subprocess.run(  # noqa: S603 - fixed programs, text as one argument
+    subprocess.run(
         [espeak, "-v", "en-us", "-s", str(speed), "-w", str(raw), text],
         check=True,
         capture_output=True,
         timeout=60,
     )
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         # -D: no dither, so the same text always gives the same samples (repeatable tests).
         [
             sox,

@@ -1,59 +1,13 @@
-"""Events and page probes shared by the captions tests."""
+"""The captions sink as its tests make it, and the page probes they evaluate in Chromium."""
 
 from __future__ import annotations
 
-import itertools
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from listend.daemon.events import TranscriptEvent, UtteranceEndEvent, event_id
 from listend.daemon.plugin.source import PluginContext
 from listend.plugins.captions_sink import CaptionsSink, CaptionsSinkConfig
-
-_seq = itertools.count(1)
-NOW = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
-
-
-def said(
-    text: str,
-    *,
-    final: bool = False,
-    speech_final: bool = False,
-    source: str = "hall",
-    epoch: int = 1,
-    channel: int = 0,
-) -> TranscriptEvent:
-    seq = next(_seq)
-    return TranscriptEvent(
-        id=event_id("t", source, epoch, seq),
-        device="t",
-        source=source,
-        epoch=epoch,
-        seq=seq,
-        channel=channel,
-        start=0.0,
-        end=1.0,
-        started_at=NOW,
-        ended_at=NOW,
-        text=text,
-        is_final=final,
-        speech_final=speech_final,
-    )
-
-
-def utterance_end(source: str = "hall", epoch: int = 1) -> UtteranceEndEvent:
-    seq = next(_seq)
-    return UtteranceEndEvent(
-        id=event_id("t", source, epoch, seq),
-        device="t",
-        source=source,
-        epoch=epoch,
-        seq=seq,
-        last_word_end=1.0,
-        at=NOW,
-    )
 
 
 def make_sink(state_dir: Path, port: int, **options: Any) -> CaptionsSink:

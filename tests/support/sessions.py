@@ -23,7 +23,9 @@ class MemorySource(Source):
     """Yields ``pcm`` in ``chunk_ms`` chunks; live (paced) or as fast as the session takes it.
 
     ``pauses`` maps a byte offset to seconds of yielding nothing there (a gated microphone);
-    chunks never straddle a pause offset.
+    ``holds`` maps a byte offset to an event: nothing more is yielded there until it is set, so
+    a test can make something happen at an exact place in the audio however slow the machine.
+    Chunks never straddle a pause or hold offset; pacing resumes from where it held.
     """
 
     type_name = "memory"
@@ -37,6 +39,7 @@ class MemorySource(Source):
         chunk_ms: int = 100,
         realtime: bool = False,
         pauses: dict[int, float] | None = None,
+        holds: dict[int, asyncio.Event] | None = None,
     ) -> None:
         super().__init__(
             "memory", SourceConfig(type="memory"), PluginContext("test", Path("/nonexistent"))
@@ -46,6 +49,7 @@ class MemorySource(Source):
         self.chunk = self._format.bytes_per_second * chunk_ms // 1000
         self.realtime = realtime
         self.pauses = dict(pauses or {})
+        self.holds = dict(holds or {})
         self.yielded = 0
 
     @property
@@ -60,7 +64,12 @@ class MemorySource(Source):
             if offset in self.pauses:
                 await asyncio.sleep(self.pauses[offset])
                 paused += self.pauses[offset]
-            limit = min([offset + self.chunk, *(p for p in self.pauses if p > offset)])
+            if offset in self.holds:
+                held = time.monotonic()
+                await self.holds[offset].wait()
+                paused += time.monotonic() - held
+            stops = [*self.pauses, *self.holds]
+            limit = min([offset + self.chunk, *(p for p in stops if p > offset)])
             piece = self.pcm[offset:limit]
             self.yielded += len(piece)  # before yielding: a stop may cancel the consumer after it
             yield piece
