@@ -90,6 +90,21 @@ def resolve_secret(
     raise SecretResolutionError(msg)
 
 
+def default_credential(name: str) -> str | None:
+    """The systemd credential ``name`` if the service was given one, else None.
+
+    The installer stores the key as a credential; a config that leaves ``api_key`` out then
+    works with the key and without it (the local engine), with no edit in between.
+    """
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    try:
+        return (Path(directory) / name).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
