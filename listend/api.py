@@ -17,6 +17,7 @@ The contract, beyond the abstract methods:
 from __future__ import annotations
 
 from listend import __version__
+from listend.daemon.config.paths import ConfigPath
 from listend.daemon.config.secrets import Secret, SecretRef, SecretResolutionError, resolve_secret
 from listend.daemon.errors import ConfigError, ListendError, PluginError
 from listend.daemon.events import (
@@ -60,6 +61,7 @@ __all__ = [
     "AudioFormat",
     "Backoff",
     "ConfigError",
+    "ConfigPath",
     "DeliveryError",
     "EventKind",
     "ListendError",

@@ -96,7 +96,7 @@ def test_install_upgrade_uninstall(tmp_path: Path) -> None:
     )
     wants = root / "etc/systemd/system/multi-user.target.wants/listend.service"
     assert wants.is_symlink(), "the unit is enabled"
-    assert os.readlink(wants) == "/etc/systemd/system/listend.service"
+    assert str(wants.readlink()) == "/etc/systemd/system/listend.service"
     verify_unit(root, tmp_path)
 
     config = root / "etc/listend/listend.yaml"
@@ -110,7 +110,7 @@ def test_install_upgrade_uninstall(tmp_path: Path) -> None:
 
     assert (root / "usr/local/share/man/man1/listend.1").read_text().startswith(".TH LISTEND 1")
     assert "complete " in (root / "usr/local/share/bash-completion/completions/listend").read_text()
-    assert os.readlink(root / "usr/local/bin/listend") == "/opt/listend/bin/listend"
+    assert str((root / "usr/local/bin/listend").readlink()) == "/opt/listend/bin/listend"
 
     # What a running service leaves behind, and a config the user edited.
     config.write_text(config.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")

@@ -13,7 +13,6 @@ import logging
 import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from pydantic import Field
@@ -21,6 +20,7 @@ from pydantic import Field
 from listend.api import (
     AudioFormat,
     ConfigError,
+    ConfigPath,
     ListendError,
     PluginContext,
     RegisterSource,
@@ -36,7 +36,9 @@ READ_BLOCK_CHUNKS = 10  # chunks read per trip to the thread
 
 
 class FileSourceConfig(SourceConfig):
-    path: Path = Field(description="WAV file, or raw PCM with `format: raw`")
+    path: ConfigPath = Field(
+        description="WAV file, or raw PCM with `format: raw`; relative: to the config file"
+    )
     format: Literal["wav", "raw"] = Field(default="wav", description="wav reads its header")
     sample_rate: int = Field(default=16000, ge=8000, le=192000, description="raw only")
     channels: int = Field(default=1, ge=1, le=32, description="raw only")

@@ -20,7 +20,6 @@ import logging
 import random
 import ssl
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 from paho.mqtt.enums import MQTTProtocolVersion
@@ -30,6 +29,7 @@ from listend.api import (
     AnyEvent,
     Backoff,
     ConfigError,
+    ConfigPath,
     DeliveryError,
     EventKind,
     Outage,
@@ -62,9 +62,9 @@ BIRTH_RESEND_MAX_DELAY = 3.0
 class MqttTls(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ca_file: Path | None = Field(default=None, description="CA bundle; default: system CAs")
-    cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
-    key_file: Path | None = Field(default=None, description="client key (PEM)")
+    ca_file: ConfigPath | None = Field(default=None, description="CA bundle; default: system CAs")
+    cert_file: ConfigPath | None = Field(default=None, description="client certificate (PEM)")
+    key_file: ConfigPath | None = Field(default=None, description="client key (PEM)")
     insecure: bool = Field(
         default=False, description="skip certificate and host name checks (testing only)"
     )

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from listend.daemon.config.paths import ConfigPath
 from listend.daemon.config.secrets import SecretRef, default_credential
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig
@@ -147,7 +148,7 @@ class ListendConfig(BaseModel):
 
     device: str = Field(default_factory=lambda: os.uname().nodename.split(".")[0])
     deepgram: DeepgramConfig = Field(default_factory=DeepgramConfig)
-    state_dir: Path = Field(
+    state_dir: ConfigPath = Field(
         default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIR))
     )
     sources: dict[str, SourceConfig] = Field(default_factory=dict)

@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationInfo
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
+
+from listend.daemon.config.paths import config_dir
 
 
 class SecretResolutionError(ValueError):
@@ -50,7 +52,7 @@ class Secret:
     def __get_pydantic_core_schema__(
         cls, _source: Any, _handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
+        return core_schema.with_info_plain_validator_function(
             _validate,
             serialization=core_schema.plain_serializer_function_ser_schema(
                 lambda secret: secret.reference, return_schema=core_schema.str_schema()
@@ -69,8 +71,11 @@ class Secret:
 
 
 def resolve_secret(
-    reference: str, environ: os._Environ[str] | dict[str, str] | None = None
+    reference: str,
+    environ: os._Environ[str] | dict[str, str] | None = None,
+    base: Path | None = None,
 ) -> Secret:
+    """The value ``reference`` points at; a relative ``$file:`` path is relative to ``base``."""
     env = os.environ if environ is None else environ
     if reference.startswith("$env:"):
         name = reference.removeprefix("$env:")
@@ -78,7 +83,10 @@ def resolve_secret(
             raise SecretResolutionError(f"environment variable {name} is not set")
         return Secret(reference, env[name])
     if reference.startswith("$file:"):
-        return Secret(reference, _read(Path(reference.removeprefix("$file:"))))
+        path = Path(reference.removeprefix("$file:")).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+        return Secret(reference, _read(path))
     if reference.startswith("$credential:"):
         name = reference.removeprefix("$credential:")
         directory = env.get("CREDENTIALS_DIRECTORY")
@@ -112,12 +120,12 @@ def _read(path: Path) -> str:
         raise SecretResolutionError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _validate(value: Any) -> Secret:
+def _validate(value: Any, info: ValidationInfo) -> Secret:
     if isinstance(value, Secret):
         return value
     if not isinstance(value, str):
         raise SecretResolutionError("expected a secret reference string")
-    return resolve_secret(value)
+    return resolve_secret(value, base=config_dir(info))
 
 
 #: Field type for secrets in config models (plugins use it too).
