@@ -8,6 +8,7 @@ a context (a model built in code) a path stays as given.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +30,7 @@ def relative_to_config(path: Path, info: ValidationInfo | None) -> Path:
     path = path.expanduser()
     if base is None or path.is_absolute():
         return path
-    return base / path
+    return Path(os.path.normpath(base / path))  # no `config/../state` in the logs
 
 
 #: A path a plugin or the core reads from the config: relative means next to the config file.
