@@ -48,6 +48,7 @@ from listend.daemon.retry.restarting import (
     RestartingSourceConfig,
     RestartStats,
     SourceInterrupted,
+    restart_problem,
     restarting,
 )
 from listend.daemon.retry.retrying import retrying
@@ -94,6 +95,7 @@ __all__ = [
     "from_json",
     "hookimpl",
     "resolve_secret",
+    "restart_problem",
     "restarting",
     "retrying",
     "srt_cue",

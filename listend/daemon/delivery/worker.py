@@ -298,6 +298,12 @@ class SinkWorker:
         self._report_gap()
         return True
 
+    def problem(self) -> str | None:
+        """Why this sink is not up: the sink's own account, else failing deliveries."""
+        if (problem := self.sink.problem()) is not None:
+            return problem
+        return self.outage.last_error if self.outage.down else None
+
     async def _retry_later(self, exc: Exception, retry_after: float | None) -> None:
         self.failed += 1
         self.outage.failed(f"delivery failed, {len(self.outbox)} event(s) kept for retry: {exc}")

@@ -90,6 +90,11 @@ class Sink(ABC):
         """Whether the sink can deliver right now (for /readyz)."""
         return True
 
+    def problem(self) -> str | None:
+        """Why the sink cannot deliver right now (broker refused, ...) for /readyz and
+        STATUS=; None when it can. The default says only what :meth:`reachable` says."""
+        return None if self.reachable() else "unreachable"
+
     @property
     def outbox_options(self) -> OutboxOptions:
         """How the daemon's durable outbox for this sink behaves (its ``outbox:`` key)."""

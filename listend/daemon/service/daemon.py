@@ -30,7 +30,7 @@ from listend.daemon.service.reload import apply_reload, routed_to, routes_of
 from listend.daemon.service.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
 from listend.daemon.stream.endpoint import Endpoint, build_endpoint
 from listend.daemon.stream.session import StreamSession
-from listend.daemon.stream.stats import SessionStats
+from listend.daemon.stream.stats import AUDIO_GRACE, SessionStats
 
 if TYPE_CHECKING:
     from listend.daemon.service.health import HealthServer
@@ -108,6 +108,7 @@ class Daemon:
                 delivered=worker.delivered,
                 failed=worker.failed,
                 reachable=self.sinks[name].reachable(),
+                problem=worker.problem(),
             )
             for name, worker in self.workers.items()
         }
@@ -261,13 +262,15 @@ class Daemon:
         self._spawn("reloader", self._reloader())
 
     async def _first_attempt(self, name: str) -> None:
-        attempt = asyncio.ensure_future(self.sessions[name].stats.first_attempt.wait())
-        try:
-            await asyncio.wait(
-                [attempt, self.task(f"source:{name}")], return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            attempt.cancel()
+        """The first connection attempt, then the first audio for up to AUDIO_GRACE seconds:
+        READY=1 and its STATUS= then tell a missing microphone from a slow one."""
+        stats, task = self.sessions[name].stats, self.task(f"source:{name}")
+        for event, timeout in ((stats.first_attempt, None), (stats.first_audio, AUDIO_GRACE)):
+            waiter = asyncio.ensure_future(event.wait())
+            try:
+                await asyncio.wait([waiter, task], timeout=timeout, return_when="FIRST_COMPLETED")
+            finally:
+                waiter.cancel()
 
     async def _announce_ready(self) -> None:
         """READY=1 once every source has made its first connection attempt (or ended)."""

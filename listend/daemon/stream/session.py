@@ -85,7 +85,7 @@ class StreamSession:
             self._clients[endpoint.url] = self.client
         if self.fallback is not None and local is not None:
             self._clients[self.fallback.local.url] = local
-        self.stats = SessionStats()
+        self.stats = SessionStats(source_problem=source.problem)  # read by /readyz, STATUS=
         self.failure: ListendError | None = None  # why the source stopped, if it had to
         self.dropped_interims = 0
         self.backoff = Backoff()  # the shared retry policy; replaceable (tests use short delays)
@@ -176,6 +176,8 @@ class StreamSession:
                 if not chunk:
                     continue  # an empty frame would close Deepgram's stream
                 self.stats.audio_seconds_captured += self.buffer.to_seconds(len(chunk))
+                self.stats.last_audio_at = time.monotonic()
+                self.stats.first_audio.set()
                 if gate is None:
                     await self._keep(chunk)
                 else:
@@ -234,6 +236,7 @@ class StreamSession:
                 handed_back = await self._connection(backoff, endpoint)
             except StreamError as failure:
                 self.stats.connected = False
+                self.stats.stream_error = str(failure)
                 self.stats.first_attempt.set()
                 if not failure.retry:
                     self.failure = failure.error
@@ -384,6 +387,7 @@ class StreamSession:
         stats = self.stats
         stats.first_attempt.set()
         stats.connected = True
+        stats.stream_error = None
         stats.connects += 1
         if stats.connects > 1:
             stats.reconnects += 1
