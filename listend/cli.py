@@ -59,7 +59,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.show:
         import yaml  # noqa: PLC0415
 
-        print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+        shown = config.model_dump(mode="json", serialize_as_any=True, exclude_none=True)
+        print(yaml.safe_dump(shown, sort_keys=False), end="")
     return 0
 
 

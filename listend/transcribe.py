@@ -26,34 +26,34 @@ log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
 REFRESH = 0.1  # seconds between progress bar redraws
 TIMEOUT = 3600.0  # a long file on the local engine takes a while; Deepgram answers sooner
-FLAGS = (
-    "punctuate",
-    "smart_format",
-    "diarize",
-    "utterances",
-    "paragraphs",
-    "multichannel",
-    "numerals",
-    "profanity_filter",
-    "filler_words",
-    "dictation",
-    "measurements",
-    "detect_language",
-    "detect_entities",
-    "sentiment",
-    "topics",
-    "intents",
-)
-LISTS = (
-    "keywords",
-    "keyterm",
-    "search",
-    "replace",
-    "tag",
-    "extra",
-    "custom_topic",
-    "custom_intent",
-)
+FLAGS = {  # Deepgram's boolean options, with what `--help` says about them
+    "punctuate": "add punctuation and capitalisation",
+    "smart_format": "format dates, numbers, currency, ... for reading (implies punctuate)",
+    "diarize": "tell speakers apart (speaker numbers in json)",
+    "utterances": "split into utterances (on by default for srt/vtt)",
+    "paragraphs": "split into paragraphs",
+    "multichannel": "transcribe each channel on its own",
+    "numerals": "write numbers as digits",
+    "profanity_filter": "mask profanity",
+    "filler_words": "keep 'uh', 'um', ...",
+    "dictation": "spoken punctuation commands ('comma', 'period') become punctuation",
+    "measurements": "write measurements as abbreviations",
+    "detect_language": "detect the spoken language",
+    "detect_entities": "detect names, places, ... (json)",
+    "sentiment": "sentiment analysis (json)",
+    "topics": "topic detection (json)",
+    "intents": "intent recognition (json)",
+}
+LISTS = {  # Deepgram's repeatable options
+    "keywords": "boost a word, WORD or WORD:INTENSIFIER (older models)",
+    "keyterm": "boost a term (nova-3)",
+    "search": "search for a term; hits in json",
+    "replace": "replace a term, FIND:REPLACE",
+    "tag": "a tag for Deepgram's usage reports",
+    "extra": "extra KEY:VALUE echoed in the response metadata",
+    "custom_topic": "a topic to detect (with --topics)",
+    "custom_intent": "an intent to detect (with --intents)",
+}
 FORMATTERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "text": to_text,
     "json": lambda result: json.dumps(result, indent=2) + "\n",
@@ -71,23 +71,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--url", help="Deepgram-compatible base URL (self-hosted)")
     parser.add_argument("--model", help="e.g. nova-3 (Deepgram's default when omitted)")
     parser.add_argument("--language", help="e.g. en, en-US, de")
-    for name in FLAGS:
-        parser.add_argument(f"--{name.replace('_', '-')}", action="store_true", default=None)
-    for name in LISTS:
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", action="append", metavar="VALUE", help="repeatable"
+    deepgram = parser.add_argument_group("Deepgram options (the offline engine ignores them)")
+    for name, text in FLAGS.items():
+        deepgram.add_argument(
+            f"--{name.replace('_', '-')}", action="store_true", default=None, help=text
         )
-    parser.add_argument("--summarize", nargs="?", const="v2", help="summary (v2)")
-    parser.add_argument("--redact", help="pci, pii, numbers, ...")
-    parser.add_argument("--utt-split", type=float, metavar="SECONDS")
-    parser.add_argument("--model-version", metavar="VERSION", help="Deepgram model version")
+    for name, text in LISTS.items():
+        deepgram.add_argument(
+            f"--{name.replace('_', '-')}",
+            action="append",
+            metavar="VALUE",
+            help=text + "; repeatable",
+        )
+    deepgram.add_argument("--summarize", nargs="?", const="v2", help="add a summary (v2)")
+    deepgram.add_argument("--redact", help="redact pci, pii, numbers, ...")
+    deepgram.add_argument(
+        "--utt-split", type=float, metavar="SECONDS", help="pause that ends an utterance"
+    )
+    deepgram.add_argument("--model-version", metavar="VERSION", help="Deepgram model version")
     raw = parser.add_argument_group("raw audio (no container)")
     raw.add_argument("--encoding", help="linear16, mulaw, ...")
-    raw.add_argument("--sample-rate", type=int)
-    raw.add_argument("--channels", type=int)
+    raw.add_argument("--sample-rate", type=int, metavar="HZ", help="samples per second")
+    raw.add_argument("--channels", type=int, metavar="N", help="interleaved channels")
     parser.add_argument("--callback", metavar="URL", help="print the request id; result goes there")
-    parser.add_argument("--callback-method", choices=["POST", "PUT"], type=str.upper)
-    parser.add_argument("--format", choices=sorted(FORMATTERS), default="text")
+    parser.add_argument(
+        "--callback-method", choices=["POST", "PUT"], type=str.upper, help="for --callback"
+    )
+    parser.add_argument(
+        "--format",
+        choices=sorted(FORMATTERS),
+        default="text",
+        help="text (paragraphs), json (Deepgram's response), srt or vtt captions (default: text)",
+    )
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
 
 
