@@ -53,7 +53,7 @@ from listend.daemon.retry.restarting import (
 )
 from listend.daemon.retry.retrying import retrying
 from listend.daemon.tasks import cancel_and_wait
-from listend.subtitles import VTT_HEADER, srt_cue, text_line, vtt_cue
+from listend.subtitles import VTT_HEADER, final_cues, srt_cue, text_line, vtt_cue
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -92,6 +92,7 @@ __all__ = [
     "Word",
     "__version__",
     "cancel_and_wait",
+    "final_cues",
     "from_json",
     "hookimpl",
     "resolve_secret",
