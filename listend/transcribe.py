@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -148,7 +149,9 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
         workers = 2 if args.multichannel else 1
         async with LocalEngine(workers=workers) as engine:
             log.info("transcribing with the local engine at %s", engine.url)
-            result = await _request(args, options, engine.url, "local", size)
+            progress = Progress(size or 0, sys.stderr, duration=_duration(args.source))
+            engine.rest.on_decoded = progress.decoded_to
+            result = await _request(args, options, engine.url, "local", size, progress=progress)
             if "callback" in options:
                 _print_request_id(result)
                 # The engine lives in this process: stay until it has called back.
@@ -156,7 +159,8 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
                 await engine.rest.wait_for_callbacks()
                 return 0
     else:
-        result = await _request(args, options, args.url, key or "none", size)
+        progress = Progress(size or 0, sys.stderr)
+        result = await _request(args, options, args.url, key or "none", size, progress=progress)
     if "callback" in options:
         _print_request_id(result)
         return 0
@@ -174,6 +178,8 @@ async def _request(
     base_url: str | None,
     api_key: str,
     size: int | None,
+    *,
+    progress: Progress,
 ) -> dict[str, Any]:
     import httpx  # noqa: PLC0415 - the SDK (and its httpx) are slow to import
     from deepgram import AsyncDeepgramClient  # noqa: PLC0415
@@ -197,7 +203,9 @@ async def _request(
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=True) as http:
             client = AsyncDeepgramClient(**client_args, httpx_client=http)
-            response = await _send(client.listen.v1.media, args, options, request_options, size)
+            response = await _send(
+                client.listen.v1.media, args, options, request_options, size, progress=progress
+            )
     except ApiError as exc:
         raise _api_failure(exc) from None
     except (OSError, httpx.TransportError) as exc:
@@ -212,18 +220,33 @@ async def _send(
     options: dict[str, Any],
     request_options: dict[str, Any],
     size: int | None,
+    *,
+    progress: Progress,
 ) -> Any:
-    if size is None:
-        return await media.transcribe_url(
-            url=args.source, request_options=request_options, **options
-        )
-    progress = Progress(size, sys.stderr)
+    ticker = asyncio.create_task(progress.tick(), name="transcribe-progress")
     try:
+        if size is None:
+            return await media.transcribe_url(
+                url=args.source, request_options=request_options, **options
+            )
         return await media.transcribe_file(
-            request=_read(Path(args.source), progress), request_options=request_options, **options
+            request=_read(Path(args.source), progress),
+            request_options=request_options,
+            **options,
         )
     finally:
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
         progress.done()
+
+
+def _duration(source: str) -> float | None:
+    """Seconds of audio in a WAV file (the local engine's progress shows it), else None."""
+    try:
+        with wave.open(source, "rb") as wav:
+            return wav.getnframes() / wav.getframerate()
+    except (OSError, EOFError, wave.Error):
+        return None
 
 
 def _print_request_id(result: dict[str, Any]) -> None:
@@ -253,30 +276,73 @@ async def _read(path: Path, progress: Progress) -> AsyncIterator[bytes]:
 
 
 class Progress:
-    """A one-line upload bar on stderr, only when it is a terminal."""
+    """One line on stderr (only when it is a terminal): the upload, then the decode.
 
-    def __init__(self, total: int, stream: TextIO) -> None:
+    The local engine reports the seconds it has decoded (of the file's duration, when the
+    file says); for Deepgram, which says nothing until it answers, the time spent waiting.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO,
+        *,
+        duration: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.total = max(total, 1)
+        self.upload = total > 0  # a URL is fetched by the server: nothing to upload
         self.sent = 0
         self.stream = stream
         self.enabled = stream.isatty()
+        self.duration = duration
+        self.decoded: float | None = None
+        self._clock = clock
+        self._started = clock()
+        self._uploaded_at: float | None = None if self.upload else self._started
         self._shown_at = 0.0
 
     def advance(self, count: int) -> None:
         self.sent += count
-        now = time.monotonic()
-        if self.enabled and (now - self._shown_at >= REFRESH or self.sent >= self.total):
-            self._shown_at = now
+        if self.sent >= self.total and self._uploaded_at is None:
+            self._uploaded_at = self._clock()
+        self._draw(force=self.sent >= self.total)
+
+    def decoded_to(self, seconds: float) -> None:
+        self.decoded = seconds
+        self._draw()
+
+    async def tick(self) -> None:
+        """Redraw while nothing else moves (Deepgram thinking): the elapsed time goes on."""
+        while True:
+            await asyncio.sleep(REFRESH * 5)
+            self._draw()
+
+    def line(self) -> str:
+        uploaded = f"{self.sent / 1e6:.1f}/{self.total / 1e6:.1f} MB" if self.upload else "URL"
+        if self.decoded is not None:
+            if self.duration:
+                fraction = min(1.0, self.decoded / self.duration)
+                what = f"decoded {self.decoded:.0f}/{self.duration:.0f} s, uploaded {uploaded}"
+            else:
+                fraction = min(1.0, self.sent / self.total)
+                what = f"decoded {self.decoded:.0f} s, uploaded {uploaded}"
+        else:
             fraction = min(1.0, self.sent / self.total)
-            bar = "#" * int(fraction * 30)
-            self.stream.write(
-                f"\r[{bar:<30}] {fraction:4.0%} {self.sent / 1e6:.1f}/{self.total / 1e6:.1f} MB"
-            )
-            if self.sent >= self.total:
-                self.stream.write("  waiting for the transcript...")
+            what = uploaded
+            if self._uploaded_at is not None:
+                what += f", transcribing... {self._clock() - self._uploaded_at:.0f} s"
+        bar = "#" * int(fraction * 30)
+        return f"[{bar:<30}] {fraction:4.0%} {what}"
+
+    def _draw(self, *, force: bool = False) -> None:
+        now = self._clock()
+        if self.enabled and (force or now - self._shown_at >= REFRESH):
+            self._shown_at = now
+            self.stream.write(f"\r\x1b[K{self.line()}")
             self.stream.flush()
 
     def done(self) -> None:
-        if self.enabled and self.sent:
+        if self.enabled and (self.sent or self.decoded is not None):
             self.stream.write("\r\x1b[K")
             self.stream.flush()
