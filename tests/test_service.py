@@ -308,7 +308,9 @@ def test_readyz_follows_the_deepgram_server_and_metrics_parse(
     )
     status, body = get(port, "/readyz")
     reasons = json.loads(body)["reasons"]
-    assert "stream hall: not connected" in reasons or "stream door: not connected" in reasons
+    assert any(
+        r.startswith(("stream hall: not connected", "stream door: not connected")) for r in reasons
+    )
     assert get(port, "/healthz")[0] == 200  # alive, only not ready
 
     dg_thread.call(dg.start())  # same port
