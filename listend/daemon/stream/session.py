@@ -175,9 +175,7 @@ class StreamSession:
             async for chunk in stream:
                 if not chunk:
                     continue  # an empty frame would close Deepgram's stream
-                self.stats.audio_seconds_captured += self.buffer.to_seconds(len(chunk))
-                self.stats.last_audio_at = time.monotonic()
-                self.stats.first_audio.set()
+                self.stats.heard(self.buffer.to_seconds(len(chunk)))
                 if gate is None:
                     await self._keep(chunk)
                 else:
@@ -235,9 +233,7 @@ class StreamSession:
             try:
                 handed_back = await self._connection(backoff, endpoint)
             except StreamError as failure:
-                self.stats.connected = False
-                self.stats.stream_error = str(failure)
-                self.stats.first_attempt.set()
+                self.stats.attempt_failed(str(failure))
                 if not failure.retry:
                     self.failure = failure.error
                     return

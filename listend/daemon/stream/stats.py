@@ -39,6 +39,18 @@ class SessionStats:
     stream_error: str | None = None  # why the last connection attempt failed (until one works)
     source_problem: Callable[[], str | None] = _no_problem  # the source's own account
 
+    def heard(self, seconds: float) -> None:
+        """The source delivered ``seconds`` of audio."""
+        self.audio_seconds_captured += seconds
+        self.last_audio_at = time.monotonic()
+        self.first_audio.set()
+
+    def attempt_failed(self, reason: str) -> None:
+        """A connection attempt failed (or a connection was lost) because of ``reason``."""
+        self.connected = False
+        self.stream_error = reason
+        self.first_attempt.set()
+
     def problems(self, name: str, now: float | None = None) -> list[str]:
         """Why this stream is not up: its audio does not flow, or it is not connected."""
         now = time.monotonic() if now is None else now
