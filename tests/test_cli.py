@@ -148,3 +148,23 @@ def test_a_stop_signal_sent_to_the_process_group_counts_once(write_config, tmp_p
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_run_into_a_closed_pipe_has_no_traceback(write_config, tmp_path):
+    """`listend run | head`: the stdout sink's reader goes away; events stay in its outbox."""
+    path = write_config(
+        f"state_dir: {tmp_path / 'state'}\ndeepgram: {{url: local}}\n"
+        f"sources:\n  s:\n    type: file\n    path: {SAMPLE}\n    realtime: false\n"
+        "sinks:\n  out:\n    type: stdout\n    format: jsonl\n    outbox: {drain_timeout: 1}\n"
+    )
+    proc = subprocess.Popen(
+        listend_cmd("run", str(path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # nobody reads
+    _out, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err, err.decode()
+    assert b"Exception ignored" not in err, err.decode()
+    assert b"stdout is closed" in err, err.decode()
+    assert proc.returncode == 0, err.decode()
