@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,10 @@ class Collector:
     def __init__(self) -> None:
         self.events: list[AnyEvent] = []
 
-    async def __call__(self, event: AnyEvent) -> None:
+    async def __call__(self, event: AnyEvent, on_commit: Callable[[], None] | None = None) -> None:
         self.events.append(event)
+        if on_commit is not None:
+            on_commit()  # kept: as committed as it gets here
 
     def finals(self) -> list[TranscriptEvent]:
         return [e for e in self.events if isinstance(e, TranscriptEvent) and e.is_final]
