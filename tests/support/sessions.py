@@ -16,6 +16,7 @@ from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.stream.endpoint import Endpoint
 from listend.daemon.stream.session import StreamSession
+from listend.daemon.stream.spool import Spool
 from listend.testing import DeepgramTestServer
 
 
@@ -105,6 +106,7 @@ def make_session(
     options: dict[str, Any] | None = None,
     authorization: str | None = None,
     fast_backoff: bool = True,
+    spool: Spool | None = None,
     **deepgram: Any,
 ) -> StreamSession:
     session = StreamSession(
@@ -115,6 +117,7 @@ def make_session(
         deepgram=DeepgramConfig(**deepgram),
         endpoint=Endpoint(dg.url, authorization or f"Token {dg.api_key}"),
         publish=publish,
+        spool=spool,
     )
     if fast_backoff:
         session.backoff = Backoff(initial=0.05, cap=0.3)

@@ -56,6 +56,7 @@ class Router:
         self.on_event: list[Callable[[AnyEvent], None]] = []
         self.forwarded = 0  # events fully handed on; the watchdog checks that it moves
         self._forwarding = asyncio.Lock()
+        self._acked: asyncio.Future[object] | None = None  # the last batch's acknowledgement
 
     def kinds_for(self, source: str) -> frozenset[EventKind]:
         """What the sinks of ``source`` receive (a session builds nothing else)."""
@@ -120,7 +121,8 @@ class Router:
             await self._forward(sink, events)
         if acks:
             targets = (self._targets.get(sink) for sink in per_sink)
-            _acknowledge(acks, [target.committed() for target in targets if target is not None])
+            commits = [target.committed() for target in targets if target is not None]
+            self._acked = _acknowledge(acks, commits, after=self._acked)
 
     async def _forward(self, sink: str, events: list[AnyEvent]) -> None:
         target = self._targets.get(sink)
@@ -134,17 +136,27 @@ class Router:
         await self.queue.put(None)
 
 
-def _acknowledge(acks: Iterable[OnCommit], commits: Sequence[asyncio.Future[None]]) -> None:
-    """Call ``acks`` once every sink committed (now, if the events went to no sink)."""
-    if not commits:
+def _acknowledge(
+    acks: Iterable[OnCommit],
+    commits: Sequence[asyncio.Future[None]],
+    *,
+    after: asyncio.Future[object] | None,
+) -> asyncio.Future[object] | None:
+    """Call ``acks`` once every sink committed and the batch before was acknowledged (in
+    order: now, if neither is pending); return what the next batch waits for."""
+    waits = [f for f in (after, *commits) if f is not None and not f.done()]
+    if not waits:
         for ack in acks:
             ack()
-        return
+        return None
     acks = list(acks)
+    acknowledged: asyncio.Future[object] = asyncio.get_running_loop().create_future()
 
-    def done(all_committed: asyncio.Future[list[None]]) -> None:
+    def done(all_committed: asyncio.Future[list[object]]) -> None:
         if not all_committed.cancelled() and all_committed.exception() is None:
             for ack in acks:
                 ack()
+            acknowledged.set_result(None)
 
-    asyncio.gather(*commits).add_done_callback(done)
+    asyncio.gather(*waits).add_done_callback(done)
+    return acknowledged

@@ -112,6 +112,7 @@ class EventQueue:
         self.publish = publish
         self.acked = acked  # called with the stream offset a committed final covers
         self.dropped_interims = 0
+        self.last_final = 0  # stream offset the last final queued covers
         self._queue: asyncio.Queue[tuple[AnyEvent, int | None] | None] = asyncio.Queue(
             EVENT_QUEUE_SIZE
         )
@@ -124,7 +125,10 @@ class EventQueue:
             if self.dropped_interims % 100 == 1:
                 log.warning("source %s: sinks are slow, dropping interim results", self.name)
             return
-        await self._queue.put((event, self.buffer.covered if event.kind == "final" else None))
+        covered = None
+        if event.kind == "final":
+            covered = self.last_final = self.buffer.covered
+        await self._queue.put((event, covered))
 
     async def run(self) -> None:
         """The publisher task: until :meth:`close` (after what was queued)."""

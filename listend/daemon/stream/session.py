@@ -113,7 +113,7 @@ class StreamSession:
             device=device,
             source=name,
             epoch=0,
-            wall_start=time.time(),
+            wall_start=time.time() if recovering is None else recovering.wall_start,
             engine=endpoint.engine,
             timeline=self.buffer.timeline,
             recovered=recovering is not None,
@@ -168,7 +168,7 @@ class StreamSession:
                     if keeper is not None:
                         if self.recovering is None:
                             writer.cancel()
-                        await keeper.finish()
+                        await keeper.finish(self.events.last_final)
                 await self.events.close()  # the publisher drains the queue, then ends
         finally:
             self.stats.connected = False

@@ -2,10 +2,11 @@
 
 The session's replay buffer holds the audio; this copies what no committed final covers into
 the session's :class:`SpoolRun` once a second while the stream is disconnected or more than
-BEHIND_SECONDS behind, and once more when the session ends with audio untranscribed (or its
-last finals not yet committed). Each end-to-end acknowledgement frees the spool up to the
-committed final. A session transcribing a spooled run (``recovering``) writes nothing and
-frees that run instead; once all of it is committed the run is removed.
+BEHIND_SECONDS behind, and once more when the session ends with audio untranscribed (finals
+already received are the stop drain's to commit). Each end-to-end acknowledgement frees the
+spool up to the committed final; when a session ends with everything transcribed, its run is
+removed once the last final is committed. A session transcribing a spooled run
+(``recovering``) writes nothing and frees that run instead.
 """
 
 from __future__ import annotations
@@ -87,15 +88,14 @@ class SpoolKeeper:
         self.spooled = end
         await self.spool.append(run, records)
 
-    async def finish(self) -> None:
-        """The session ended: spool what is untranscribed or not yet committed."""
+    async def finish(self, last_final: int) -> None:
+        """The session ended: spool what is untranscribed; if nothing is, remove the run once
+        the last final (covering stream offset ``last_final``) is committed."""
         buffer = self.buffer
-        if self.recovering:
-            if buffer.covered >= buffer.end:  # all transcribed: remove once committed
-                self._forget_at = buffer.covered
-                self.release(buffer.acked)
-            return
-        if buffer.end > buffer.acked:
+        if buffer.covered >= buffer.end:  # (finals on their way are the drain's to commit)
+            self._forget_at = last_final
+            self.release(buffer.acked)
+        elif not self.recovering:
             await self.write()
             if self.run is not None and self.run.segments:
                 log.info(
@@ -114,6 +114,7 @@ class SpoolKeeper:
             return
         if self._forget_at is not None and offset >= self._forget_at:
             self.spool.forget(run)
+            self.run = None
             return
         self.spool.release(run, self.source_offset(offset))
 
