@@ -1,14 +1,21 @@
-"""The durable audio spool: its files, and a session that spools during an outage and the next
-one that transcribes the spool first (in process; the daemon end to end is test_crash.py)."""
+"""The durable audio spool and the end-to-end acknowledgement: the spool's files, a session that
+spools during an outage and the next one that transcribes the spool first, and finals freeing
+their audio only once committed (in process; the daemon end to end is test_crash.py)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from listend.daemon.plugin.source import AudioFormat
+from listend.daemon.delivery.router import Router
+from listend.daemon.delivery.worker import SinkWorker
+from listend.daemon.events import AnyEvent
+from listend.daemon.plugin.sink import Sink, SinkConfig
+from listend.daemon.plugin.source import AudioFormat, PluginContext
 from listend.daemon.stream.spool import Spool, SpoolRun
 from listend.testing import DeepgramTestServer, Script
+from tests.support.events import transcript, utterance_end
 from tests.support.sessions import Collector, MemorySource, make_session
 from tests.support.waiting import async_test, wait_until_async
 
@@ -105,3 +112,71 @@ async def test_audio_captured_during_an_outage_is_transcribed_by_the_next_start(
     assert sink.finals().index(live[0]) > sink.finals().index(recovered[-1])  # spool first
     assert len({e.id for e in sink.events}) == len(sink.events)
     assert spooled_files(directory) == []
+
+
+class KeepingSink(Sink):
+    """Confirms every batch at once."""
+
+    type_name = "keeping"
+
+    def __init__(self, name: str, state_dir: Path) -> None:
+        super().__init__(name, SinkConfig(type="keeping"), PluginContext("dev", state_dir))
+        self.delivered: list[str] = []
+
+    async def deliver(self, events: Sequence[AnyEvent]) -> None:
+        self.delivered.extend(e.id for e in events)
+
+
+@async_test
+async def test_a_final_is_acknowledged_once_committed_to_every_routed_outbox(tmp_path) -> None:
+    router = Router({"hall": ["a", "b"]}, {"a": ["final"], "b": ["final", "utterance_end"]})
+    workers = {name: SinkWorker(KeepingSink(name, tmp_path)) for name in ("a", "b")}
+    acked: list[tuple[str, bool]] = []
+
+    def ack(event_id: str) -> Callable[[], None]:
+        def committed() -> None:  # every worker's commit is done by now
+            acked.append((event_id, not any(w._uncommitted for w in workers.values())))
+
+        return committed
+
+    async with asyncio.TaskGroup() as group:
+        for name, worker in workers.items():
+            await worker.open()
+            router.attach(name, worker)
+            group.create_task(worker.run())
+        routing = group.create_task(router.run())
+        events = [transcript("hall", seq, f"word {seq}") for seq in range(5)]
+        for event in events:
+            await router.publish(event, ack(event.id))
+        await router.publish(utterance_end("hall", 9))  # not a final: nothing to acknowledge
+        await wait_until_async(lambda: len(acked) == 5, 20, "every final acknowledged")
+        await router.close()
+        await routing
+        for worker in workers.values():
+            worker.close()
+    assert acked == [(e.id, True) for e in events]  # in order, each after its commits
+
+
+@async_test
+async def test_the_audio_of_a_final_stays_until_it_is_committed() -> None:
+    """A session keeps a final's audio (replay buffer, spool) until the router acknowledges
+    the final: after a crash before that, the audio is still there to transcribe."""
+    held: list[Callable[[], None]] = []
+
+    async def publish(event: AnyEvent, on_commit: Callable[[], None] | None = None) -> None:
+        if on_commit is not None:
+            held.append(on_commit)
+
+    script = Script().say("turn on the lights").say("close the door")
+    async with DeepgramTestServer() as dg:
+        session = make_session(dg, MemorySource(script.pcm()), publish)  # type: ignore[arg-type]
+        await session.run()
+    buffer = session.buffer
+    assert held
+    assert buffer.covered == buffer.end  # every word transcribed ...
+    assert (buffer.start, buffer.acked) == (0, 0)  # ... and nothing freed yet
+    held[0]()
+    assert 0 < buffer.acked < buffer.end
+    for on_commit in held[1:]:
+        on_commit()
+    assert buffer.acked == buffer.end

@@ -113,12 +113,17 @@ class EventQueue:
         self.acked = acked  # called with the stream offset a committed final covers
         self.dropped_interims = 0
         self.last_final = 0  # stream offset the last final queued covers
-        self._queue: asyncio.Queue[tuple[AnyEvent, int | None] | None] = asyncio.Queue(
+        self._outstanding = 0  # finals published, not acknowledged yet
+        self._silence: int | None = None  # covered by finals without words, after those
+        self._queue: asyncio.Queue[tuple[AnyEvent | None, int | None] | None] = asyncio.Queue(
             EVENT_QUEUE_SIZE
         )
 
     async def emit(self, event: AnyEvent | None) -> None:
-        if event is None:
+        if event is None:  # perhaps a final without words (silence): it covers audio too
+            if self.buffer.covered > self.last_final:
+                self.last_final = self.buffer.covered
+                await self._queue.put((None, self.last_final))
             return
         if event.kind == "interim" and self._queue.full():
             self.dropped_interims += 1  # superseded by the final anyway; never block for them
@@ -134,7 +139,23 @@ class EventQueue:
         """The publisher task: until :meth:`close` (after what was queued)."""
         while (item := await self._queue.get()) is not None:
             event, covered = item
-            await self.publish(event, None if covered is None else partial(self.acked, covered))
+            if event is None:  # silence: free it with the finals before it
+                if covered is not None and self._outstanding:
+                    self._silence = covered
+                elif covered is not None:
+                    self.acked(covered)
+            elif covered is None:
+                await self.publish(event, None)
+            else:
+                self._outstanding += 1
+                await self.publish(event, partial(self._committed, covered))
+
+    def _committed(self, covered: int) -> None:
+        self._outstanding -= 1
+        self.acked(covered)
+        if not self._outstanding and self._silence is not None:
+            silence, self._silence = self._silence, None
+            self.acked(silence)
 
     async def close(self) -> None:
         await self._queue.put(None)
