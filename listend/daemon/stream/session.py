@@ -181,8 +181,8 @@ class StreamSession:
         if self.keeper is None or self.recovering is not None:
             return
         for index, run in enumerate(await self.keeper.spool.load()):
-            if run is self.keeper.run or self._stop.is_set():
-                continue
+            if self._stop.is_set():
+                break
             log.info("source %s: transcribing %.1fs of spooled audio", self.name, run.seconds)
             self._recovery = StreamSession(
                 name=self.name,
@@ -193,6 +193,7 @@ class StreamSession:
                 endpoint=self.endpoint,
                 publish=self.publish,
                 kinds=self._kinds,
+                fallback=None if self.fallback is None else self.fallback.local,
                 spool=self.keeper.spool,
                 recovering=run,
             )

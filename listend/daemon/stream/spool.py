@@ -108,9 +108,10 @@ class Spool:
 
     @classmethod
     def of_source(cls, state_dir: Path, source: Source, max_mb: float) -> Spool | None:
-        """The spool of ``source`` under ``state_dir`` (None: ``spool_max_mb: 0``)."""
+        """The spool of ``source`` under ``state_dir``. None with ``spool_max_mb: 0``, and for
+        a source that is not live: it reads its audio again from the start when restarted."""
         max_bytes = int(max_mb * 1024 * 1024)
-        if not max_bytes:
+        if not max_bytes or not source.realtime:
             return None
         return cls(spool_dir(state_dir, source.name), source.audio_format, max_bytes=max_bytes)
 
@@ -135,6 +136,8 @@ class Spool:
         runs = await self._call(_load_runs, self.directory)
         usable = []
         for run in runs:
+            if any(known.epoch == run.epoch for known in self._runs):
+                continue  # this process's own (a live run spooling now)
             if run.format != self.format:
                 log.error(
                     "spool %s: %.1fs of audio from run %d in another format (%s): discarded",
