@@ -19,6 +19,7 @@ import pytest
 from listend.testing import Script, running_server
 from tests.support.cli import DaemonProcess
 from tests.support.mqtt import Subscriber
+from tests.support.sessions import config_text
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -28,25 +29,9 @@ DEADLINE = 120.0
 
 
 def config(tmp_path: Path, dg_url: str, wav: Path, sink: str, device: str = "box") -> Path:
-    path = tmp_path / f"{wav.stem}.yaml"
-    path.write_text(
-        f"""\
-device: {device}
-state_dir: {tmp_path / "state"}
-deepgram:
-  url: {dg_url}
-  api_key: $env:DG_TEST_KEY
-  options: {{model: nova-3}}
-sources:
-  hall:
-    type: file
-    path: {wav}
-    realtime: true
-sinks:
-{sink}
-""",
-        encoding="utf-8",
-    )
+    path = tmp_path / f"{wav.stem}.yaml"  # state_dir: tmp_path / "state", for both runs
+    text = config_text(dg_url, wav, extra_source="    realtime: true\n", sink=sink, device=device)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -159,9 +159,11 @@ def covers(ranges: Sequence[tuple[int, int]], total: int) -> bool:
     return reached >= total
 
 
-def config_text(dg_url: str, wav: Path, *, extra_source: str = "", sink: str = "") -> str:
+def config_text(
+    dg_url: str, wav: Path, *, extra_source: str = "", sink: str = "", device: str = "test-box"
+) -> str:
     return f"""\
-device: test-box
+device: {device}
 state_dir: {wav.parent / "state"}
 deepgram:
   url: {dg_url}
