@@ -75,7 +75,7 @@ def test_audio_of_an_outage_survives_sigkill_and_is_delivered_once_after_restart
     spool interval) is delivered exactly once, with its original time, marked recovered."""
     script = Script().generate(30, seed=15)
     wav = script.write_wav(tmp_path / "speech.wav")
-    after = Script().silence(0.5).say("good night").write_wav(tmp_path / "after.wav")
+    after = Script().silence(0.5).say("zebra crossing").write_wav(tmp_path / "after.wav")
     out = tmp_path / "out.jsonl"
     sink = f"  out: {{type: file, path: {out}, format: jsonl}}"
     with running_server() as dg:
@@ -97,7 +97,7 @@ def test_audio_of_an_outage_survives_sigkill_and_is_delivered_once_after_restart
         daemon = start(config(tmp_path, dg.url, after, sink), dg.api_key, tmp_path / "2.log")
         try:
             wait_until(
-                lambda: "good" in [w for w, _, _ in words_of(jsonl(out))], DEADLINE, "live words"
+                lambda: "zebra" in [w for w, _, _ in words_of(jsonl(out))], DEADLINE, "live words"
             )
         finally:
             code = daemon.terminate()
@@ -126,7 +126,7 @@ def test_sigkill_at_a_random_instant_loses_no_word_older_than_a_second(
     while script.duration < 20:  # short utterances: Deepgram finalizes at each endpoint
         script.say(" ".join(rng.choice(["lights", "door", "music", "timer"]) for _ in range(2)))
     wav = script.write_wav(tmp_path / "speech.wav")
-    after = Script().silence(0.5).say("good night").write_wav(tmp_path / "after.wav")
+    after = Script().silence(0.5).say("zebra crossing").write_wav(tmp_path / "after.wav")
     device = f"d{uuid.uuid4().hex[:10]}"
     sink = f"  broker: {{type: mqtt, host: 127.0.0.1, port: {mosquitto_port}}}"
     sub = Subscriber(mosquitto_port, [f"listend/{device}/hall/transcript"])
@@ -147,7 +147,7 @@ def test_sigkill_at_a_random_instant_loses_no_word_older_than_a_second(
         daemon = start(path, dg.api_key, tmp_path / "2.log")
         try:
             sub.wait_for(
-                lambda m: any(b'"good"' in x.payload for x in m), DEADLINE, "the restarted run"
+                lambda m: any(b'"zebra"' in x.payload for x in m), DEADLINE, "the restarted run"
             )
         finally:
             code = daemon.terminate()
