@@ -8,6 +8,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from listend.daemon.delivery.router import Router
 from listend.daemon.delivery.worker import SinkWorker
 from listend.daemon.events import AnyEvent
@@ -180,3 +182,24 @@ async def test_the_audio_of_a_final_stays_until_it_is_committed() -> None:
     for on_commit in held[1:]:
         on_commit()
     assert buffer.acked == buffer.end
+
+
+@async_test
+async def test_audio_that_does_not_fit_in_the_spool_is_logged_and_counted(tmp_path, caplog) -> None:
+    script = Script().say("turn on the kitchen lights", then_silence=1.0).say("open the door")
+    async with DeepgramTestServer() as dg:
+        dg.faults.refuse(10_000)
+        spool = Spool(tmp_path / "hall", FMT, max_bytes=FMT.bytes_per_second)  # one second
+        session = make_session(
+            dg, MemorySource(script.pcm()), Collector(), finalize_timeout=0.5, spool=spool
+        )
+        running = asyncio.create_task(session.run())
+        await wait_until_async(lambda: session.stats.unspooled_seconds > 0, 30, "an overflow")
+        session.stop()
+        await running
+    assert "the spool is full (spool_max_mb)" in caplog.text
+    seconds = script.duration - 1.0
+    assert session.stats.unspooled_seconds == pytest.approx(seconds, abs=0.01)
+    assert f"{seconds:.1f}s of audio did not fit in the spool" in caplog.text
+    (run,) = await Spool(tmp_path / "hall", FMT, max_bytes=1).load()
+    assert run.size == FMT.bytes_per_second
