@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from wyoming.audio import AudioStop
+from wyoming.audio import AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.info import Describe, Info
 
@@ -13,6 +13,7 @@ from listend.testing import DeepgramTestServer, Script
 from tests.support.waiting import async_test, wait_until_async
 from tests.support.wyoming import (
     engine_at,
+    read_answer,
     send_audio,
     transcribe,
     wyoming_config,
@@ -130,9 +131,16 @@ async def test_a_client_leaving_mid_request_leaves_nothing_behind(tmp_path):
 @async_test
 async def test_audio_stop_without_a_request_is_ignored_and_bad_audio_is_refused(tmp_path):
     async with DeepgramTestServer() as dg, wyoming_daemon(wyoming_config(tmp_path, dg)) as daemon:
-        async with AsyncTcpClient("127.0.0.1", daemon.wyoming.port) as client:
+        port = daemon.wyoming.port
+        async with AsyncTcpClient("127.0.0.1", port) as client:
             await client.write_event(AudioStop().event())
             await client.write_event(Describe().event())
             event = await client.read_event()
             assert event is not None
             assert event.type == "info"
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(AudioStart(rate=16000, width=1, channels=1).event())
+            answer = await read_answer(client)
+        assert answer.error is not None
+        assert "unsupported audio" in answer.error
+        assert not dg.connections  # nothing was sent, nothing billed
