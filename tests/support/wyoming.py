@@ -28,7 +28,12 @@ CHUNK = 2048  # bytes: 64 ms, about what Home Assistant sends
 
 
 def wyoming_config(
-    tmp_path: Path, dg: DeepgramTestServer, *, wyoming: str = "", deepgram: str = ""
+    tmp_path: Path,
+    dg: DeepgramTestServer,
+    *,
+    wyoming: str = "",
+    deepgram: str = "",
+    zeroconf: bool = False,
 ) -> Path:
     path = tmp_path / "listend.yaml"
     key = tmp_path / "deepgram.key"
@@ -42,7 +47,7 @@ deepgram:
   options: {{model: nova-3}}
 {deepgram}wyoming:
   listen: 127.0.0.1:{free_port()}
-  zeroconf: false
+  zeroconf: {str(zeroconf).lower()}
 {wyoming}""")
     return path
 

@@ -63,7 +63,7 @@ async def advertise(
             interfaces=list(interfaces) if interfaces is not None else InterfaceChoice.All,
             ip_version=IPVersion.All if v6 else IPVersion.V4Only,
         )
-        await zc.async_register_service(info)
+        await (await zc.async_register_service(info))  # the second await: the announcements
     except OSError as exc:
         log.warning("wyoming: cannot advertise over zeroconf (%s); add it by host and port", exc)
         if zc is not None:
@@ -75,5 +75,5 @@ async def advertise(
         yield zc
     finally:
         if zc is not None:
-            await zc.async_unregister_service(info)
+            await (await zc.async_unregister_service(info))  # goodbyes sent before closing
             await zc.async_close()

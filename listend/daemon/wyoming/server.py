@@ -91,6 +91,8 @@ class WyomingServer:
 
     async def _serve(self, server: asyncio.Server) -> None:
         self.port = server.sockets[0].getsockname()[1]
+        log.info("wyoming: serving speech-to-text on %s:%d", self.host, self.port)
+        self.serving.set()  # clients by host and port need not wait for the announcement
         async with contextlib.AsyncExitStack() as stack:
             if self.config.zeroconf:
                 address = advertised_address(self.host)
@@ -98,8 +100,6 @@ class WyomingServer:
                 await stack.enter_async_context(
                     advertise(record, interfaces=self.zeroconf_interfaces)
                 )
-            log.info("wyoming: serving speech-to-text on %s:%d", self.host, self.port)
-            self.serving.set()
             await asyncio.Future()  # until cancelled
 
     async def _connection(
