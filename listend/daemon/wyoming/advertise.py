@@ -63,17 +63,17 @@ async def advertise(
             interfaces=list(interfaces) if interfaces is not None else InterfaceChoice.All,
             ip_version=IPVersion.All if v6 else IPVersion.V4Only,
         )
-        await (await zc.async_register_service(info))  # the second await: the announcements
+        announcing = await zc.async_register_service(info)
     except OSError as exc:
         log.warning("wyoming: cannot advertise over zeroconf (%s); add it by host and port", exc)
         if zc is not None:
             await zc.async_close()
-        zc = None
-    else:
+        yield None
+        return
+    try:  # from here on a stop, even during the announcements, sends the goodbyes
+        await announcing
         log.info("wyoming: advertised as %s", info.name)
-    try:
         yield zc
     finally:
-        if zc is not None:
-            await (await zc.async_unregister_service(info))  # goodbyes sent before closing
-            await zc.async_close()
+        await (await zc.async_unregister_service(info))
+        await zc.async_close()
