@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,7 @@ class Answer:
     """What came back for one request, in order."""
 
     events: list[Event] = field(default_factory=list)
+    latency: float | None = None  # seconds from audio-stop sent to the transcript received
 
     @property
     def types(self) -> list[str]:
@@ -125,29 +127,40 @@ class Answer:
         return None
 
 
-async def send_audio(client: AsyncTcpClient, pcm: bytes, *, language: str | None = "en") -> None:
+async def send_audio(
+    client: AsyncTcpClient, pcm: bytes, *, language: str | None = "en", realtime: bool = False
+) -> None:
+    """``transcribe``, ``audio-start`` and the chunks (paced like a microphone if ``realtime``)."""
     await client.write_event(Transcribe(language=language).event())
     await client.write_event(AudioStart(rate=RATE, width=WIDTH, channels=CHANNELS).event())
+    started = time.perf_counter()
     for offset in range(0, len(pcm), CHUNK):
-        chunk = AudioChunk(
-            rate=RATE, width=WIDTH, channels=CHANNELS, audio=pcm[offset : offset + CHUNK]
-        )
+        piece = pcm[offset : offset + CHUNK]
+        chunk = AudioChunk(rate=RATE, width=WIDTH, channels=CHANNELS, audio=piece)
         await client.write_event(chunk.event())
+        if realtime:
+            due = started + (offset + len(piece)) / (RATE * WIDTH * CHANNELS)
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
 
 
-async def read_answer(client: AsyncTcpClient) -> Answer:
-    """Events until ``transcript-stop`` (or an error, or the server closing)."""
+async def read_answer(client: AsyncTcpClient, since: float | None = None) -> Answer:
+    """Events until ``transcript-stop`` (or an error, or the server closing); the latency of
+    the transcript is measured from ``since`` (a ``time.perf_counter()``)."""
     answer = Answer()
     while (event := await client.read_event()) is not None:
         answer.events.append(event)
+        if since is not None and Transcript.is_type(event.type):
+            answer.latency = time.perf_counter() - since
         if TranscriptStop.is_type(event.type) or Error.is_type(event.type):
             break
     return answer
 
 
-async def transcribe(port: int, pcm: bytes, *, language: str | None = "en") -> Answer:
+async def transcribe(
+    port: int, pcm: bytes, *, language: str | None = "en", realtime: bool = False
+) -> Answer:
     """One request as Home Assistant makes it: transcribe, audio-start/chunks/stop, the answer."""
     async with AsyncTcpClient("127.0.0.1", port) as client:
-        await send_audio(client, pcm, language=language)
+        await send_audio(client, pcm, language=language, realtime=realtime)
         await client.write_event(AudioStop().event())
-        return await read_answer(client)
+        return await read_answer(client, since=time.perf_counter())
