@@ -16,7 +16,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from deepgram import AsyncDeepgramClient
@@ -28,6 +28,7 @@ from listend.daemon.plugin.source import Source
 from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.outage import Outage
+from listend.daemon.stream.capture import Capture
 from listend.daemon.stream.connection import SessionLink, StreamConnection
 from listend.daemon.stream.deepgram import (
     StreamError,
@@ -41,7 +42,7 @@ from listend.daemon.stream.fallback import Fallback
 from listend.daemon.stream.replay import ReplayBuffer
 from listend.daemon.stream.results import EventFactory
 from listend.daemon.stream.stats import SessionStats
-from listend.daemon.stream.voice_gate import Passage, VoiceGate
+from listend.daemon.stream.voice_gate import VoiceGate
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class StreamSession:
         if self.fallback is not None and local is not None:
             self._clients[self.fallback.local.url] = local
         self.stats = SessionStats()
-        self.failure: ListendError | None = None  # why the source stopped, if it had to
+        self._failure: ListendError | None = None  # a fatal stream error
         self.dropped_interims = 0
         self.backoff = Backoff()  # the shared retry policy; replaceable (tests use short delays)
         self.outage = Outage(
@@ -103,6 +104,7 @@ class StreamSession:
         self.buffer = ReplayBuffer(self.format, deepgram.replay_buffer_seconds)
         vad = source.vad
         self.gate = VoiceGate(self.format, vad, name) if vad is not None and vad.enabled else None
+        self.capture = Capture(name, source, self.buffer, self.stats, self.gate)
         self.factory = EventFactory(
             device=device,
             source=name,
@@ -116,6 +118,19 @@ class StreamSession:
     def wants_interims(self) -> bool:
         """Whether any sink receives interim results (if not, they are never built)."""
         return self._kinds is None or "interim" in self._kinds()
+
+    @property
+    def failure(self) -> ListendError | None:
+        """Why the source stopped, if it had to (the source's error, or a fatal stream one)."""
+        return self._failure or self.capture.failure
+
+    @property
+    def paused(self) -> bool:
+        return self.capture.paused
+
+    def pause(self, paused: bool) -> None:  # noqa: FBT001 - a switch
+        """Paused: the source is read but nothing is streamed (nor billed) until resumed."""
+        self.capture.paused = paused
 
     @property
     def stopping(self) -> bool:
@@ -139,7 +154,7 @@ class StreamSession:
         tag = f"listend[source:{self.name}]"
         try:
             async with asyncio.TaskGroup() as group:
-                self._capture_task = group.create_task(self._capture(), name=f"{tag}.capture")
+                self._capture_task = group.create_task(self.capture.run(), name=f"{tag}.capture")
                 if self._stop.is_set():
                     self._capture_task.cancel()
                 publisher = group.create_task(self._publish_events(), name=f"{tag}.publish")
@@ -167,42 +182,6 @@ class StreamSession:
                 break
 
     # -- capture and publish ------------------------------------------------------------
-
-    async def _capture(self) -> None:
-        stream = self.source.stream()
-        gate = self.gate
-        try:
-            async for chunk in stream:
-                if not chunk:
-                    continue  # an empty frame would close Deepgram's stream
-                self.stats.audio_seconds_captured += self.buffer.to_seconds(len(chunk))
-                if gate is None:
-                    await self._keep(chunk)
-                else:
-                    await self._keep_gated(gate.feed(chunk))
-        except ListendError as exc:
-            log.error("source %s failed: %s", self.name, exc)  # noqa: TRY400 - a user error
-            self.failure = exc
-        finally:
-            if isinstance(stream, AsyncGenerator):
-                await stream.aclose()
-            if gate is not None:
-                await self._keep_gated(gate.flush())
-            await self.buffer.finish()
-
-    async def _keep(self, audio: bytes, at: int | None = None) -> None:
-        """Into the replay buffer (``at``: its source offset, when the gate skipped audio)."""
-        if not self.live and self.buffer.full():
-            await self.buffer.wait_for_room()
-        await self.buffer.append(audio, at)
-        self.stats.audio_seconds_gated_in += self.buffer.to_seconds(len(audio))
-
-    async def _keep_gated(self, passages: list[Passage]) -> None:
-        for passage in passages:
-            if passage.audio:
-                await self._keep(passage.audio, passage.offset)
-            if passage.closes:
-                await self.buffer.pause()
 
     async def _publish_events(self) -> None:
         while (event := await self._events.get()) is not None:
@@ -236,7 +215,7 @@ class StreamSession:
                 self.stats.connected = False
                 self.stats.first_attempt.set()
                 if not failure.retry:
-                    self.failure = failure.error
+                    self._failure = failure.error
                     return
                 outage.failed(str(failure))
                 if self._falling_back(endpoint, failure):
