@@ -23,6 +23,7 @@ from listend.daemon.errors import AuthError, ListendError, PluginError
 from listend.daemon.plugin.manager import PluginHost
 from listend.daemon.plugin.sink import Sink
 from listend.daemon.plugin.source import PluginContext, Source
+from listend.daemon.service.control import Controls
 from listend.daemon.service.drain import drain, settle
 from listend.daemon.service.local_engine import LocalEndpoint, LocalEngineFactory, no_local_engine
 from listend.daemon.service.metrics import Metrics, SinkState, status_line
@@ -60,7 +61,9 @@ class Daemon:
         self.reload_config = reload_config
         self.on_reloaded = on_reloaded
         self.notifier = notifier or Notifier({})
-        self.context = PluginContext(device=config.device, state_dir=config.state_dir)
+        depths = lambda: {name: worker.depth() for name, worker in self.workers.items()}  # noqa: E731
+        self.control = Controls(config.state_dir, lambda: self.sessions, depths)
+        self.context = PluginContext(config.device, config.state_dir, control=self.control)
         self.router = Router(*routes_of(config))
         self.sinks: dict[str, Sink] = {}
         self.workers: dict[str, SinkWorker] = {}
@@ -153,7 +156,7 @@ class Daemon:
 
     def make_session(self, config: ListendConfig, name: str) -> StreamSession:
         cfg = config.sources[name]
-        return new_session(
+        session = new_session(
             config,
             name=name,
             source=self.make_source(config, name),
@@ -163,6 +166,8 @@ class Daemon:
             publish=self.router.publish,
             kinds=functools.partial(self.router.kinds_for, name),
         )
+        session.pause(name in self.control.paused)  # muted stays muted across restarts
+        return session
 
     def start_worker(self, name: str, worker: SinkWorker) -> None:
         """Route to an (opened) worker and run it."""
