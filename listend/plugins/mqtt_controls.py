@@ -41,17 +41,19 @@ class Controls:
         self.sources = sources
         self.qos = qos
         self.interval = interval
+        self._shown: set[str] = set()  # sources whose switch state this connection has
 
     async def announce(self, conn: MqttConnection) -> None:
         """On every (re)connect: take commands, show every switch as it is now."""
+        self._shown.clear()
         await conn.subscribe(self.topics.commands, qos=1)
-        waiters = [self._publish_switch(conn, source) for source in self.sources()]
-        await conn.wait_acks([w for w in waiters if w is not None])
+        await conn.wait_acks(self._publish_diagnostics(conn))
 
     def _publish_switch(self, conn: MqttConnection, source: str) -> asyncio.Future[None] | None:
         status = self.control.stream_status(source)
-        if status is None:
+        if status is None:  # not running (yet: the sinks start before the sources)
             return None
+        self._shown.add(source)
         state = OFF if status.paused else ON
         return conn.publish_nowait(self.topics.switch(source), state, qos=self.qos, retain=True)
 
@@ -75,7 +77,11 @@ class Controls:
         return True
 
     def _publish_diagnostics(self, conn: MqttConnection) -> list[asyncio.Future[None]]:
-        waiters = []
+        waiters = [
+            self._publish_switch(conn, source)
+            for source in self.sources()
+            if source not in self._shown
+        ]
         for source in self.sources():
             status = self.control.stream_status(source)
             if status is not None:
