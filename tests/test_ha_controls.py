@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from listend.daemon.config.loader import load_config
+from listend.daemon.events import to_json
 from listend.daemon.plugin.control import StreamStatus
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.source import PluginContext
@@ -17,6 +18,7 @@ from listend.daemon.service.daemon import Daemon
 from listend.plugins.ha_controls import diagnostics_payload
 from listend.plugins.mqtt_sink import MqttSink, MqttSinkConfig
 from listend.testing import DeepgramTestServer, Script
+from tests.support.events import transcript
 from tests.support.homeassistant import COMMON, DEVICE_KEYS, ID, SENSOR_KEYS, render
 from tests.support.mqtt import Subscriber
 from tests.support.waiting import async_test, wait_until_async
@@ -192,3 +194,10 @@ async def test_the_switch_pauses_the_source_and_survives_a_restart(mosquitto_por
         for topic in {*topics, f"ha{device}/device/listend_{device}/config"}:
             cleaner.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
         sub.close()
+
+
+def test_event_times_are_written_to_the_millisecond():
+    event = transcript("hall", 1, "hello there", device="kiosk-1")
+    noisy = event.model_copy(update={"start": 4.4399999999999995, "end": 5.1000000000000005})
+    payload = json.loads(to_json(noisy))
+    assert (payload["start"], payload["end"]) == (4.44, 5.1)
