@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from listend.daemon.plugin.control import StreamStatus
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.source import PluginContext
 from listend.daemon.service.daemon import Daemon
+from listend.plugins.captions_sink import CaptionsSink, CaptionsSinkConfig
 from listend.plugins.ha_controls import diagnostics_payload
 from listend.plugins.mqtt_sink import MqttSink, MqttSinkConfig
 from listend.testing import DeepgramTestServer, Script
@@ -72,6 +74,9 @@ class StaticControl:
     def outbox_depth(self, sink):
         return 3
 
+    def page_url(self):
+        return "http://kiosk-1:8080/"
+
 
 def test_switch_and_diagnostics_discovery_render_as_home_assistant_reads_them():
     config = MqttSinkConfig.model_validate(
@@ -114,6 +119,10 @@ def test_switch_and_diagnostics_discovery_render_as_home_assistant_reads_them():
     assert render(depth["value_template"], json.dumps({"outbox_depth": 3})) == "3"
     unknown = diagnostics_payload(StreamStatus(False, "local", None, 0.0, True))
     assert render(components["hall_last_final_age"]["value_template"], unknown) == "None"
+    # without the option, the link is the captions page the daemon serves
+    plain = MqttSinkConfig.model_validate({"type": "mqtt", "homeassistant": {}})
+    [(_topic, payload)] = MqttSink("broker", plain, context)._discovery_messages()
+    assert json.loads(payload)["device"]["configuration_url"] == "http://kiosk-1:8080/"
     ids = [c["unique_id"] for c in components.values()]
     assert len(set(ids)) == len(ids)
     assert all(ID.match(i) for i in ids)
@@ -201,3 +210,13 @@ def test_event_times_are_written_to_the_millisecond():
     noisy = event.model_copy(update={"start": 4.4399999999999995, "end": 5.1000000000000005})
     payload = json.loads(to_json(noisy))
     assert (payload["start"], payload["end"]) == (4.44, 5.1)
+
+
+def test_the_captions_page_link_is_one_other_machines_can_open():
+    def page(listen: str) -> str | None:
+        config = CaptionsSinkConfig.model_validate({"type": "captions", "listen": listen})
+        return CaptionsSink("screen", config, PluginContext("kiosk-1", Path("/x"))).page_url()
+
+    assert page("127.0.0.1:8080") is None  # loopback: only this machine could open it
+    assert page("192.0.2.5:8080") == "http://192.0.2.5:8080/"
+    assert page("0.0.0.0:8080") == f"http://{socket.gethostname()}:8080/"

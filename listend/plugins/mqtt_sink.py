@@ -251,7 +251,12 @@ class MqttSink(Sink):
             return []
         discovery = self.discovery
         if self.controls is not None:  # every sink's outbox, as the daemon runs them now
-            discovery = dataclasses.replace(discovery, sinks=tuple(self.controls.control.sinks()))
+            control = self.controls.control
+            discovery = dataclasses.replace(
+                discovery,
+                sinks=tuple(control.sinks()),
+                configuration_url=discovery.configuration_url or control.page_url(),
+            )
         return discovery.messages(self._sources)
 
     def _on_message(self, topic: str, payload: bytes) -> None:

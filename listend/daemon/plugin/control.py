@@ -43,3 +43,7 @@ class DaemonControl(Protocol):
     def outbox_depth(self, sink: str) -> int | None:
         """Events waiting in a sink's outbox; None for a sink that does not run."""
         ...
+
+    def page_url(self) -> str | None:
+        """The captions page (the first sink serving a page to other machines), if any."""
+        ...

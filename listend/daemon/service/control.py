@@ -10,25 +10,28 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
+from listend.daemon.delivery.worker import SinkWorker
 from listend.daemon.plugin.control import StreamStatus
 from listend.daemon.stream.session import StreamSession
 
 log = logging.getLogger(__name__)
 
 
+class Running(Protocol):
+    """What runs in the daemon (the :class:`~listend.daemon.service.daemon.Daemon`)."""
+
+    sessions: dict[str, StreamSession]
+    workers: dict[str, SinkWorker]
+
+
 class Controls:
-    def __init__(
-        self,
-        state_dir: Path,
-        sessions: Callable[[], Mapping[str, StreamSession]],
-        depths: Callable[[], Mapping[str, int]],
-    ) -> None:
+    def __init__(self, state_dir: Path, running: Running) -> None:
         self.path = state_dir / "paused.json"
-        self._sessions = sessions
-        self._depths = depths
+        self.running = running
         self.paused: set[str] = self._load()
         self._today: dict[str, tuple[dt.date, float]] = {}  # source -> (day, sent at its start)
 
@@ -52,13 +55,13 @@ class Controls:
             log.warning("cannot keep the paused sources in %s: %s", self.path, exc)
 
     def sources(self) -> Sequence[str]:
-        return sorted(self._sessions())
+        return sorted(self.running.sessions)
 
     def sinks(self) -> Sequence[str]:
-        return sorted(self._depths())
+        return sorted(self.running.workers)
 
     def stream_status(self, source: str) -> StreamStatus | None:
-        session = self._sessions().get(source)
+        session = self.running.sessions.get(source)
         if session is None:
             return None
         stats = session.stats
@@ -80,7 +83,7 @@ class Controls:
         return sent - base
 
     def set_paused(self, source: str, paused: bool) -> bool:  # noqa: FBT001 - a switch
-        session = self._sessions().get(source)
+        session = self.running.sessions.get(source)
         if session is None:
             return False
         if session.paused != paused:
@@ -93,4 +96,9 @@ class Controls:
         return True
 
     def outbox_depth(self, sink: str) -> int | None:
-        return self._depths().get(sink)
+        worker = self.running.workers.get(sink)
+        return None if worker is None else worker.depth()
+
+    def page_url(self) -> str | None:
+        pages = (w.sink.page_url() for _, w in sorted(self.running.workers.items()))
+        return next((url for url in pages if url is not None), None)

@@ -61,8 +61,7 @@ class Daemon:
         self.reload_config = reload_config
         self.on_reloaded = on_reloaded
         self.notifier = notifier or Notifier({})
-        depths = lambda: {name: worker.depth() for name, worker in self.workers.items()}  # noqa: E731
-        self.control = Controls(config.state_dir, lambda: self.sessions, depths)
+        self.control = Controls(config.state_dir, self)
         self.context = PluginContext(config.device, config.state_dir, control=self.control)
         self.router = Router(*routes_of(config))
         self.sinks: dict[str, Sink] = {}
