@@ -4,11 +4,18 @@ whose Deepgram is the test server (scripted speech, so transcripts are exact).""
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 
+import pytest
 from wyoming.audio import AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.info import Describe, Info
 
+from listend.daemon.config.loader import load_config
+from listend.daemon.errors import ListendError
+from listend.daemon.plugin.manager import load_plugins
+from listend.daemon.service.daemon import Daemon
 from listend.testing import DeepgramTestServer, Script
 from tests.support.waiting import async_test, wait_until_async
 from tests.support.wyoming import (
@@ -144,3 +151,21 @@ async def test_audio_stop_without_a_request_is_ignored_and_bad_audio_is_refused(
         assert answer.error is not None
         assert "unsupported audio" in answer.error
         assert not dg.connections  # nothing was sent, nothing billed
+
+
+@async_test
+async def test_a_port_in_use_is_a_clear_startup_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with DeepgramTestServer() as dg:
+            config = wyoming_config(tmp_path, dg)
+            config.write_text(
+                re.sub(r"listen: 127\.0\.0\.1:\d+", f"listen: 127.0.0.1:{port}", config.read_text())
+            )
+            host = load_plugins()
+            daemon = Daemon(load_config(config, host), host)
+            with pytest.raises(BaseExceptionGroup) as caught:
+                await asyncio.wait_for(daemon.run(), 30)
+    assert caught.group_contains(ListendError, match=f"wyoming: cannot listen on 127.0.0.1:{port}")
