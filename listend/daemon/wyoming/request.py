@@ -64,10 +64,13 @@ class Request:
         if not isinstance(event, TranscriptEvent) or not event.is_final or not event.text:
             return
         self._texts.append(event.text)
-        if not self._started:
-            self._started = True
-            await self._send(TranscriptStart(language=self.language).event())
-        await self._send(TranscriptChunk(text=event.text).event())
+        try:
+            if not self._started:
+                self._started = True
+                await self._send(TranscriptStart(language=self.language).event())
+            await self._send(TranscriptChunk(text=event.text).event())
+        except ConnectionError as exc:  # the client left: its connection cancels this request
+            log.debug("%s: transcript-chunk not sent: %s", self.name, exc)
 
     async def answer(self, within: float) -> None:
         """``audio-stop``: end the audio, wait for the session's last final, send the answer."""
@@ -100,5 +103,9 @@ class Request:
 
     async def cancel(self) -> None:
         """The client went away mid-request: end the session now, nothing left running."""
-        if self._task is not None:
+        if self._task is None:
+            return
+        try:
             await cancel_and_wait(self._task)
+        except Exception:  # the session failed before the cancel: nobody to answer now
+            log.exception("%s: the stream failed", self.name)
