@@ -90,6 +90,10 @@ class Sink(ABC):
         """Whether the sink can deliver right now (for /readyz)."""
         return True
 
+    def page_url(self) -> str | None:
+        """A page people open for this sink (the captions page), e.g. Home Assistant's link."""
+        return None
+
     @property
     def outbox_options(self) -> OutboxOptions:
         """How the daemon's durable outbox for this sink behaves (its ``outbox:`` key)."""
