@@ -32,6 +32,7 @@ from listend.daemon.events import (
     from_json,
     to_json,
 )
+from listend.daemon.plugin.control import DaemonControl, StreamStatus
 from listend.daemon.plugin.hookspecs import RegisterSink, RegisterSource, hookimpl
 from listend.daemon.plugin.sink import (
     DeliveryError,
@@ -63,6 +64,7 @@ __all__ = [
     "Backoff",
     "ConfigError",
     "ConfigPath",
+    "DaemonControl",
     "DeliveryError",
     "EventKind",
     "ListendError",
@@ -86,6 +88,7 @@ __all__ = [
     "SourceInterrupted",
     "SpeechStartedEvent",
     "StreamOptions",
+    "StreamStatus",
     "TranscriptEvent",
     "UtteranceEndEvent",
     "VadConfig",

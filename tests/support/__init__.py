@@ -13,5 +13,7 @@
 - engine: LoopThread, warm_up (the local engine fixtures' machinery)
 - evaluation: normalize, word_errors, word_error_rate, synthesize (WER of the local engine)
 - captions, browser: the captions page tests (headless Chromium over DevTools)
+- homeassistant: the keys HA's MQTT platforms accept, render (templates as HA renders them)
+- wyoming: wyoming_daemon, transcribe, Answer (the Wyoming server as Home Assistant uses it)
 - fake_mic, source_harness: the microphone tests (ALSA FIFO device, sources in a subprocess)
 """

@@ -127,6 +127,46 @@ def split_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class WyomingConfig(BaseModel):
+    """The opt-in Wyoming speech-to-text server (Home Assistant's Assist)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = Field(
+        default="0.0.0.0:10300",
+        description="HOST:PORT to serve Wyoming on (10300 by convention)",
+    )
+    zeroconf: bool = Field(
+        default=True, description="advertise _wyoming._tcp.local. so Home Assistant discovers it"
+    )
+    name: str | None = Field(
+        default=None, description="zeroconf service name (default: listend-DEVICE)"
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        min_length=1,
+        description="languages offered to Home Assistant; the first is the default",
+    )
+    stream: StreamOptions = Field(
+        default_factory=StreamOptions,
+        description="Deepgram stream options overriding deepgram.options for Wyoming requests",
+    )
+    fallback: Literal["local"] | None = Field(
+        default=None, description="use the local engine while Deepgram is unreachable"
+    )
+    answer_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        description="seconds from audio-stop to the transcript before the request fails",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+
 class PluginsConfig(BaseModel):
     """Which installed plugins not to load; read before the others, as they shape the schema."""
 
@@ -163,6 +203,9 @@ class ListendConfig(BaseModel):
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     health: HealthConfig | None = Field(
         default=None, description="HTTP health and metrics endpoint; off unless set"
+    )
+    wyoming: WyomingConfig | None = Field(
+        default=None, description="Wyoming speech-to-text server for Home Assistant; off unless set"
     )
     drain_timeout: float = Field(
         default=15.0,

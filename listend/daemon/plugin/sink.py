@@ -95,6 +95,10 @@ class Sink(ABC):
         STATUS=; None when it can. The default says only what :meth:`reachable` says."""
         return None if self.reachable() else "unreachable"
 
+    def page_url(self) -> str | None:
+        """A page people open for this sink (the captions page), e.g. Home Assistant's link."""
+        return None
+
     @property
     def outbox_options(self) -> OutboxOptions:
         """How the daemon's durable outbox for this sink behaves (its ``outbox:`` key)."""

@@ -89,7 +89,7 @@ class StreamSession:
         if self.fallback is not None and local is not None:
             self._clients[self.fallback.local.url] = local
         self.stats = SessionStats(source_problem=source.problem)  # read by /readyz, STATUS=
-        self.failure: ListendError | None = None  # why the source stopped, if it had to
+        self._failure: ListendError | None = None  # a fatal stream error
         self.backoff = Backoff()  # the shared retry policy; replaceable (tests use short delays)
         self.outage = Outage(
             f"source {name}",
@@ -125,6 +125,19 @@ class StreamSession:
         return self._kinds is None or "interim" in self._kinds()
 
     @property
+    def failure(self) -> ListendError | None:
+        """Why the source stopped, if it had to (the source's error, or a fatal stream one)."""
+        return self._failure or self.capture.failure
+
+    @property
+    def paused(self) -> bool:
+        return self.capture.paused
+
+    def pause(self, paused: bool) -> None:  # noqa: FBT001 - a switch
+        """Paused: the source is read but nothing is streamed (nor billed) until resumed."""
+        self.capture.paused = paused
+
+    @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
@@ -150,7 +163,7 @@ class StreamSession:
         keeper = self.keeper
         try:
             async with asyncio.TaskGroup() as group:
-                self._capture_task = group.create_task(self._capture(), name=f"{tag}.capture")
+                self._capture_task = group.create_task(self.capture.run(), name=f"{tag}.capture")
                 if self._stop.is_set():
                     self._capture_task.cancel()
                 publisher = group.create_task(self.events.run(), name=f"{tag}.publish")
@@ -203,10 +216,6 @@ class StreamSession:
 
     # -- capture and publish ------------------------------------------------------------
 
-    async def _capture(self) -> None:
-        await self.capture.run()
-        self.failure = self.failure or self.capture.failure
-
     @property
     def dropped_interims(self) -> int:
         return self.events.dropped_interims
@@ -234,7 +243,7 @@ class StreamSession:
             except StreamError as failure:
                 self.stats.attempt_failed(str(failure))
                 if not failure.retry:
-                    self.failure = failure.error
+                    self._failure = failure.error
                     return
                 outage.failed(str(failure))
                 if self._falling_back(endpoint, failure):
