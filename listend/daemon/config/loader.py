@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from listend.daemon.config.issues import ConfigIssue, ConfigIssuesError, Loc, Positions
@@ -27,6 +26,7 @@ from listend.daemon.config.models import (
     PluginsConfig,
     check_identifier,
 )
+from listend.daemon.config.reading import compose_config, read_config_text
 from listend.daemon.errors import ConfigError
 from listend.daemon.plugin.manager import PluginHost, TypeRegistry
 
@@ -43,13 +43,6 @@ def find_config(explicit: str | None) -> Path:
     return path
 
 
-def read_config_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-
-
 def load_config(path: Path, host: PluginHost) -> ListendConfig:
     """Read, parse and validate ``path``; raise :class:`ConfigIssuesError` listing every problem."""
     return parse_config(read_config_text(path), str(path), host)
@@ -63,7 +56,7 @@ def parse_config_located(
     text: str, filename: str, host: PluginHost
 ) -> tuple[ListendConfig, Positions]:
     """The config and where each of its keys is in ``text``, for checks made after parsing."""
-    data, positions = _compose(text, filename)
+    data, positions = compose_config(text, filename)
     issues = [
         ConfigIssue(p, "duplicate key", m.line + 1, m.column + 1) for p, m in positions.duplicates
     ]
@@ -82,7 +75,7 @@ def parse_config_located(
 
 def read_disabled_plugins(text: str, filename: str) -> list[str]:
     """``plugins.disabled`` alone, read before the plugins are loaded (they shape the schema)."""
-    data, positions = _compose(text, filename)
+    data, positions = compose_config(text, filename)
     if not isinstance(data, dict) or "plugins" not in data:
         return []  # the full parse reports a file that is not a mapping
     try:
@@ -94,19 +87,6 @@ def read_disabled_plugins(text: str, filename: str) -> list[str]:
         ]
         note = "; found in `plugins`, read before loading plugins"
         raise ConfigIssuesError(filename, issues, note=note) from None
-
-
-def _compose(text: str, filename: str) -> tuple[Any, Positions]:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text) if node is not None else {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        issue = ConfigIssue((), f"not valid YAML: {getattr(exc, 'problem', exc)}")
-        if mark is not None:
-            issue = ConfigIssue((), issue.message, mark.line + 1, mark.column + 1)
-        raise ConfigIssuesError(filename, [issue]) from None
-    return data, Positions(node)
 
 
 _Found = list[tuple[Loc, str, bool]]
