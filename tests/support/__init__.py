@@ -14,4 +14,6 @@
 - evaluation: normalize, word_errors, word_error_rate, synthesize (WER of the local engine)
 - captions, browser: the captions page tests (headless Chromium over DevTools)
 - fake_mic, source_harness: the microphone tests (ALSA FIFO device, sources in a subprocess)
+- bounds: every number a config can set (the bounds tests)
+- hostile: hostile config files (bad encodings, bombs, odd keys) for the fuzz and reload tests
 """

@@ -14,6 +14,8 @@ import yaml
 from listend.daemon.errors import ConfigError
 
 Loc = tuple[str | int, ...]
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,17 @@ class Positions:
         self.keys: dict[Loc, yaml.Mark] = {}
         self.values: dict[Loc, yaml.Mark] = {}
         self.duplicates: list[tuple[Loc, yaml.Mark]] = []
+        #: Keys YAML reads as something other than text (``~:`` is null, ``yes:`` true).
+        self.odd_keys: list[tuple[Loc, str, yaml.Mark]] = []
+        #: Text with a NUL character (``"\\0"``): no path, name or URL can hold one.
+        self.nul_values: list[tuple[Loc, yaml.Mark]] = []
         if node is not None:
             self.walk(node)
 
     def walk(self, node: yaml.Node, path: Loc = ()) -> None:
         self.values[path] = node.start_mark
+        if isinstance(node, yaml.ScalarNode) and "\0" in node.value:
+            self.nul_values.append((path, node.start_mark))
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
@@ -68,6 +76,9 @@ class Positions:
                     self.duplicates.append((child, key_node.start_mark))
                 seen.add(key)
                 self.keys[child] = key_node.start_mark
+                if key_node.tag not in (_STR, _MERGE):
+                    kind = key_node.tag.rpartition(":")[2] or key_node.tag
+                    self.odd_keys.append((child, kind, key_node.start_mark))
                 self.walk(value_node, child)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):

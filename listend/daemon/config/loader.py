@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import difflib
 import os
-import types
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from listend.daemon.config.fields import allowed_keys, allowed_range
 from listend.daemon.config.issues import ConfigIssue, ConfigIssuesError, Loc, Positions
 from listend.daemon.config.models import (
     DEFAULT_CONFIG_PATH,
@@ -31,6 +30,13 @@ from listend.daemon.errors import ConfigError
 from listend.daemon.plugin.manager import PluginHost, TypeRegistry
 
 _SECRETISH = ("key", "token", "password", "secret")
+_BOUND_ERRORS = frozenset(
+    ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number")
+)
+_NO_SOURCES = (
+    "no sources: the daemon would have nothing to transcribe (to only deliver what is queued, "
+    "define a source with `enabled: false`)"
+)
 
 
 def find_config(explicit: str | None) -> Path:
@@ -60,6 +66,14 @@ def parse_config_located(
     issues = [
         ConfigIssue(p, "duplicate key", m.line + 1, m.column + 1) for p, m in positions.duplicates
     ]
+    issues.extend(
+        ConfigIssue(p, f"key is read as {kind}, not text; quote it", m.line + 1, m.column + 1)
+        for p, kind, m in positions.odd_keys
+    )
+    issues.extend(
+        ConfigIssue(p, "contains a NUL character", m.line + 1, m.column + 1)
+        for p, m in positions.nul_values
+    )
     if not isinstance(data, dict):
         found = type(data).__name__
         issues.append(ConfigIssue((), f"expected a mapping of settings, found {found}", 1, 1))
@@ -113,6 +127,8 @@ def _validate(data: dict[str, Any], host: PluginHost) -> tuple[ListendConfig | N
                         False,
                     )
                 )
+    if not data.get("sources"):
+        found.append((("sources",), _NO_SOURCES, "sources" not in data))
     if found:
         return None, found
     return config.model_copy(update={"sources": sources, "sinks": sinks}), found
@@ -162,6 +178,9 @@ def _typed_section(
             out[str(name)] = cls.config_model.model_validate(options)
         except ValidationError as exc:
             found.extend(_pydantic_issues(exc, path, cls.config_model))
+        except Exception as exc:  # a plugin validator failing its own way: still a config issue
+            why = f"the {type_name} plugin failed to check these settings: {type(exc).__name__}"
+            found.append((path, f"{why}: {exc}", True))
     return out
 
 
@@ -172,7 +191,7 @@ def _pydantic_issues(
         loc: Loc = (*prefix, *(p for p in error["loc"] if not _is_union_tag(p)))
         kind = error["type"]
         if kind == "extra_forbidden":
-            allowed = _allowed_keys(model, tuple(error["loc"][:-1]))
+            allowed = allowed_keys(model, tuple(error["loc"][:-1]))
             hint = _suggest(str(loc[-1]), allowed)
             yield loc, f"unknown key{hint}; expected one of: {', '.join(allowed)}", True
             continue
@@ -180,10 +199,12 @@ def _pydantic_issues(
         if kind == "missing":
             yield loc, "required key is missing", True
             continue
+        if kind in _BOUND_ERRORS:
+            message += allowed_range(model, tuple(error["loc"]))
         value = error.get("input")
         secret = any(s in str(part).lower() for part in loc for s in _SECRETISH)
         if not secret and isinstance(value, str | int | float | bool) and kind != "value_error":
-            message = f"{message}; found {value!r}"
+            message = f"{message}; found {_shown(value)}"
         yield loc, message, False
 
 
@@ -196,26 +217,7 @@ def _suggest(word: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    current: Any = model
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            current = field.annotation if field else None
-        elif typing.get_origin(current) in (dict, list):
-            current = typing.get_args(current)[-1]
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
-    return []
-
-
-def _unwrap(annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
-    if origin is typing.Annotated:
-        return typing.get_args(annotation)[0]
-    return annotation
+def _shown(value: object, limit: int = 60) -> str:
+    """A found value as the message shows it: a 500 kB scalar must not become a 500 kB line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"

@@ -89,10 +89,10 @@ class _BoundedLoader(yaml.SafeLoader):
         self._expanded = 0
         self._sizes: dict[int, int] = {}
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        mark: yaml.Mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
         if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            node: yaml.Node = super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
             size = self._sizes.get(id(node))
             if size is None:
                 raise _LimitError(
@@ -100,7 +100,6 @@ class _BoundedLoader(yaml.SafeLoader):
                 )
             self._count(size, mark)
             return node
-        mark = self.peek_event().start_mark
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise _LimitError(
