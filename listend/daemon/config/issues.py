@@ -15,6 +15,7 @@ from listend.daemon.errors import ConfigError
 
 Loc = tuple[str | int, ...]
 _STR = "tag:yaml.org,2002:str"
+_LONGEST_MESSAGE = 300
 _MERGE = "tag:yaml.org,2002:merge"
 
 
@@ -27,7 +28,10 @@ class ConfigIssue:
 
     def render(self, filename: str) -> str:
         where = filename if self.line is None else f"{filename}:{self.line}:{self.column}"
-        return f"{where}: {format_path(self.path) or '(top level)'}: {self.message}"
+        message = self.message
+        if len(message) > _LONGEST_MESSAGE:  # it quotes a huge value: show where, not all of it
+            message = f"{message[: _LONGEST_MESSAGE - 5]} ...{message[-2:]}"
+        return f"{where}: {format_path(self.path) or '(top level)'}: {message}"
 
 
 class ConfigIssuesError(ConfigError):

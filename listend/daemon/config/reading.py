@@ -126,7 +126,10 @@ class _BoundedLoader(yaml.SafeLoader):
 
 def compose_config(text: str, filename: str) -> tuple[Any, Positions]:
     """The data in ``text`` and where each key is; one ConfigIssuesError if it is not usable."""
-    loader = _BoundedLoader(text)
+    try:
+        loader = _BoundedLoader(text)  # checks for unprintable characters at once
+    except yaml.YAMLError as exc:
+        raise ConfigIssuesError(filename, [ConfigIssue((), f"not valid YAML: {exc}")]) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else {}
