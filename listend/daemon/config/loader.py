@@ -97,7 +97,9 @@ def read_disabled_plugins(text: str, filename: str) -> list[str]:
     except ValidationError as exc:
         issues = [
             positions.issue(path, message, key=is_key)
-            for path, message, is_key in _pydantic_issues(exc, ("plugins",), PluginsConfig)
+            for path, message, is_key in _pydantic_issues(
+                exc, ("plugins",), PluginsConfig, data["plugins"]
+            )
         ]
         note = "; found in `plugins`, read before loading plugins"
         raise ConfigIssuesError(filename, issues, note=note) from None
@@ -114,7 +116,7 @@ def _validate(data: dict[str, Any], host: PluginHost) -> tuple[ListendConfig | N
     try:
         config = ListendConfig.model_validate(top)
     except ValidationError as exc:
-        found.extend(_pydantic_issues(exc, (), ListendConfig))
+        found.extend(_pydantic_issues(exc, (), ListendConfig, top))
         return None, found
     for name, source in sources.items():
         for index, sink in enumerate(source.sinks or []):
@@ -177,7 +179,7 @@ def _typed_section(
         try:
             out[str(name)] = cls.config_model.model_validate(options)
         except ValidationError as exc:
-            found.extend(_pydantic_issues(exc, path, cls.config_model))
+            found.extend(_pydantic_issues(exc, path, cls.config_model, options))
         except Exception as exc:  # a plugin validator failing its own way: still a config issue
             why = f"the {type_name} plugin failed to check these settings: {type(exc).__name__}"
             found.append((path, f"{why}: {exc}", True))
@@ -185,10 +187,10 @@ def _typed_section(
 
 
 def _pydantic_issues(
-    exc: ValidationError, prefix: Loc, model: type[BaseModel]
+    exc: ValidationError, prefix: Loc, model: type[BaseModel], data: object
 ) -> Iterator[tuple[Loc, str, bool]]:
     for error in exc.errors(include_url=False):
-        loc: Loc = (*prefix, *(p for p in error["loc"] if not _is_union_tag(p)))
+        loc: Loc = (*prefix, *_in_data(error["loc"], data))
         kind = error["type"]
         if kind == "extra_forbidden":
             allowed = allowed_keys(model, tuple(error["loc"][:-1]))
@@ -208,8 +210,22 @@ def _pydantic_issues(
         yield loc, message, False
 
 
-def _is_union_tag(part: str | int) -> bool:
-    return isinstance(part, str) and ("[" in part or part in ("function-after", "function-before"))
+def _in_data(loc: tuple[str | int, ...], data: object) -> Loc:
+    """Pydantic's location less its union tags (``function-after[...]``, ``int``): the parts
+    that are keys or indexes in the data. The last part stays: a key that is not allowed."""
+    out: list[str | int] = []
+    current = data
+    for index, part in enumerate(loc):
+        found = isinstance(current, dict) and part in current
+        found = found or (
+            isinstance(current, list) and isinstance(part, int) and part < len(current)
+        )
+        if found:
+            current = current[part]  # type: ignore[index]
+        elif index < len(loc) - 1 or not isinstance(current, dict):
+            continue  # a tag
+        out.append(part)
+    return tuple(out)
 
 
 def _suggest(word: str, choices: list[str]) -> str:
