@@ -20,7 +20,7 @@ from tests.support.fuzz import mutants
 from tests.support.paths import ROOT
 
 SEED = 14
-CASES = 600
+CASES = 1200
 MEMORY = 1536 * 1024 * 1024  # address space of the child: a bomb that slips through hits it
 CPU_SECONDS = 90
 WALL_SECONDS = 150
