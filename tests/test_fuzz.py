@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import resource
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import run_listend
+from tests.support.cli import run_listend, run_python
 from tests.support.fuzz import mutants
-from tests.support.paths import ROOT
 
 SEED = 14
 CASES = 1200
@@ -41,14 +38,8 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_generated_configs_get_an_exit_code_and_one_message(cases: Path) -> None:
-    child = subprocess.run(
-        [sys.executable, "-m", "tests.support.fuzz", str(cases)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=WALL_SECONDS,
-        preexec_fn=_limits,
-        check=False,
+    child = run_python(
+        ["-m", "tests.support.fuzz", str(cases)], timeout=WALL_SECONDS, limits=_limits
     )
     assert child.returncode == 0, child.stderr[-3000:]
     results = [json.loads(line) for line in child.stdout.splitlines()]

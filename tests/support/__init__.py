@@ -3,7 +3,7 @@
 - paths: ROOT and FIXTURES
 - net: free_port, wait_for_port
 - waiting: wait_until / wait_until_async (one deadline loop), async_test
-- cli: listend_cmd, run_listend, DaemonProcess (``listend run`` as a child)
+- cli: listend_cmd, run_listend, run_python, DaemonProcess (``listend run`` as a child)
 - events: transcript, said, utterance_end (events as a stream session makes them)
 - outbox: seed_outbox, outbox_ids
 - mqtt: Mosquitto (a broker a test can stop), Subscriber

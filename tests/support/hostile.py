@@ -51,6 +51,11 @@ def _good(state: Path) -> str:
     return good_config(state)
 
 
+def _with(name: str, extra: str, expect: str) -> Hostile:
+    """A valid config plus the top-level lines ``extra``."""
+    return Hostile(name, _text(lambda s: good_config(s, extra=extra)), expect)
+
+
 HOSTILE: list[Hostile] = [
     # -- not text ----------------------------------------------------------------------------
     Hostile("binary", lambda s: bytes(range(256)) * 4, "NUL byte: this is a binary file"),
@@ -124,26 +129,14 @@ HOSTILE: list[Hostile] = [
         "found 'x!x!",
     ),
     # -- numbers that parse but mean nothing --------------------------------------------------
-    Hostile(
-        "infinite-timeout",
-        _text(lambda s: good_config(s, extra="deepgram: {finalize_timeout: 1e999}\n")),
-        "allowed: 0 < value <= 60",
-    ),
-    Hostile(
-        "nan-timeout",
-        _text(lambda s: good_config(s, extra="deepgram: {finalize_timeout: .nan}\n")),
-        "allowed: 0 < value <= 60",
-    ),
-    Hostile(
+    _with("infinite-timeout", "deepgram: {finalize_timeout: 1e999}\n", "allowed: 0 < value <= 60"),
+    _with("nan-timeout", "deepgram: {finalize_timeout: .nan}\n", "allowed: 0 < value <= 60"),
+    _with(
         "absurd-replay-buffer",
-        _text(lambda s: good_config(s, extra="deepgram: {replay_buffer_seconds: 1e39}\n")),
+        "deepgram: {replay_buffer_seconds: 1e39}\n",
         "allowed: 0 <= value <= 600",
     ),
-    Hostile(
-        "negative-drain",
-        _text(lambda s: good_config(s, extra="drain_timeout: -1\n")),
-        "allowed: 0 < value <= 3600",
-    ),
+    _with("negative-drain", "drain_timeout: -1\n", "allowed: 0 < value <= 3600"),
     Hostile(
         "huge-outbox",
         _text(
