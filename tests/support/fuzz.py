@@ -27,13 +27,15 @@ TOKENS = [
     "!!python/name:os.system", "? ", "|", ">", "---\n", "...\n", "%YAML 1.1\n", "\t", "\0", "\\0",
     "~", "yes", "no", "on", "1e999", "1.0e+999", ".nan", "-.inf", "-1", "0", "9" * 40, "0x1F",
     "2026-13-45", "'", '"', "#", "\n", "\n  ", "\r", "\x85", "\u2028", "\ufeff", "\ud7ff", "é",
-    "$env:NOPE", "$file:/etc/shadow", "$credential:x", "/etc/passwd", "type: ", "sources:",
+    "$env:NOPE", "$file:/etc/shadow", "$file:/dev/zero", "$credential:x", "/etc/passwd",
+    "type: ", "sources:",
 ]  # fmt: skip
 
 VALUES = [
     "~", "true", "1e999", ".nan", "-5", "0", "1.0e+39", "18446744073709551617", "''", "[]", "{}",
     "[1, [2, [3]]]", "{a: {b: {c: d}}}", '"\\0"', '"\\x07"', "x" * 5000, "/etc/passwd",
-    "/dev/zero", "/proc/self/mem", "http://user:pw@127.0.0.1/x", "$env:UNSET_VAR", "*undefined",
+    "/dev/zero", "/proc/self/mem", "$file:/dev/zero", "$file:/dev/urandom",
+    "http://user:pw@127.0.0.1/x", "$env:UNSET_VAR", "*undefined",
 ]  # fmt: skip
 
 

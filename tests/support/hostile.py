@@ -146,6 +146,9 @@ HOSTILE: list[Hostile] = [
         ),
         "allowed: 1 <= value <= 100000000",
     ),
+    # -- secrets that are not secrets -----------------------------------------------------------
+    _with("secret-from-dev-zero", "deepgram: {api_key: $file:/dev/zero}\n", "not a regular file"),
+    _with("secret-a-directory", "deepgram: {api_key: $file:/etc}\n", "not a regular file"),
     # -- a state directory the daemon cannot use ------------------------------------------------
     Hostile(
         "state-dir-a-file",
