@@ -18,10 +18,12 @@ from tests.support.fuzz import mutants
 
 SEED = 14
 CASES = 1200
+BUDGET_SECONDS = 40  # the child starts no case after this; on an idle machine it does them all
+AT_LEAST = 100  # cases done even with both cores busy (about 1200 when idle)
 MEMORY = 1536 * 1024 * 1024  # address space of the child: a bomb that slips through hits it
 CPU_SECONDS = 90
 WALL_SECONDS = 150
-CASE_SECONDS = 5.0  # the slowest case may take; real configs validate in milliseconds
+CASE_CPU_SECONDS = 5.0  # the slowest case may take; real configs validate in milliseconds
 
 
 def _limits() -> None:
@@ -39,22 +41,24 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_generated_configs_get_an_exit_code_and_one_message(cases: Path) -> None:
     child = run_python(
-        ["-m", "tests.support.fuzz", str(cases)], timeout=WALL_SECONDS, limits=_limits
+        ["-m", "tests.support.fuzz", str(cases), str(BUDGET_SECONDS)],
+        timeout=WALL_SECONDS,
+        limits=_limits,
     )
     assert child.returncode == 0, child.stderr[-3000:]
     results = [json.loads(line) for line in child.stdout.splitlines()]
-    assert len(results) == CASES, child.stderr[-3000:]
+    assert len(results) >= AT_LEAST, child.stderr[-3000:]
     bad = [
         r
         for r in results
         if r["code"] not in (0, 1, 78)
         or (r["code"] and not r["stderr"].startswith("listend: "))
         or "Traceback" in r["stderr"]
-        or r["seconds"] > CASE_SECONDS
+        or r["cpu_seconds"] > CASE_CPU_SECONDS
     ]
     assert bad == [], "\n".join(f"{r['case']}: {r['code']}: {r['stderr'][-1500:]}" for r in bad[:5])
     refused = sum(1 for r in results if r["code"] == 78)
-    assert refused > CASES // 2, "the mutations should mostly break the config"
+    assert refused > len(results) // 2, "the mutations should mostly break the config"
 
 
 def test_the_command_line_agrees_with_the_in_process_run(cases: Path) -> None:
