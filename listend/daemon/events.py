@@ -37,6 +37,11 @@ class _EventBase(BaseModel):
     seq: int = Field(description="position of this event within the epoch")
     channel: int = 0
     request_id: str | None = Field(default=None, description="Deepgram's request id")
+    recovered: bool | None = Field(
+        default=None,
+        description="true: transcribed from the audio spool after a restart; times are those "
+        "of the run that captured the audio",
+    )
 
     @property
     def kind(self) -> EventKind:

@@ -49,6 +49,13 @@ class DeepgramConfig(BaseModel):
     replay_buffer_seconds: float = Field(
         default=60.0, ge=0, le=600, description="audio kept for replay after a reconnect"
     )
+    spool_max_mb: float = Field(
+        default=64.0,
+        ge=0,
+        le=65536,
+        description="disk space per source for audio kept across a restart while the stream is "
+        "down or behind (0: no spool)",
+    )
     finalize_timeout: float = Field(
         default=3.0, gt=0, le=60, description="seconds to wait for the from_finalize final on stop"
     )

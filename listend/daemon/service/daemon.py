@@ -30,6 +30,7 @@ from listend.daemon.service.reload import apply_reload, routed_to, routes_of
 from listend.daemon.service.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
 from listend.daemon.stream.endpoint import Endpoint, build_endpoint
 from listend.daemon.stream.session import StreamSession
+from listend.daemon.stream.spool import Spool
 from listend.daemon.stream.stats import SessionStats
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ class Daemon:
             publish=self.router.publish,
             kinds=functools.partial(self.router.kinds_for, name),
             fallback=fallback,
+            spool=Spool.of_source(config.state_dir, source, config.deepgram.spool_max_mb),
         )
 
     def start_worker(self, name: str, worker: SinkWorker) -> None:
