@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
-from listend.daemon.delivery.outbox import Dropped, Outbox, Queued
+from listend.daemon.delivery.dead_letter import dead_letter_path, write_dead_letters
+from listend.daemon.delivery.outbox import Dropped, Outbox, OutboxFullError, Queued, Rejected
+from listend.daemon.delivery.refusal import Refusal
 from listend.daemon.events import AnyEvent, TranscriptEvent, to_json
 from listend.daemon.plugin.sink import (
     DeliveryError,
@@ -53,8 +53,7 @@ def outbox_path(state_dir: Path, sink: str) -> Path:
     return state_dir / "outbox" / f"{sink}.sqlite3"
 
 
-def dead_letter_path(state_dir: Path, sink: str) -> Path:
-    return state_dir / "dead-letter" / f"{sink}.jsonl"
+__all__ = ["SinkWorker", "dead_letter_path", "open_workers", "outbox_path"]
 
 
 class SinkWorker:
@@ -82,6 +81,7 @@ class SinkWorker:
         self._uncommitted: list[tuple[int, AnyEvent]] = []
         self._committer: asyncio.Task[None] | None = None
         self._committing = asyncio.Lock()
+        self.refusal = Refusal(sink.name, self.outbox.probe)  # the outbox cannot be written
         self._gap: list[Dropped] = []
         self._gap_reported_at = 0.0
         self.delivered = 0
@@ -119,6 +119,9 @@ class SinkWorker:
             return
         if not self._started:
             await self.open()
+        if self.refusal.active:
+            self.refusal.refuse(len(events))
+            return
         if self.options.policy == "block":
             while len(self.outbox) >= self.options.max_events:
                 self._space.clear()
@@ -158,9 +161,17 @@ class SinkWorker:
         async with self._committing:
             while self._uncommitted:
                 batch, self._uncommitted = self._uncommitted, []
-                dropped = await self.outbox.commit(batch, keep_through=self._inflight_through)
+                try:
+                    dropped = await self.outbox.commit(batch, keep_through=self._inflight_through)
+                except OutboxFullError as exc:  # nothing of the batch stored: refused, not fatal
+                    self.refusal.refuse(len(batch), exc)
+                    continue
                 if dropped:
                     self._note_gap(dropped)
+
+    def problem(self) -> str | None:
+        """Why this sink is not ready although it may be reachable (its outbox), or None."""
+        return self.refusal.describe()
 
     def depth(self) -> int:
         """Events waiting for this sink (stored and interim)."""
@@ -223,6 +234,7 @@ class SinkWorker:
                 await self.sink.stop()
             finally:
                 await self._commit_pending()
+                await self.refusal.close()
                 await self.outbox.close()
 
     async def _commit_pending(self) -> None:
@@ -240,6 +252,8 @@ class SinkWorker:
                 await self._deliver_interims(ready)
                 continue
             batch = await self.outbox.peek(self.sink.max_batch) if len(self.outbox) else []
+            if rejected := self.outbox.rejected():
+                await self._dead_letter_rows(rejected)
             if batch:
                 await self._deliver_stored(batch)
             elif self._closing:
@@ -305,20 +319,8 @@ class SinkWorker:
 
     async def _dead_letter(self, events: Sequence[AnyEvent], exc: PermanentDeliveryError) -> None:
         """Write undeliverable events to the sink's dead-letter file (fsynced), then forget."""
-        failed_at = datetime.now(UTC).isoformat()
-        lines = "".join(
-            json.dumps(
-                {
-                    "sink": self.sink.name,
-                    "failed_at": failed_at,
-                    "error": str(exc),
-                    "event": json.loads(to_json(event)),
-                }
-            )
-            + "\n"
-            for event in events
-        )
-        await asyncio.to_thread(_append_synced, self.dead_letter, lines)
+        records = [{"event": json.loads(to_json(event))} for event in events]
+        await write_dead_letters(self.dead_letter, self.sink.name, str(exc), records)
         self.dead_lettered += len(events)
         log.error(
             "sink %s: %d event(s) rejected and written to %s: %s",
@@ -326,6 +328,23 @@ class SinkWorker:
             len(events),
             self.dead_letter,
             exc,
+        )
+
+    async def _dead_letter_rows(self, rows: Sequence[Rejected]) -> None:
+        """Outbox rows that are no event (invalid JSON, unknown version): to the dead letters,
+        then out of the outbox, so the rest of the queue moves on."""
+        records = [
+            {"error": f"unreadable outbox row: {r.error}", "payload": r.payload} for r in rows
+        ]
+        await write_dead_letters(self.dead_letter, self.sink.name, "", records)
+        await self.outbox.discard_rejected(rows)
+        self.dead_lettered += len(rows)
+        log.error(
+            "sink %s: %d outbox row(s) could not be read as events (%s) and were written to %s",
+            self.sink.name,
+            len(rows),
+            rows[0].error,
+            self.dead_letter,
         )
 
     # -- gaps (drop_oldest) ------------------------------------------------------------------
@@ -361,14 +380,6 @@ class SinkWorker:
             self.dropped,
         )
         self._gap.clear()
-
-
-def _append_synced(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 async def open_workers(workers: Iterable[SinkWorker]) -> None:
