@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from listend.daemon.delivery.outbox import Rejected
+from listend.daemon.events import AnyEvent, to_json
+
+log = logging.getLogger(__name__)
 
 
 def dead_letter_path(state_dir: Path, sink: str) -> Path:
@@ -30,6 +36,26 @@ async def write_dead_letters(
         for record in records
     )
     await asyncio.to_thread(_append_synced, path, lines)
+
+
+async def dead_letter_events(path: Path, sink: str, events: Sequence[AnyEvent], error: str) -> None:
+    """Events the sink rejected for good."""
+    records = [{"event": json.loads(to_json(event))} for event in events]
+    await write_dead_letters(path, sink, error, records)
+    log.error("sink %s: %d event(s) rejected and written to %s: %s", sink, len(events), path, error)
+
+
+async def dead_letter_rows(path: Path, sink: str, rows: Sequence[Rejected]) -> None:
+    """Outbox rows that are no event this version reads, with their stored text."""
+    records = [{"error": f"unreadable outbox row: {r.error}", "payload": r.payload} for r in rows]
+    await write_dead_letters(path, sink, "", records)
+    log.error(
+        "sink %s: %d outbox row(s) could not be read as events (%s) and were written to %s",
+        sink,
+        len(rows),
+        rows[0].error,
+        path,
+    )
 
 
 def _append_synced(path: Path, text: str) -> None:

@@ -113,6 +113,7 @@ class OutboxFile:
                 "(set state_dir in the config or $STATE_DIRECTORY)"
             )
             raise OutboxError(msg) from None
+        existed = self.path.exists()
         try:
             problem = inspect(self.path)
             if problem is not None:
@@ -126,6 +127,8 @@ class OutboxFile:
                 msg = f"outbox {self.path} is in use by another listend process"
                 raise OutboxError(msg) from None
             if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+                if not existed:  # not a 0-byte file for the next start to call damaged
+                    self.path.unlink(missing_ok=True)
                 raise OutboxFullError(f"cannot open outbox {self.path}: {exc}") from None
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:  # not a database, malformed image

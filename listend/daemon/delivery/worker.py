@@ -18,16 +18,19 @@ holds nothing older from that source, so per-source order holds for every kind.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from listend.daemon.delivery.dead_letter import dead_letter_path, write_dead_letters
+from listend.daemon.delivery.dead_letter import (
+    dead_letter_events,
+    dead_letter_path,
+    dead_letter_rows,
+)
 from listend.daemon.delivery.outbox import Dropped, Outbox, OutboxFullError, Queued, Rejected
 from listend.daemon.delivery.refusal import Refusal
-from listend.daemon.events import AnyEvent, TranscriptEvent, to_json
+from listend.daemon.events import AnyEvent, TranscriptEvent
 from listend.daemon.plugin.sink import (
     DeliveryError,
     OutboxOptions,
@@ -81,7 +84,7 @@ class SinkWorker:
         self._uncommitted: list[tuple[int, AnyEvent]] = []
         self._committer: asyncio.Task[None] | None = None
         self._committing = asyncio.Lock()
-        self.refusal = Refusal(sink.name, self.outbox.probe)  # the outbox cannot be written
+        self.refusal = Refusal(sink.name, self._probe_space)  # the outbox cannot be written
         self._gap: list[Dropped] = []
         self._gap_reported_at = 0.0
         self.delivered = 0
@@ -193,7 +196,10 @@ class SinkWorker:
         """Open the outbox and start the sink (idempotent); errors here are the user's to fix,
         so the daemon calls it before starting its tasks."""
         async with self._opening:
-            await self.outbox.open()
+            try:
+                await self.outbox.open()
+            except OutboxFullError as exc:  # a new outbox on a full disk: refuse, probe
+                self.refusal.refuse(0, exc)
             if not self._started:
                 try:
                     await self.sink.start()
@@ -209,7 +215,16 @@ class SinkWorker:
                 await self.sink.stop()
         finally:
             await self._commit_pending()
+            await self.refusal.close()
             await self.outbox.close()
+
+    async def _probe_space(self) -> None:
+        """OutboxFullError unless the outbox takes writes (opening it, if that failed)."""
+        if self.outbox.is_open:
+            await self.outbox.probe()
+        else:
+            await self.outbox.open()
+        self._wakeup.set()  # a backlog it found, or what waited
 
     async def run(self) -> None:
         await self.open()
@@ -319,33 +334,15 @@ class SinkWorker:
 
     async def _dead_letter(self, events: Sequence[AnyEvent], exc: PermanentDeliveryError) -> None:
         """Write undeliverable events to the sink's dead-letter file (fsynced), then forget."""
-        records = [{"event": json.loads(to_json(event))} for event in events]
-        await write_dead_letters(self.dead_letter, self.sink.name, str(exc), records)
+        await dead_letter_events(self.dead_letter, self.sink.name, events, str(exc))
         self.dead_lettered += len(events)
-        log.error(
-            "sink %s: %d event(s) rejected and written to %s: %s",
-            self.sink.name,
-            len(events),
-            self.dead_letter,
-            exc,
-        )
 
     async def _dead_letter_rows(self, rows: Sequence[Rejected]) -> None:
         """Outbox rows that are no event (invalid JSON, unknown version): to the dead letters,
         then out of the outbox, so the rest of the queue moves on."""
-        records = [
-            {"error": f"unreadable outbox row: {r.error}", "payload": r.payload} for r in rows
-        ]
-        await write_dead_letters(self.dead_letter, self.sink.name, "", records)
+        await dead_letter_rows(self.dead_letter, self.sink.name, rows)
         await self.outbox.discard_rejected(rows)
         self.dead_lettered += len(rows)
-        log.error(
-            "sink %s: %d outbox row(s) could not be read as events (%s) and were written to %s",
-            self.sink.name,
-            len(rows),
-            rows[0].error,
-            self.dead_letter,
-        )
 
     # -- gaps (drop_oldest) ------------------------------------------------------------------
 
