@@ -266,7 +266,12 @@ class SinkWorker:
             if ready := self._ready_interims():
                 await self._deliver_interims(ready)
                 continue
-            batch = await self.outbox.peek(self.sink.max_batch) if len(self.outbox) else []
+            try:
+                batch = await self.outbox.peek(self.sink.max_batch) if len(self.outbox) else []
+            except OutboxFullError as exc:  # reads fail too (an I/O error): as if full
+                self.refusal.refuse(0, exc)
+                await self._wakeup.wait()  # the probe wakes us once it reads and writes
+                continue
             if rejected := self.outbox.rejected():
                 await self._dead_letter_rows(rejected)
             if batch:
