@@ -109,6 +109,18 @@ class Case:
     says: str = "was damaged"  # in the log
 
 
+def unreadable_row(name: str, update: str) -> Case:
+    """One stored row made into something that is no event: dead-lettered, the rest sent."""
+    return Case(
+        name,
+        first_row(update),
+        moved=False,
+        kept=(EVENTS - 1, EVENTS - 1),
+        dead=(1, 1),
+        says="could not be read as events",
+    )
+
+
 CASES = [
     Case("garbage file", lambda p: p.write_bytes(b"this is not sqlite" * 300), kept=(0, 0)),
     Case("0-byte file", lambda p: truncate(p, 0), kept=(0, 0), says="empty (0 bytes)"),
@@ -121,38 +133,14 @@ CASES = [
     ),
     Case("byte in the event-id index", index_byte, kept=(EVENTS, EVENTS)),
     Case("garbage in a table page", table_leaf, kept=(1, EVENTS - 1)),
-    Case(
-        "invalid JSON row",
-        first_row("UPDATE outbox SET payload = '{not json'"),
-        moved=False,
-        kept=(EVENTS - 1, EVENTS - 1),
-        dead=(1, 1),
-        says="could not be read as events",
+    unreadable_row("invalid JSON row", "UPDATE outbox SET payload = '{not json'"),
+    unreadable_row(
+        "unknown event version", "UPDATE outbox SET payload = json_set(payload, '$.v', 2)"
     ),
-    Case(
-        "unknown event version",
-        first_row("UPDATE outbox SET payload = json_set(payload, '$.v', 2)"),
-        moved=False,
-        kept=(EVENTS - 1, EVENTS - 1),
-        dead=(1, 1),
-        says="could not be read as events",
+    unreadable_row(
+        "unknown event type", "UPDATE outbox SET payload = json_set(payload, '$.type', 'bogus')"
     ),
-    Case(
-        "unknown event type",
-        first_row("UPDATE outbox SET payload = json_set(payload, '$.type', 'bogus')"),
-        moved=False,
-        kept=(EVENTS - 1, EVENTS - 1),
-        dead=(1, 1),
-        says="could not be read as events",
-    ),
-    Case(
-        "invalid UTF-8 payload",
-        first_row("UPDATE outbox SET payload = CAST(x'7bff22' AS TEXT)"),
-        moved=False,
-        kept=(EVENTS - 1, EVENTS - 1),
-        dead=(1, 1),
-        says="could not be read as events",
-    ),
+    unreadable_row("invalid UTF-8 payload", "UPDATE outbox SET payload = CAST(x'7bff22' AS TEXT)"),
     Case(
         "truncated WAL",
         lambda p: truncate(wal(p), wal(p).stat().st_size - 1000),
