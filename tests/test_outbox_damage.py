@@ -213,3 +213,38 @@ async def test_a_damaged_outbox_is_reported_salvaged_and_delivered(tmp_path, cap
         assert record["error"].startswith("unreadable outbox row")
         assert "payload" in record
     assert await outbox_ids(state, "disk") == []  # and the next start is clean
+
+
+@async_test
+async def test_recover_keeps_this_runs_events_and_the_order(tmp_path):
+    """Recovery (here with integrity_check passing: the file is reopened) stores this run's
+    committed events again from memory and keeps every count and the FIFO order."""
+    path = tmp_path / "o.sqlite3"
+    earlier = [transcript("a", seq, "earlier") for seq in range(3)]
+    box = Outbox(path, max_events=100)
+    await box.open()
+    for event in earlier:
+        await store(box, event)
+    await box.close()
+
+    box = Outbox(path, max_events=100)
+    await box.open()
+    now = [transcript("b", seq, "this run") for seq in range(2)]
+    for event in now:
+        await store(box, event)
+    head = await box.peek(1)
+    await box.remove(head)  # an earlier event delivered, its deletion not written yet
+    await box.recover("simulated query failure")
+    assert len(box) == 4
+    assert (box.pending("a"), box.pending("b")) == (2, 2)
+    assert [q.event.id for q in await box.peek(10)] == [e.id for e in [*earlier[1:], *now]]
+    await box.close()
+    assert stored_ids(path) == [e.id for e in [*earlier[1:], *now]]
+
+
+def stored_ids(path: Path) -> list[str]:
+    db = sqlite3.connect(path)
+    try:
+        return [row[0] for row in db.execute("SELECT event_id FROM outbox ORDER BY pos")]
+    finally:
+        db.close()
