@@ -190,7 +190,6 @@ async def test_a_new_outbox_on_a_full_disk_starts_refusing_and_opens_later(
         await worker.put(transcript("a", 0, "refused"))
         assert worker.refusal.total == 1
         assert "outbox cannot be written" in str(worker.problem())
-        assert not list((small_disk / "outbox").glob("hook.sqlite3*"))  # no 0-byte file left
 
         (small_disk / "filler").unlink()
         await wait_until_async(lambda: not worker.refusal.active, timeout=60)
@@ -201,6 +200,7 @@ async def test_a_new_outbox_on_a_full_disk_starts_refusing_and_opens_later(
         await task
         assert json.loads(hook.answered(200)[0])["id"] == event.id
         assert len(refusal_errors(caplog)) == 1
+        assert "was damaged" not in caplog.text  # no 0-byte file left by a failed creation
 
 
 class RefusingProbe:

@@ -40,6 +40,8 @@ from listend.daemon.plugin.sink import (
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.outage import Outage
 
+__all__ = ["SinkWorker", "dead_letter_path", "open_workers", "outbox_path"]
+
 log = logging.getLogger(__name__)
 
 #: A gap (dropped events) is reported at most this often while it keeps growing.
@@ -54,9 +56,6 @@ MAX_UNCOMMITTED = 1024
 
 def outbox_path(state_dir: Path, sink: str) -> Path:
     return state_dir / "outbox" / f"{sink}.sqlite3"
-
-
-__all__ = ["SinkWorker", "dead_letter_path", "open_workers", "outbox_path"]
 
 
 class SinkWorker:
@@ -220,10 +219,11 @@ class SinkWorker:
 
     async def _probe_space(self) -> None:
         """OutboxFullError unless the outbox takes writes (opening it, if that failed)."""
-        if self.outbox.is_open:
-            await self.outbox.probe()
-        else:
-            await self.outbox.open()
+        async with self._opening:  # not while open() tries the same
+            if self.outbox.is_open:
+                await self.outbox.probe()
+            else:
+                await self.outbox.open()
         self._wakeup.set()  # a backlog it found, or what waited
 
     async def run(self) -> None:
@@ -270,6 +270,8 @@ class SinkWorker:
                 batch = await self.outbox.peek(self.sink.max_batch) if len(self.outbox) else []
             except OutboxFullError as exc:  # reads fail too (an I/O error): as if full
                 self.refusal.refuse(0, exc)
+                if self._closing:
+                    return  # what is stored stays for the next start
                 await self._wakeup.wait()  # the probe wakes us once it reads and writes
                 continue
             if rejected := self.outbox.rejected():
