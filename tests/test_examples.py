@@ -70,7 +70,9 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     assert config.deepgram.effective_api_key() == "k-123"
     # absolute stays absolute
     config = parse_config(
-        f"state_dir: {tmp_path}/abs\n", str(tmp_path / "sub" / "x.yaml"), load_plugins()
+        f"state_dir: {tmp_path}/abs\nsources:\n  door: {{type: file, path: {SAMPLE}}}\n",
+        str(tmp_path / "sub" / "x.yaml"),
+        load_plugins(),
     )
     assert config.state_dir == tmp_path / "abs"
 

@@ -43,7 +43,7 @@ class HomeAssistantOptions(BaseModel):
         default=None, description="the device page's link, e.g. the captions page's URL"
     )
     diagnostics_interval: float = Field(
-        default=30.0, gt=0, description="seconds between diagnostics updates"
+        default=30.0, gt=0, le=3600, description="seconds between diagnostics updates"
     )
 
 
@@ -62,8 +62,12 @@ class MqttSinkConfig(SinkConfig):
         description="finals' topic; other kinds add /interim, /utterance_end, /speech_started",
     )
     status_topic: str = Field(default="listend/{device}/status")
-    timeout: float = Field(default=10.0, gt=0, description="seconds for CONNACK and PUBACKs")
-    reconnect_max_delay: float = Field(default=30.0, gt=0, description="backoff cap, seconds")
+    timeout: float = Field(
+        default=10.0, gt=0, le=600, description="seconds for CONNACK and PUBACKs"
+    )
+    reconnect_max_delay: float = Field(
+        default=30.0, gt=0, le=3600, description="backoff cap, seconds"
+    )
     homeassistant: HomeAssistantOptions | None = Field(
         default=None, description="Home Assistant MQTT discovery; `homeassistant: {}` enables"
     )

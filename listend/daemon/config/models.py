@@ -51,20 +51,22 @@ class DeepgramConfig(BaseModel):
         default=5.0, gt=0, lt=10, description="seconds without audio before a KeepAlive (< 10)"
     )
     replay_buffer_seconds: float = Field(
-        default=60.0, ge=0, description="audio kept for replay after a reconnect"
+        default=60.0, ge=0, le=600, description="audio kept for replay after a reconnect"
     )
     spool_max_mb: float = Field(
         default=64.0,
         ge=0,
+        le=65536,
         description="disk space per source for audio kept across a restart while the stream is "
         "down or behind (0: no spool)",
     )
     finalize_timeout: float = Field(
-        default=3.0, gt=0, description="seconds to wait for the from_finalize final on stop"
+        default=3.0, gt=0, le=60, description="seconds to wait for the from_finalize final on stop"
     )
     fallback_after: float = Field(
         default=10.0,
         gt=0,
+        le=3600,
         description="seconds Deepgram must be unreachable before sources with `fallback: local` "
         "use the local engine",
     )
@@ -157,6 +159,7 @@ class WyomingConfig(BaseModel):
     answer_timeout: float = Field(
         default=15.0,
         gt=0,
+        le=600,
         description="seconds from audio-stop to the transcript before the request fails",
     )
 
@@ -210,6 +213,7 @@ class ListendConfig(BaseModel):
     drain_timeout: float = Field(
         default=15.0,
         gt=0,
+        le=3600,
         description="seconds a stop (SIGTERM) may spend finalizing streams and flushing "
         "outboxes; the unit's TimeoutStopSec= must be longer",
     )
@@ -218,6 +222,18 @@ class ListendConfig(BaseModel):
     @classmethod
     def _device_id(cls, value: str) -> str:
         return check_identifier(value)
+
+    def shown(self) -> dict[str, object]:
+        """The config as `validate --show` prints it: secrets as their references.
+
+        Each source and sink is dumped as its own (plugin) model: dumped as the field's type,
+        ``SourceConfig``, it would lose every option its plugin adds (``path``, ``url``...).
+        """
+        out = self.model_dump(mode="json")
+        for section in ("sources", "sinks"):
+            items: dict[str, BaseModel] = getattr(self, section)
+            out[section] = {name: item.model_dump(mode="json") for name, item in items.items()}
+        return out
 
     def sinks_for(self, source: str) -> list[str]:
         chosen = self.sources[source].sinks

@@ -113,6 +113,7 @@ class Daemon:
                 delivered=worker.delivered,
                 failed=worker.failed,
                 reachable=self.sinks[name].reachable(),
+                refused=worker.refusal.total,
                 problem=worker.problem(),
             )
             for name, worker in self.workers.items()
@@ -340,8 +341,9 @@ class Daemon:
             new = await asyncio.to_thread(self.reload_config)
             await apply_reload(self, new)
             ok = True
-        except ListendError as exc:
-            log.error("reload failed, still running the previous configuration: %s", exc)  # noqa: TRY400
+        except Exception as exc:  # any: a bad file or a plugin's surprise must not end the daemon
+            why = str(exc) if isinstance(exc, ListendError) else f"{type(exc).__name__}: {exc}"
+            log.error("reload failed, still running the previous configuration: %s", why)  # noqa: TRY400
         finally:
             self.metrics.reloads["ok" if ok else "failed"] += 1
             if self._phase == "reloading":

@@ -31,7 +31,8 @@ class SinkState:
     delivered: int
     failed: int
     reachable: bool
-    problem: str | None = None  # why it is not up (the sink's account, or failing deliveries)
+    refused: int = 0  # events not stored: the outbox could not be written (a full disk)
+    problem: str | None = None  # why it is not up: its outbox, the sink's account, deliveries
 
 
 class DaemonProbe(Protocol):
@@ -236,6 +237,11 @@ class Metrics(Collector):
             ),
             "failed": CounterMetricFamily(
                 "listend_sink_failed", "Failed delivery attempts", labels=["sink"]
+            ),
+            "refused": CounterMetricFamily(
+                "listend_outbox_refused",
+                "Events not stored because the outbox could not be written (a full disk)",
+                labels=["sink"],
             ),
             "depth": GaugeMetricFamily(
                 "listend_outbox_depth", "Events waiting in the outbox", labels=["sink"]
