@@ -17,6 +17,7 @@ The contract, beyond the abstract methods:
 from __future__ import annotations
 
 from listend import __version__
+from listend.daemon.child_env import child_environment
 from listend.daemon.config.secrets import Secret, SecretRef, SecretResolutionError, resolve_secret
 from listend.daemon.errors import ConfigError, ListendError, PluginError
 from listend.daemon.events import (
@@ -89,6 +90,7 @@ __all__ = [
     "Word",
     "__version__",
     "cancel_and_wait",
+    "child_environment",
     "from_json",
     "hookimpl",
     "resolve_secret",

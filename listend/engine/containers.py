@@ -15,6 +15,7 @@ import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from listend.daemon.child_env import child_environment
 from listend.engine.formats import UnsupportedAudio, check_audio_format
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ class _Ffmpeg:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=child_environment(),
         )
         return cls(process, chunks)
 
