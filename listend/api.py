@@ -19,6 +19,7 @@ from __future__ import annotations
 from listend import __version__
 from listend.daemon.child_env import child_environment
 from listend.daemon.config.secrets import Secret, SecretRef, SecretResolutionError, resolve_secret
+from listend.daemon.config.urls import redact_url, reject_userinfo
 from listend.daemon.errors import ConfigError, ListendError, PluginError
 from listend.daemon.events import (
     SCHEMA_VERSION,
@@ -93,6 +94,8 @@ __all__ = [
     "child_environment",
     "from_json",
     "hookimpl",
+    "redact_url",
+    "reject_userinfo",
     "resolve_secret",
     "restarting",
     "retrying",

@@ -152,13 +152,14 @@ class Daemon:
     def make_session(self, config: ListendConfig, name: str) -> StreamSession:
         source = self.make_source(config, name)
         engine = self.local_engine
-        endpoint = build_endpoint(config, engine.url if engine is not None else None)
+        url, token = (engine.url, engine.authorization) if engine is not None else (None, None)
+        endpoint = build_endpoint(config, url, token)
         fallback = None
         if config.sources[name].fallback == "local" and endpoint.engine != "local":
             if engine is None:  # a reload asked for it: the engine starts with the daemon
                 log.warning("source %s: fallback: local takes effect after a restart", name)
             else:
-                fallback = Endpoint(engine.url, None, engine="local")
+                fallback = Endpoint(engine.url, engine.authorization, engine="local")
         return StreamSession(
             name=name,
             device=config.device,
