@@ -53,7 +53,7 @@ from listend.daemon.retry.restarting import (
 )
 from listend.daemon.retry.retrying import retrying
 from listend.daemon.tasks import cancel_and_wait
-from listend.subtitles import VTT_HEADER, srt_cue, text_line, vtt_cue
+from listend.subtitles import VTT_HEADER, printable, srt_cue, text_line, vtt_cue
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -94,6 +94,7 @@ __all__ = [
     "child_environment",
     "from_json",
     "hookimpl",
+    "printable",
     "redact_url",
     "reject_userinfo",
     "resolve_secret",

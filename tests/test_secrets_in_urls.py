@@ -10,26 +10,26 @@ from tests.support.cli import run_listend
 PASSWORD = "s3cr3t-pass"
 
 
-@pytest.mark.parametrize(
-    ("snippet", "where", "instead"),
-    [
-        (
-            f"sinks:\n  hook:\n    type: http\n    url: http://u:{PASSWORD}@127.0.0.1:9/x\n",
-            "sinks.hook.url",
-            "basic_auth:",
-        ),
-        (
-            f"deepgram:\n  url: https://me:{PASSWORD}@dg.example\n"
-            "sinks:\n  out:\n    type: stdout\n",
-            "deepgram.url",
-            "api_key:",
-        ),
-    ],
-)
+CASES = [
+    (
+        f"sinks:\n  hook:\n    type: http\n    url: http://u:{PASSWORD}@127.0.0.1:9/x\n",
+        "sinks.hook.url",
+        "basic_auth:",
+    ),
+    (
+        f"deepgram:\n  url: https://me:{PASSWORD}@dg.example\nsinks:\n  out:\n    type: stdout\n",
+        "deepgram.url",
+        "api_key:",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=["http-sink", "deepgram"])
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_userinfo_in_a_url_is_a_config_error_without_the_password(
-    write_config, tmp_path, snippet, where, instead, command
+    write_config, tmp_path, case, command
 ):
+    snippet, where, instead = case
     config = write_config(f"device: t\nstate_dir: {tmp_path}/state\n{snippet}")
     result = run_listend(command, str(config))
     assert result.returncode == 78, result.stderr
