@@ -120,7 +120,8 @@ class _ClientErrorLog(logging.LoggerAdapter[logging.Logger]):
 
         exc = kwargs.get("exc_info")
         if isinstance(exc, HttpProcessingError):
-            log.info("captions sink %s: refused a malformed request: %s", self.extra["name"], exc)
+            name = (self.extra or {}).get("name")
+            log.info("captions sink %s: refused a malformed request: %s", name, exc)
             return
         kwargs.setdefault("exc_info", True)  # what .exception() does
         self.logger.error(msg, *args, **kwargs)
