@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import re
+import struct
+import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -304,3 +306,74 @@ def test_transcribe_on_a_directory_says_so(tmp_path, no_key_env):
         result.stderr.strip()
         == f"listend: {tmp_path}: is a directory; give one audio or video file"
     )
+
+
+SOX_ENCODINGS = {
+    "float32": ["-e", "floating-point", "-b", "32"],
+    "unsigned8": ["-e", "unsigned-integer", "-b", "8"],
+    "mulaw": ["-e", "mu-law", "-b", "8"],
+    "alaw": ["-e", "a-law", "-b", "8"],
+    "signed24": ["-e", "signed-integer", "-b", "24"],
+    "signed32": ["-e", "signed-integer", "-b", "32"],
+}
+
+
+@pytest.fixture(scope="module")
+def sox_wavs(speech, tmp_path_factory) -> dict[str, bytes]:
+    """Three sentences as sox writes them in each encoding (some WAVE_FORMAT_EXTENSIBLE);
+    without dither (-D), which is random: the audio is the same on every run."""
+    folder = tmp_path_factory.mktemp("sox")
+    base = folder / "base.wav"
+    base.write_bytes(wav_bytes(three_sentences(speech)))
+    made = {}
+    for name, args in SOX_ENCODINGS.items():
+        out = folder / f"{name}.wav"
+        subprocess.run(["sox", "-D", str(base), *args, str(out)], check=True, timeout=60)
+        made[name] = out.read_bytes()
+    return made
+
+
+@pytest.mark.parametrize("encoding", sorted(SOX_ENCODINGS))
+def test_wavs_that_are_not_16_bit_pcm_are_transcribed(
+    local_engine, engine_loop, sox_wavs, encoding
+):
+    async def main() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=120) as http:
+            return await http.post(
+                f"{local_engine.url}/v1/listen",
+                content=sox_wavs[encoding],
+                headers={"Authorization": local_engine.authorization},
+            )
+
+    response = engine_loop.run(main())
+    assert response.status_code == 200, response.text
+    transcript = response.json()["results"]["channels"][0]["alternatives"][0]["transcript"]
+    assert word_error_rate([(" ".join(SENTENCES), transcript)]) <= COLD_WER_BOUND, transcript
+
+
+def test_a_short_fmt_chunk_is_a_clear_400(local_engine, engine_loop):
+    damaged = wav_bytes(silence(0.5))
+    at = damaged.index(b"fmt ")
+    damaged = (
+        damaged[: at + 4] + struct.pack("<I", 6) + damaged[at + 8 : at + 14] + damaged[at + 24 :]
+    )
+
+    async def main() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=60) as http:
+            return await http.post(
+                f"{local_engine.url}/v1/listen",
+                content=damaged,
+                headers={"Authorization": local_engine.authorization},
+            )
+
+    response = engine_loop.run(main())
+    assert response.status_code == 400, response.text
+    assert "fmt chunk is 6 bytes, too short" in response.json()["err_msg"]
+
+
+def test_transcribe_local_reads_a_mulaw_wav_made_by_sox(sox_wavs, tmp_path, no_key_env):
+    path = tmp_path / "mulaw.wav"
+    path.write_bytes(sox_wavs["mulaw"])
+    result = run_listend("transcribe", "--local", str(path), env=no_key_env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert word_error_rate([(" ".join(SENTENCES), result.stdout)]) <= COLD_WER_BOUND, result.stdout
