@@ -21,6 +21,7 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
+from listend.daemon.config.urls import redact_url
 from listend.daemon.retry.backoff import Backoff
 from listend.dgproto.recognizer import Hypothesis, StreamParams
 from listend.dgproto.records import Credentials
@@ -206,6 +207,7 @@ class PrerecordedRoute:
         except (UnsupportedAudio, RequestFailed, EngineError) as exc:
             body = {"err_code": "Bad Request", "err_msg": str(exc), "request_id": request_id}
         payload = json.dumps(body).encode()
+        shown = redact_url(callback)  # a password in it stays out of the log
         backoff = Backoff(initial=self._backoff.initial, cap=self._backoff.cap)
         headers = {"Content-Type": "application/json", "dg-request-id": request_id}
         timeout = aiohttp.ClientTimeout(total=60)
@@ -216,7 +218,7 @@ class PrerecordedRoute:
                         options.callback_method, callback, data=payload, headers=headers
                     ) as response:
                         if response.status < 300:  # noqa: PLR2004
-                            log.info("callback %s: delivered to %s", request_id, callback)
+                            log.info("callback %s: delivered to %s", request_id, shown)
                             return
                         problem = f"HTTP {response.status}"
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -225,12 +227,12 @@ class PrerecordedRoute:
                     "callback %s: attempt %d to %s failed: %s",
                     request_id,
                     attempt,
-                    callback,
+                    shown,
                     problem,
                 )
                 if attempt < CALLBACK_ATTEMPTS:
                     await backoff.wait()
-        log.error("callback %s: giving up on %s", request_id, callback)
+        log.error("callback %s: giving up on %s", request_id, shown)
 
     async def wait_for_callbacks(self) -> None:
         """Until every accepted callback request has been delivered (or given up)."""
@@ -277,11 +279,13 @@ async def _fetch(url: str) -> Chunks:
             session.get(url) as response,
         ):
             if response.status >= 300:  # noqa: PLR2004
-                raise RequestFailed(400, f"could not fetch {url}: HTTP {response.status}")
+                msg = f"could not fetch {redact_url(url)}: HTTP {response.status}"
+                raise RequestFailed(400, msg)
             async for chunk in response.content.iter_chunked(CHUNK):
                 yield chunk
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise RequestFailed(400, f"could not fetch {url}: {exc or type(exc).__name__}") from exc
+        msg = f"could not fetch {redact_url(url)}: {exc or type(exc).__name__}"
+        raise RequestFailed(400, msg) from exc
 
 
 def _split_channels(data: bytes, fmt: PcmFormat) -> list[bytes]:
