@@ -4,7 +4,9 @@ The one home of caption formatting, used by ``listend transcribe`` (a prerecorde
 Deepgram's JSON as a dict, split into short cues) and by the file sink (cues per final,
 timed in seconds since the source started, a long final split the same way). Cues follow
 subtitle conventions (:func:`build_cues`); cue text never has a blank line (it would end the
-cue early) and is escaped for WebVTT.
+cue early), is escaped for WebVTT, and stripped of control characters: transcript text
+comes from the network, and an ESC, a NUL or a right-to-left override written raw to a
+terminal or a text file can rewrite what is shown.
 """
 
 from __future__ import annotations
@@ -26,6 +28,20 @@ PARAGRAPH_PAUSE = 2.0  # text output: a pause this long starts a new paragraph
 _SPACES = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"[.?!…][\"')\]]*$")
 _CLAUSE_END = re.compile("[,;:\u2014\u2013-][\"')\\]]*$")  # comma ... em/en dash, hyphen
+_WHITESPACE_CONTROLS = "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85"
+#: C0 and C1 controls, DEL, and the bidirectional overrides/isolates/marks: removed (the
+#: whitespace among them becomes a space).
+_CONTROLS = {
+    **dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)]),
+    **dict.fromkeys([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]),
+    **{ord(char): " " for char in _WHITESPACE_CONTROLS},
+}
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters or bidi overrides (safe on a terminal)."""
+    return text.translate(_CONTROLS)
+
 
 # -- cues ---------------------------------------------------------------------------------
 
@@ -47,8 +63,8 @@ def vtt_time(seconds: float) -> str:
 
 
 def one_line(text: str) -> str:
-    """Text on one line, spaces collapsed."""
-    return _SPACES.sub(" ", text).strip()
+    """Text on one line, spaces collapsed, without controls."""
+    return _SPACES.sub(" ", printable(text)).strip()
 
 
 def cue_lines(text: str) -> str:
@@ -209,7 +225,7 @@ def _channels(result: dict[str, Any]) -> list[dict[str, Any]]:
 def _timed(words: list[dict[str, Any]]) -> list[Timed]:
     return [
         Timed(
-            float(w["start"]), float(w["end"]), str(w.get("punctuated_word") or w.get("word") or "")
+            float(w["start"]), float(w["end"]), one_line(str(w.get("punctuated_word") or w["word"]))
         )
         for w in words
     ]
@@ -229,12 +245,12 @@ def paragraphs(words: list[Timed]) -> list[str]:
 
 def _alternative_text(alternative: dict[str, Any]) -> str:
     given = (alternative.get("paragraphs") or {}).get("transcript")
-    if given:  # Deepgram's own paragraphs (--paragraphs)
-        return str(given).strip()
+    if given:  # Deepgram's own paragraphs (--paragraphs), controls removed line by line
+        return "\n".join(one_line(line) for line in str(given).strip().split("\n"))
     words = _timed(alternative.get("words") or [])
     if words:
         return "\n\n".join(paragraphs(words))
-    return str(alternative.get("transcript") or "").strip()
+    return one_line(str(alternative.get("transcript") or ""))
 
 
 def to_text(result: dict[str, Any]) -> str:

@@ -165,7 +165,10 @@ class FileSource(Source):
                 f"[ffmpeg, -nostdin, -loglevel, error, -re, -i, {cfg.path}, -f, s16le, -ac, 1, "
                 "-ar, 16000, '-'] (or convert it once: ffmpeg -i IN -ac 1 -ar 16000 OUT.wav)"
             ) from None
-        return AudioFormat(info.sample_rate, info.channels), info.data_offset, info.data_size
+        audio_format = AudioFormat(info.sample_rate, info.channels)
+        if (problem := audio_format.problem()) is not None:
+            raise self._error(f"has a WAV header that cannot be right: {problem}")
+        return audio_format, info.data_offset, info.data_size
 
     @property
     def audio_format(self) -> AudioFormat:

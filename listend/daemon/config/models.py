@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from listend.daemon.config.paths import ConfigPath
 from listend.daemon.config.secrets import SecretRef, default_credential
+from listend.daemon.config.urls import reject_userinfo
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig
 from listend.daemon.plugin.stream_options import StreamOptions
@@ -70,6 +71,11 @@ class DeepgramConfig(BaseModel):
         description="seconds Deepgram must be unreachable before sources with `fallback: local` "
         "use the local engine",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        return None if value is None else reject_userinfo(value, "api_key: or access_token:")
 
     @model_validator(mode="after")
     def _one_credential(self) -> DeepgramConfig:
