@@ -60,6 +60,8 @@ class PrerecordedRoute:
         self.allow_callback = allow_callback
         self._jobs: set[asyncio.Task[None]] = set()
         self._backoff = callback_backoff or Backoff(initial=1.0, cap=30.0)
+        #: Called with the seconds of audio decoded so far (`listend transcribe`'s progress).
+        self.on_decoded: Callable[[float], None] | None = None
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post("/v1/listen", self.handle)
@@ -144,6 +146,8 @@ class PrerecordedRoute:
                     *(r.feed(part) for r, part in zip(recognizers, parts, strict=True))
                 )
                 _collect(finals, outputs)
+                if self.on_decoded is not None:
+                    self.on_decoded(frames / fmt.sample_rate)
             _collect(finals, await asyncio.gather(*(r.close() for r in recognizers)))
         finally:
             await asyncio.gather(*(r.aclose() for r in recognizers), return_exceptions=True)

@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from listend.daemon.config.secrets import SecretRef
+from listend.daemon.config.paths import ConfigPath
+from listend.daemon.config.secrets import SecretRef, default_credential
 from listend.daemon.config.urls import reject_userinfo
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig
@@ -16,6 +17,8 @@ from listend.daemon.plugin.stream_options import StreamOptions
 
 DEFAULT_CONFIG_PATH = Path("/etc/listend/listend.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/listend")
+#: The systemd credential read when `deepgram.api_key` is unset (what the installer stores).
+DEFAULT_CREDENTIAL = "deepgram"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -32,7 +35,8 @@ class DeepgramConfig(BaseModel):
 
     api_key: SecretRef | None = Field(
         default=None,
-        description="secret reference; unset: $DEEPGRAM_API_KEY, else the local engine",
+        description="secret reference; unset: $DEEPGRAM_API_KEY, else the systemd credential "
+        "`deepgram` if the service has one, else the local engine",
     )
     access_token: SecretRef | None = Field(
         default=None, description="temporary token (sent as Bearer) instead of an API key"
@@ -82,7 +86,7 @@ class DeepgramConfig(BaseModel):
     def effective_api_key(self) -> str | None:
         if self.api_key is not None:
             return self.api_key.reveal()
-        return os.environ.get("DEEPGRAM_API_KEY") or None
+        return os.environ.get("DEEPGRAM_API_KEY") or default_credential(DEFAULT_CREDENTIAL)
 
     def uses_local_engine(self) -> bool:
         if self.url == "local":
@@ -199,7 +203,7 @@ class ListendConfig(BaseModel):
 
     device: str = Field(default_factory=lambda: os.uname().nodename.split(".")[0])
     deepgram: DeepgramConfig = Field(default_factory=DeepgramConfig)
-    state_dir: Path = Field(
+    state_dir: ConfigPath = Field(
         default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIR))
     )
     sources: dict[str, SourceConfig] = Field(default_factory=dict)

@@ -88,7 +88,7 @@ class StreamSession:
             self._clients[endpoint.url] = self.client
         if self.fallback is not None and local is not None:
             self._clients[self.fallback.local.url] = local
-        self.stats = SessionStats()
+        self.stats = SessionStats(source_problem=source.problem)  # read by /readyz, STATUS=
         self._failure: ListendError | None = None  # a fatal stream error
         self.backoff = Backoff()  # the shared retry policy; replaceable (tests use short delays)
         self.outage = Outage(
@@ -241,8 +241,7 @@ class StreamSession:
             try:
                 handed_back = await self._connection(backoff, endpoint)
             except StreamError as failure:
-                self.stats.connected = False
-                self.stats.first_attempt.set()
+                self.stats.attempt_failed(str(failure))
                 if not failure.retry:
                     self._failure = failure.error
                     return
@@ -392,6 +391,7 @@ class StreamSession:
         stats = self.stats
         stats.first_attempt.set()
         stats.connected = True
+        stats.stream_error = None
         stats.connects += 1
         if stats.connects > 1:
             stats.reconnects += 1
