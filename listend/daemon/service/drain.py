@@ -55,7 +55,7 @@ async def drain(
 
     log.info("draining: finalizing %d stream(s), flushing outboxes", len(sessions))
     for session, _task in sessions.values():
-        session.stop()
+        session.stop(left())  # a stream that is down retries until (nearly) the deadline
     await settle([task for _session, task in sessions.values()], left())
     with contextlib.suppress(TimeoutError):  # a full queue behind a stuck sink
         async with asyncio.timeout(left()):
