@@ -31,6 +31,7 @@ from listend.daemon.events import (
     from_json,
     to_json,
 )
+from listend.daemon.plugin.control import DaemonControl, StreamStatus
 from listend.daemon.plugin.hookspecs import RegisterSink, RegisterSource, hookimpl
 from listend.daemon.plugin.sink import (
     DeliveryError,
@@ -60,6 +61,7 @@ __all__ = [
     "AudioFormat",
     "Backoff",
     "ConfigError",
+    "DaemonControl",
     "DeliveryError",
     "EventKind",
     "ListendError",
@@ -83,6 +85,7 @@ __all__ = [
     "SourceInterrupted",
     "SpeechStartedEvent",
     "StreamOptions",
+    "StreamStatus",
     "TranscriptEvent",
     "UtteranceEndEvent",
     "VadConfig",

@@ -17,19 +17,14 @@ log = logging.getLogger("listend")
 Command = Callable[[argparse.Namespace], int]
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
-    path, host, config, _positions = _load_located(args)
-    return path, host, config
-
-
 def _load_located(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
     """Config path, plugins (less the disabled ones), config, and where its keys are."""
     from listend.daemon.config.loader import (  # noqa: PLC0415
         find_config,
         parse_config_located,
-        read_config_text,
         read_disabled_plugins,
     )
+    from listend.daemon.config.reading import read_config_text  # noqa: PLC0415
 
     path = find_config(getattr(args, "path", None) or args.config)
     text = read_config_text(path)
@@ -50,7 +45,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_sources(config, host, filename=str(path), positions=positions)
     print(f"{path}: ok ({len(config.sources)} sources, {len(config.sinks)} sinks)")
     if args.show:
-        print(json.dumps(config.model_dump(mode="json"), indent=2))
+        print(json.dumps(config.shown(), indent=2))
     return 0
 
 
@@ -60,10 +55,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from listend.daemon.service.logs import set_level, setup_logging  # noqa: PLC0415
     from listend.daemon.service.sdnotify import Notifier  # noqa: PLC0415
     from listend.daemon.service.signals import run_daemon  # noqa: PLC0415
+    from listend.daemon.stream.preflight import check_sources  # noqa: PLC0415
     from listend.engine.embedded import embedded_engine  # noqa: PLC0415
 
     notifier = Notifier()  # before anything can spawn a process that inherits NOTIFY_SOCKET
-    path, host, config = _load(args)
+    path, host, config, positions = _load_located(args)
+    # the same checks as `validate`, so a bad setting is reported at its line, exit 78
+    check_sources(config, host, filename=str(path), positions=positions)
     setup_logging(args.log_level or config.log.level)
     log.info("listend %s starting with %s", __version__, path)
     daemon = Daemon(

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -115,10 +116,25 @@ def options_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     is_url = args.source.startswith(("http://", "https://"))
-    if not is_url and not Path(args.source).is_file():
-        raise ListendError(f"{args.source}: no such file")
-    size = None if is_url else Path(args.source).stat().st_size
+    size = None if is_url else _file_size(Path(args.source))
     return asyncio.run(_run(args, size))
+
+
+def _file_size(path: Path) -> int:
+    """The size of the audio file to send, or a ListendError saying why it cannot be sent."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ListendError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ListendError(f"{path}: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ListendError(f"{path} is a directory; give an audio file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ListendError(f"{path} is not a regular file; give an audio file")
+    if not os.access(path, os.R_OK):
+        raise ListendError(f"{path}: permission denied")
+    return info.st_size
 
 
 async def _run(args: argparse.Namespace, size: int | None) -> int:

@@ -134,7 +134,8 @@ def test_unknown_program_stops_the_daemon_with_a_clear_error(write_config, tmp_p
     )
     result = run_listend("run", str(path))
     assert result.returncode == 78, result.stderr
-    assert "listend: source cam: command 'no-such-recorder' is not on PATH" in result.stderr
+    # reported before anything starts, at the source's line, like `validate` does
+    assert f"{path}:4:3: sources.cam: command 'no-such-recorder' is not on PATH" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -129,7 +129,7 @@ def test_bad_file_stops_the_daemon_with_exit_78_and_no_traceback(write_config, t
         )
         result = run_listend("run", str(config))
         assert result.returncode == 78, result.stderr
-        assert f"listend: source hall: {path} {why}" in result.stderr
+        assert f"{config}:4:3: sources.hall: {path} {why}" in result.stderr
         assert "Traceback" not in result.stderr
 
 

@@ -93,7 +93,10 @@ def test_not_a_terminal_gives_json_lines_from_the_daemon(tmp_path):
     events = [transcript("hall", seq, f"line {seq}") for seq in range(3)]
     asyncio.run(seed_outbox(state, "console", events))
     config = tmp_path / "listend.yaml"
-    config.write_text(f"device: dev\nstate_dir: {state}\nsinks:\n  console:\n    type: stdout\n")
+    config.write_text(
+        f"device: dev\nstate_dir: {state}\nsinks:\n  console:\n    type: stdout\n"
+        "sources: {idle: {type: file, path: config/samples/hello.wav, enabled: false}}\n"
+    )
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
         wait_until(lambda: daemon.output().count("\n") >= 3, 20, "three JSON lines")

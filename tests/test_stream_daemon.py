@@ -108,7 +108,10 @@ def test_stream_setting_contradicting_the_source_is_a_config_error(tmp_path):
         _out, err = proc.communicate(timeout=60)
         connections = len(dg.connections) + len(dg.refusals)
     assert proc.returncode == 78, err
-    assert "source hall: stream.sample_rate is 16000 but the source delivers 8000" in err
+    assert (
+        "sources.hall.stream.sample_rate: stream.sample_rate is 16000 but the source delivers 8000"
+        in err
+    )
     assert connections == 0  # refused before connecting
 
 

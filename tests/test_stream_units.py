@@ -11,6 +11,7 @@ from listend.daemon.errors import ConfigError
 from listend.daemon.events import TranscriptEvent
 from listend.daemon.plugin.source import AudioFormat
 from listend.daemon.plugin.stream_options import StreamOptions
+from listend.daemon.stream.capture import EVENT_QUEUE_SIZE
 from listend.daemon.stream.deepgram import (
     check_stream_format,
     close_failure,
@@ -18,7 +19,6 @@ from listend.daemon.stream.deepgram import (
     environment_for,
 )
 from listend.daemon.stream.replay import ReplayBuffer
-from listend.daemon.stream.session import EVENT_QUEUE_SIZE
 from listend.testing import DeepgramTestServer, Script
 from tests.support.sessions import Collector, MemorySource, make_session
 
@@ -76,7 +76,9 @@ def test_replay_buffer_trims_and_reports_lost_audio():
         buffer = ReplayBuffer(AudioFormat(1000), max_seconds=1.0)  # 2000 bytes
         await buffer.append(b"\1\0" * 500)
         assert await buffer.cover(400) is not None
-        assert (buffer.start, buffer.covered) == (400, 400)
+        assert (buffer.start, buffer.covered) == (0, 400)  # kept until the final is committed
+        buffer.release(600)  # never beyond what finals cover
+        assert (buffer.start, buffer.acked) == (400, 400)
         await buffer.append(b"\2\0" * 1500)  # 4000 captured, 3600 uncovered, room for 2000
         assert (buffer.start, buffer.end) == (2000, 4000)
         assert buffer.lost() == 1600

@@ -8,19 +8,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
 
 SCHEMA_VERSION = 1
 
 EventKind = Literal["final", "interim", "utterance_end", "speech_started", "metadata"]
 
 
+def _to_ms(value: float) -> float:
+    return round(value, 3)
+
+
+#: Seconds in source time, written to the millisecond: 4.44, not 4.4399999999999995.
+Seconds = Annotated[float, PlainSerializer(_to_ms, return_type=float, when_used="json")]
+
+
 class Word(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     word: str
-    start: float = Field(description="seconds since the source started")
-    end: float
+    start: Seconds = Field(description="seconds since the source started")
+    end: Seconds
     confidence: float
     punctuated_word: str | None = None
     speaker: int | None = None
@@ -37,6 +45,11 @@ class _EventBase(BaseModel):
     seq: int = Field(description="position of this event within the epoch")
     channel: int = 0
     request_id: str | None = Field(default=None, description="Deepgram's request id")
+    recovered: bool | None = Field(
+        default=None,
+        description="true: transcribed from the audio spool after a restart; times are those "
+        "of the run that captured the audio",
+    )
 
     @property
     def kind(self) -> EventKind:
@@ -45,8 +58,8 @@ class _EventBase(BaseModel):
 
 class TranscriptEvent(_EventBase):
     type: Literal["transcript"] = "transcript"
-    start: float = Field(description="seconds since the source started")
-    end: float
+    start: Seconds = Field(description="seconds since the source started")
+    end: Seconds
     started_at: datetime = Field(description="UTC wall time of `start`")
     ended_at: datetime = Field(description="UTC wall time of `end`")
     text: str
@@ -64,7 +77,7 @@ class TranscriptEvent(_EventBase):
 
 class UtteranceEndEvent(_EventBase):
     type: Literal["utterance_end"] = "utterance_end"
-    last_word_end: float = Field(description="seconds since the source started")
+    last_word_end: Seconds = Field(description="seconds since the source started")
     at: datetime
 
     @property
@@ -74,7 +87,7 @@ class UtteranceEndEvent(_EventBase):
 
 class SpeechStartedEvent(_EventBase):
     type: Literal["speech_started"] = "speech_started"
-    timestamp: float = Field(description="seconds since the source started")
+    timestamp: Seconds = Field(description="seconds since the source started")
     at: datetime
 
     @property
@@ -86,7 +99,7 @@ class MetadataEvent(_EventBase):
     """Deepgram's summary of one connection (sent when the stream closes cleanly)."""
 
     type: Literal["metadata"] = "metadata"
-    duration: float = Field(description="seconds of audio this connection received")
+    duration: Seconds = Field(description="seconds of audio this connection received")
     channels: int = 1
     created: str | None = Field(default=None, description="when Deepgram opened the request")
     sha256: str | None = None

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import secrets
+import socket
 from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
@@ -167,6 +168,15 @@ class CaptionsSink(Sink):
         self._runner = runner
         self.url = f"http://{self.config.listen}/"
         log.info("captions sink %s: serving live captions on %s", self.name, self.url)
+
+    def page_url(self) -> str | None:
+        """The page's address as another machine reaches it (None when it is loopback only)."""
+        host, port = self.config.address()
+        if host in {"0.0.0.0", "::"}:  # noqa: S104 - every interface: the host's name
+            host = socket.gethostname()
+        elif host.startswith("127.") or host in {"::1", "localhost"}:
+            return None
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
     async def stop(self) -> None:
         if self._runner is not None:

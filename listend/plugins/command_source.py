@@ -61,7 +61,7 @@ class CommandConfig(RestartingSourceConfig):
         default=5.0, gt=0, le=300, description="seconds between SIGTERM and SIGKILL on stop"
     )
     stall_timeout: float | None = Field(
-        default=15.0, gt=0, description="restart the command after this long without audio"
+        default=15.0, gt=0, le=3600, description="restart the command after this long without audio"
     )
     stderr_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="log level of the command's stderr lines"

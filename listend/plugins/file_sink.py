@@ -61,8 +61,12 @@ class FileSinkConfig(SinkConfig):
         description="template with {source} {device} {sink} {date} {epoch}; default: "
         "transcripts/{source}-{date}.<ext> (captions: {source}-{epoch})",
     )
-    max_bytes: int | None = Field(default=None, ge=1024, description="rotate past this size")
-    keep: int | None = Field(default=None, ge=1, description="rotated files kept per file")
+    max_bytes: int | None = Field(
+        default=None, ge=1024, le=2**40, description="rotate past this size"
+    )
+    keep: int | None = Field(
+        default=None, ge=1, le=10_000, description="rotated files kept per file"
+    )
     fsync: bool = Field(
         default=True, description="fsync each batch (survives power loss) or only write it"
     )

@@ -67,7 +67,7 @@ class HttpSinkConfig(SinkConfig):
         default=None, description="shared secret for the X-Listend-Signature HMAC"
     )
     batch: int = Field(default=1, ge=1, le=1000, description=">1: POST JSON arrays of events")
-    timeout: float = Field(default=10.0, gt=0, description="seconds per request")
+    timeout: float = Field(default=10.0, gt=0, le=600, description="seconds per request")
     ca_file: Path | None = Field(default=None, description="CA bundle for https")
     verify_tls: bool = Field(default=True, description="false: skip certificate checks")
 

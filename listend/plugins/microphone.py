@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
@@ -50,7 +50,7 @@ QUEUE_SECONDS = 10.0
 
 
 class MicrophoneConfig(RestartingSourceConfig):
-    device: str | int | None = Field(
+    device: str | Annotated[int, Field(ge=0, le=65535)] | None = Field(
         default=None,
         description="part of the device name as `listend devices` shows it, or its index; "
         "default: the system's default input",
@@ -64,7 +64,10 @@ class MicrophoneConfig(RestartingSourceConfig):
         default=5.0, gt=0, le=600, description="longest wait between attempts to re-open"
     )
     stall_warning: float = Field(
-        default=10.0, gt=0, description="warn when the device delivers nothing for this long (s)"
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="warn when the device delivers nothing for this long (s)",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.stream.endpoint import Endpoint
 from listend.daemon.stream.session import StreamSession
+from listend.daemon.stream.spool import Spool
 from listend.testing import DeepgramTestServer
 
 
@@ -85,8 +86,10 @@ class Collector:
     def __init__(self) -> None:
         self.events: list[AnyEvent] = []
 
-    async def __call__(self, event: AnyEvent) -> None:
+    async def __call__(self, event: AnyEvent, on_commit: Callable[[], None] | None = None) -> None:
         self.events.append(event)
+        if on_commit is not None:
+            on_commit()  # kept: as committed as it gets here
 
     def finals(self) -> list[TranscriptEvent]:
         return [e for e in self.events if isinstance(e, TranscriptEvent) and e.is_final]
@@ -103,6 +106,7 @@ def make_session(
     options: dict[str, Any] | None = None,
     authorization: str | None = None,
     fast_backoff: bool = True,
+    spool: Spool | None = None,
     **deepgram: Any,
 ) -> StreamSession:
     session = StreamSession(
@@ -113,6 +117,7 @@ def make_session(
         deepgram=DeepgramConfig(**deepgram),
         endpoint=Endpoint(dg.url, authorization or f"Token {dg.api_key}"),
         publish=publish,
+        spool=spool,
     )
     if fast_backoff:
         session.backoff = Backoff(initial=0.05, cap=0.3)
@@ -154,9 +159,11 @@ def covers(ranges: Sequence[tuple[int, int]], total: int) -> bool:
     return reached >= total
 
 
-def config_text(dg_url: str, wav: Path, *, extra_source: str = "", sink: str = "") -> str:
+def config_text(
+    dg_url: str, wav: Path, *, extra_source: str = "", sink: str = "", device: str = "test-box"
+) -> str:
     return f"""\
-device: test-box
+device: {device}
 state_dir: {wav.parent / "state"}
 deepgram:
   url: {dg_url}

@@ -47,20 +47,29 @@ class DeepgramConfig(BaseModel):
         default=5.0, gt=0, lt=10, description="seconds without audio before a KeepAlive (< 10)"
     )
     replay_buffer_seconds: float = Field(
-        default=60.0, ge=0, description="audio kept for replay after a reconnect"
+        default=60.0, ge=0, le=600, description="audio kept for replay after a reconnect"
+    )
+    spool_max_mb: float = Field(
+        default=64.0,
+        ge=0,
+        le=65536,
+        description="disk space per source for audio kept across a restart while the stream is "
+        "down or behind (0: no spool)",
     )
     finalize_timeout: float = Field(
-        default=3.0, gt=0, description="seconds to wait for the from_finalize final on stop"
+        default=3.0, gt=0, le=60, description="seconds to wait for the from_finalize final on stop"
     )
     catchup_speed: float = Field(
         default=10.0,
         ge=0,
+        le=1000,
         description="after a reconnect, how many times faster than real time a live source's "
         "backlog is sent (0: as fast as Deepgram takes it); 10 catches up a 30 s outage in ~3 s",
     )
     fallback_after: float = Field(
         default=10.0,
         gt=0,
+        le=3600,
         description="seconds Deepgram must be unreachable before sources with `fallback: local` "
         "use the local engine",
     )
@@ -123,6 +132,47 @@ def split_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class WyomingConfig(BaseModel):
+    """The opt-in Wyoming speech-to-text server (Home Assistant's Assist)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = Field(
+        default="0.0.0.0:10300",
+        description="HOST:PORT to serve Wyoming on (10300 by convention)",
+    )
+    zeroconf: bool = Field(
+        default=True, description="advertise _wyoming._tcp.local. so Home Assistant discovers it"
+    )
+    name: str | None = Field(
+        default=None, description="zeroconf service name (default: listend-DEVICE)"
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        min_length=1,
+        description="languages offered to Home Assistant; the first is the default",
+    )
+    stream: StreamOptions = Field(
+        default_factory=StreamOptions,
+        description="Deepgram stream options overriding deepgram.options for Wyoming requests",
+    )
+    fallback: Literal["local"] | None = Field(
+        default=None, description="use the local engine while Deepgram is unreachable"
+    )
+    answer_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="seconds from audio-stop to the transcript before the request fails",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+
 class PluginsConfig(BaseModel):
     """Which installed plugins not to load; read before the others, as they shape the schema."""
 
@@ -160,9 +210,13 @@ class ListendConfig(BaseModel):
     health: HealthConfig | None = Field(
         default=None, description="HTTP health and metrics endpoint; off unless set"
     )
+    wyoming: WyomingConfig | None = Field(
+        default=None, description="Wyoming speech-to-text server for Home Assistant; off unless set"
+    )
     drain_timeout: float = Field(
         default=15.0,
         gt=0,
+        le=3600,
         description="seconds a stop (SIGTERM) may spend finalizing streams and flushing "
         "outboxes; the unit's TimeoutStopSec= must be longer",
     )
@@ -171,6 +225,18 @@ class ListendConfig(BaseModel):
     @classmethod
     def _device_id(cls, value: str) -> str:
         return check_identifier(value)
+
+    def shown(self) -> dict[str, object]:
+        """The config as `validate --show` prints it: secrets as their references.
+
+        Each source and sink is dumped as its own (plugin) model: dumped as the field's type,
+        ``SourceConfig``, it would lose every option its plugin adds (``path``, ``url``...).
+        """
+        out = self.model_dump(mode="json")
+        for section in ("sources", "sinks"):
+            items: dict[str, BaseModel] = getattr(self, section)
+            out[section] = {name: item.model_dump(mode="json") for name, item in items.items()}
+        return out
 
     def sinks_for(self, source: str) -> list[str]:
         chosen = self.sources[source].sinks

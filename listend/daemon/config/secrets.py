@@ -7,6 +7,7 @@ reachable through :meth:`Secret.reveal`. ``repr``/``str`` show the reference, ne
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,31 @@ def resolve_secret(
     raise SecretResolutionError(msg)
 
 
+#: Longest secret file read: keys and tokens are short; /dev/zero must not fill the memory.
+MAX_SECRET_BYTES = 64 * 1024
+
+
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        regular = stat.S_ISREG(path.stat().st_mode)
+        data = _head(path, MAX_SECRET_BYTES + 1) if regular else b""
     except OSError as exc:
         raise SecretResolutionError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise SecretResolutionError(f"cannot read {str(path)!r}: {exc}") from None
+    if not regular:
+        raise SecretResolutionError(f"{path} is not a regular file")
+    if len(data) > MAX_SECRET_BYTES:
+        raise SecretResolutionError(f"{path} is larger than {MAX_SECRET_BYTES // 1024} kB")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SecretResolutionError(f"{path} is not UTF-8 text") from None
+
+
+def _head(path: Path, size: int) -> bytes:
+    with path.open("rb") as file:
+        return file.read(size)
 
 
 def _validate(value: Any) -> Secret:

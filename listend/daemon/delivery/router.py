@@ -1,11 +1,16 @@
-"""Fan events out from stream sessions to the sinks that asked for them."""
+"""Fan events out from stream sessions to the sinks that asked for them.
+
+A session may pass ``on_commit`` with a final: it is called once the final is committed to the
+outbox of every sink it was routed to (the end-to-end acknowledgement; until then the session
+keeps the final's audio, in memory and in its spool).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from listend.daemon.events import AnyEvent, EventKind
@@ -15,6 +20,8 @@ log = logging.getLogger(__name__)
 ROUTER_QUEUE_SIZE = 1024
 ROUTER_BATCH = 256  # events forwarded together at most (a sink stores them in one commit)
 
+OnCommit = Callable[[], None]
+
 
 class EventTarget(Protocol):
     """Anything that accepts events for one sink (its delivery worker)."""
@@ -23,6 +30,9 @@ class EventTarget(Protocol):
 
     async def put_many(self, events: Sequence[AnyEvent]) -> None:
         """Accept events in order (stored together: one commit for the batch)."""
+
+    def committed(self) -> asyncio.Future[None]:
+        """Done once everything accepted so far is committed to the outbox."""
 
 
 class Router:
@@ -40,10 +50,13 @@ class Router:
         self._kinds = {sink: frozenset(k) for sink, k in kinds.items()}
         self._source_kinds: dict[str, frozenset[EventKind]] = {}
         self._targets: dict[str, EventTarget] = {}
-        self.queue: asyncio.Queue[AnyEvent | None] = asyncio.Queue(ROUTER_QUEUE_SIZE)
+        self.queue: asyncio.Queue[tuple[AnyEvent, OnCommit | None] | None] = asyncio.Queue(
+            ROUTER_QUEUE_SIZE
+        )
         self.on_event: list[Callable[[AnyEvent], None]] = []
         self.forwarded = 0  # events fully handed on; the watchdog checks that it moves
         self._forwarding = asyncio.Lock()
+        self._acked: asyncio.Future[object] | None = None  # the last batch's acknowledgement
 
     def kinds_for(self, source: str) -> frozenset[EventKind]:
         """What the sinks of ``source`` receive (a session builds nothing else)."""
@@ -74,30 +87,31 @@ class Router:
         self._kinds = {sink: frozenset(k) for sink, k in kinds.items()}
         self._source_kinds = {}
 
-    async def publish(self, event: AnyEvent) -> None:
-        await self.queue.put(event)
+    async def publish(self, event: AnyEvent, on_commit: OnCommit | None = None) -> None:
+        await self.queue.put((event, on_commit))
 
     async def run(self) -> None:
         """Forward events until a ``None`` sentinel arrives (see :meth:`close`)."""
         done = False
         while not done:
-            batch: list[AnyEvent] = []
-            event = await self.queue.get()
+            batch: list[tuple[AnyEvent, OnCommit | None]] = []
+            item = await self.queue.get()
             while True:
-                if event is None:
+                if item is None:
                     done = True
                     break
-                batch.append(event)
+                batch.append(item)
                 if len(batch) >= ROUTER_BATCH or self.queue.empty():
                     break
-                event = self.queue.get_nowait()
+                item = self.queue.get_nowait()
             async with self._forwarding:
                 await self._forward_batch(batch)
             self.forwarded += len(batch)
 
-    async def _forward_batch(self, batch: list[AnyEvent]) -> None:
+    async def _forward_batch(self, batch: list[tuple[AnyEvent, OnCommit | None]]) -> None:
         per_sink: dict[str, list[AnyEvent]] = {}
-        for event in batch:
+        acks = [on_commit for _, on_commit in batch if on_commit is not None]
+        for event, _ in batch:
             for hook in self.on_event:
                 hook(event)
             for sink in self._routes.get(event.source, ()):
@@ -105,6 +119,10 @@ class Router:
                     per_sink.setdefault(sink, []).append(event)
         for sink, events in per_sink.items():
             await self._forward(sink, events)
+        if acks:
+            targets = (self._targets.get(sink) for sink in per_sink)
+            commits = [target.committed() for target in targets if target is not None]
+            self._acked = _acknowledge(acks, commits, after=self._acked)
 
     async def _forward(self, sink: str, events: list[AnyEvent]) -> None:
         target = self._targets.get(sink)
@@ -116,3 +134,29 @@ class Router:
 
     async def close(self) -> None:
         await self.queue.put(None)
+
+
+def _acknowledge(
+    acks: Iterable[OnCommit],
+    commits: Sequence[asyncio.Future[None]],
+    *,
+    after: asyncio.Future[object] | None,
+) -> asyncio.Future[object] | None:
+    """Call ``acks`` once every sink committed and the batch before was acknowledged (in
+    order: now, if neither is pending); return what the next batch waits for."""
+    waits = [f for f in (after, *commits) if f is not None and not f.done()]
+    if not waits:
+        for ack in acks:
+            ack()
+        return None
+    acks = list(acks)
+    acknowledged: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+    def done(all_committed: asyncio.Future[list[object]]) -> None:
+        if not all_committed.cancelled() and all_committed.exception() is None:
+            for ack in acks:
+                ack()
+            acknowledged.set_result(None)
+
+    asyncio.gather(*waits).add_done_callback(done)
+    return acknowledged

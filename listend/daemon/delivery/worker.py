@@ -82,6 +82,7 @@ class SinkWorker:
         self._uncommitted: list[tuple[int, AnyEvent]] = []
         self._committer: asyncio.Task[None] | None = None
         self._committing = asyncio.Lock()
+        self._commit_waiters: list[asyncio.Future[None]] = []  # see committed()
         self._gap: list[Dropped] = []
         self._gap_reported_at = 0.0
         self.delivered = 0
@@ -161,6 +162,20 @@ class SinkWorker:
                 dropped = await self.outbox.commit(batch, keep_through=self._inflight_through)
                 if dropped:
                     self._note_gap(dropped)
+            waiters, self._commit_waiters = self._commit_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def committed(self) -> asyncio.Future[None]:
+        """Done once every event accepted so far is in the outbox file: the end-to-end
+        acknowledgement that lets a session free the audio of its finals."""
+        waiter = asyncio.get_running_loop().create_future()
+        if self._uncommitted or self._committing.locked():
+            self._commit_waiters.append(waiter)
+        else:
+            waiter.set_result(None)
+        return waiter
 
     def depth(self) -> int:
         """Events waiting for this sink (stored and interim)."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from listend.daemon.plugin.control import DaemonControl
 from listend.daemon.plugin.stream_options import StreamOptions
 
 SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
@@ -75,6 +76,8 @@ class PluginContext:
     state_dir: Path
     #: For a sink: the sources routed to it (e.g. for Home Assistant discovery).
     sources: tuple[str, ...] = ()
+    #: Read-only stream status and the pause switch (None outside a running daemon).
+    control: DaemonControl | None = field(default=None, compare=False)
 
 
 class Source(ABC):

@@ -23,17 +23,20 @@ from listend.daemon.errors import AuthError, ListendError, PluginError
 from listend.daemon.plugin.manager import PluginHost
 from listend.daemon.plugin.sink import Sink
 from listend.daemon.plugin.source import PluginContext, Source
+from listend.daemon.service.control import Controls
 from listend.daemon.service.drain import drain, settle
 from listend.daemon.service.local_engine import LocalEndpoint, LocalEngineFactory, no_local_engine
 from listend.daemon.service.metrics import Metrics, SinkState, status_line
 from listend.daemon.service.reload import apply_reload, routed_to, routes_of
 from listend.daemon.service.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
-from listend.daemon.stream.endpoint import Endpoint, build_endpoint
+from listend.daemon.service.sessions import new_session
 from listend.daemon.stream.session import StreamSession
+from listend.daemon.stream.spool import Spool
 from listend.daemon.stream.stats import SessionStats
 
 if TYPE_CHECKING:
     from listend.daemon.service.health import HealthServer
+    from listend.daemon.wyoming.server import WyomingServer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,8 @@ class Daemon:
         self.reload_config = reload_config
         self.on_reloaded = on_reloaded
         self.notifier = notifier or Notifier({})
-        self.context = PluginContext(device=config.device, state_dir=config.state_dir)
+        self.control = Controls(config.state_dir, self)
+        self.context = PluginContext(config.device, config.state_dir, control=self.control)
         self.router = Router(*routes_of(config))
         self.sinks: dict[str, Sink] = {}
         self.workers: dict[str, SinkWorker] = {}
@@ -77,6 +81,7 @@ class Daemon:
         self._retiring: set[asyncio.Task[None]] = set()  # sessions a reload is replacing
         self._ready = asyncio.Event()
         self.health: HealthServer | None = None
+        self.wyoming: WyomingServer | None = None
         self._local_engine = local_engine  # injected: the core knows no engine
         self.local_engine: LocalEndpoint | None = None  # runs while the config needs it
         self._checks: list[ProgressCheck] = [
@@ -150,26 +155,21 @@ class Daemon:
         return SinkWorker(sink)
 
     def make_session(self, config: ListendConfig, name: str) -> StreamSession:
+        cfg = config.sources[name]
         source = self.make_source(config, name)
-        engine = self.local_engine
-        endpoint = build_endpoint(config, engine.url if engine is not None else None)
-        fallback = None
-        if config.sources[name].fallback == "local" and endpoint.engine != "local":
-            if engine is None:  # a reload asked for it: the engine starts with the daemon
-                log.warning("source %s: fallback: local takes effect after a restart", name)
-            else:
-                fallback = Endpoint(engine.url, None, engine="local")
-        return StreamSession(
+        session = new_session(
+            config,
             name=name,
-            device=config.device,
             source=source,
-            options=config.sources[name].stream.merged_over(config.deepgram.options),
-            deepgram=config.deepgram,
-            endpoint=endpoint,
+            options=cfg.stream,
+            fallback_local=cfg.fallback == "local",
+            engine=self.local_engine,
             publish=self.router.publish,
             kinds=functools.partial(self.router.kinds_for, name),
-            fallback=fallback,
+            spool=Spool.of_source(config.state_dir, source, config.deepgram.spool_max_mb),
         )
+        session.pause(name in self.control.paused)  # muted stays muted across restarts
+        return session
 
     def start_worker(self, name: str, worker: SinkWorker) -> None:
         """Route to an (opened) worker and run it."""
@@ -221,8 +221,9 @@ class Daemon:
                     self._phase = "stopping"
                     self.notifier.stopping()
                 await self._drain()
-                for name in ("ready", "heartbeat", "reloader"):
-                    self.task(name).cancel()
+                for name in ("ready", "heartbeat", "reloader", "wyoming"):
+                    if (task := self._tasks.get(f"listend[{name}]")) is not None:
+                        task.cancel()
         finally:
             if self.health is not None:
                 await self.health.stop()
@@ -248,6 +249,11 @@ class Daemon:
 
             self.health = HealthServer(config.health, self, self.metrics)
             await self.health.start()
+        if config.wyoming is not None:
+            from listend.daemon.service.wyoming import wyoming_server  # noqa: PLC0415 - on demand
+
+            self.wyoming = wyoming_server(config, self.context, lambda: self.local_engine)
+            self._spawn("wyoming", self.wyoming.run())
         self._spawn(
             "heartbeat", run_heartbeat(self.notifier, checks=self._checks, status=self.status)
         )
@@ -332,8 +338,9 @@ class Daemon:
             new = await asyncio.to_thread(self.reload_config)
             await apply_reload(self, new)
             ok = True
-        except ListendError as exc:
-            log.error("reload failed, still running the previous configuration: %s", exc)  # noqa: TRY400
+        except Exception as exc:  # any: a bad file or a plugin's surprise must not end the daemon
+            why = str(exc) if isinstance(exc, ListendError) else f"{type(exc).__name__}: {exc}"
+            log.error("reload failed, still running the previous configuration: %s", why)  # noqa: TRY400
         finally:
             self.metrics.reloads["ok" if ok else "failed"] += 1
             if self._phase == "reloading":

@@ -94,6 +94,7 @@ class _Totals:
     audio_seconds_gated_in: float = 0.0
     finals: int = 0
     gap_seconds: float = 0.0
+    unspooled_seconds: float = 0.0
 
     def add(self, stats: SessionStats | _Totals) -> _Totals:
         return _Totals(
@@ -105,6 +106,7 @@ class _Totals:
             self.audio_seconds_gated_in + stats.audio_seconds_gated_in,
             self.finals + stats.finals,
             self.gap_seconds + stats.gap_seconds,
+            self.unspooled_seconds + stats.unspooled_seconds,
         )
 
 
@@ -196,6 +198,11 @@ class Metrics(Collector):
             "listend_replay_gap_seconds",
             "Seconds of audio lost because the replay buffer overflowed during an outage",
             "gap_seconds",
+        )
+        yield counter(
+            "listend_spool_overflow_seconds",
+            "Seconds of audio not kept across a restart because the spool was full",
+            "unspooled_seconds",
         )
         connected = GaugeMetricFamily(
             "listend_stream_connected", "1 while the stream is connected", labels=["source"]

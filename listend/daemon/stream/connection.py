@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,9 @@ from listend.daemon.stream.stats import SessionStats
 log = logging.getLogger(__name__)
 
 MAX_FRAME_SECONDS = 0.5  # largest audio message (Deepgram's SDK caps messages at 1 MiB)
+#: How far short of its Finalize a from_finalize final may end and still cover all sent before
+#: it: servers report times in milliseconds, a few samples short of the bytes sent.
+FINALIZE_SLACK_SECONDS = 0.02
 REPLAY_BURST_SECONDS = 2.0  # a backlog's first seconds go at once, then catchup_speed applies
 MAX_LATENCIES = 1000
 #: Deepgram's message types, parsed with the SDK's own models.
@@ -122,6 +126,7 @@ class StreamConnection:
         send_uncompressed(ws)
         self.handoff = asyncio.Event()  # end cleanly now: the session switches engines
         self.handshake = CloseHandshake()
+        self._finalized_at: deque[int] = deque()  # offsets sent before each Finalize
 
     async def run(self) -> None:
         """Until the socket closes; raises what the sender raised (e.g. fell behind)."""
@@ -160,12 +165,26 @@ class StreamConnection:
                     task.cancel()
                 await asyncio.gather(*helpers, return_exceptions=True)
             await finalize_and_close(
+                self._send_finalize,
                 self.sock,
                 self.ws,
                 self.handshake,
                 seconds=self.link.finalize_timeout,
                 source=self.name,
             )
+
+    async def _send_finalize(self) -> None:
+        self._finalized_at.append(self.sent)
+        await self.sock.send_finalize()
+
+    def _through_finalize(self, covered: int) -> int:
+        """A from_finalize final covers all audio sent before its Finalize, though its reported
+        end may fall a few samples short of it; without this the next connection would start
+        those samples early and transcribe them twice."""
+        slack = self.buffer.to_bytes(FINALIZE_SLACK_SECONDS)
+        while self._finalized_at and self._finalized_at[0] <= covered + slack:
+            covered = max(covered, self._finalized_at.popleft())
+        return min(covered, self.sent)
 
     async def _wake_on_handoff(self) -> None:
         """The sender waits for audio without a timeout: wake it when the session switches
@@ -189,7 +208,7 @@ class StreamConnection:
             limit = max_frame
             if buffer.pauses and (pause := buffer.next_pause(paused_through)) is not None:
                 if pause <= self.sent:
-                    await sock.send_finalize()
+                    await self._send_finalize()
                     paused_through = pause
                     self.last_sent.touch()
                     continue
@@ -255,6 +274,8 @@ class StreamConnection:
             event = factory.transcript(message)
             if message.is_final:
                 covered = min(self.buffer.stream_offset(factory.covered), self.sent)
+                if message.from_finalize:
+                    covered = self._through_finalize(covered)
                 captured = await self.buffer.cover(covered)
                 if event is not None:
                     self._count_final(captured)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ class CloseHandshake:
 
 
 async def finalize_and_close(
+    send_finalize: Callable[[], Awaitable[None]],
     sock: AsyncV1SocketClient,
     ws: Any,
     handshake: CloseHandshake,
@@ -52,7 +54,7 @@ async def finalize_and_close(
 ) -> None:
     """Finalize -> the from_finalize final -> CloseStream -> the server's close."""
     handshake.finalized.clear()  # answers to the voice gate's Finalize messages do not count
-    await sock.send_finalize()
+    await send_finalize()
     if not await _within(seconds, handshake.finalized):
         log.warning("source %s: no final for Finalize within %gs", source, seconds)
     await sock.send_close_stream()

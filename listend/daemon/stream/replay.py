@@ -4,8 +4,11 @@ Offsets are absolute byte positions in the *stream*: the audio sent to Deepgram 
 session started. Without voice gating that is the source's audio itself; with gating it is the
 gated-in parts, and :attr:`ReplayBuffer.timeline` maps stream offsets back to source time. The
 buffer is bounded: when it is full the oldest audio is dropped, and if that audio was never
-covered by a final the session reports the gap. A replay after a reconnect therefore resends
-only gated-in audio, and its times map back through the same timeline.
+covered by a final the session reports the gap. Audio a final covers stays until that final is
+committed to every sink's outbox (:meth:`ReplayBuffer.release`, the end-to-end
+acknowledgement), so the durable spool can still take it if the process stops first. A replay
+after a reconnect therefore resends only gated-in audio, and its times map back through the
+same timeline.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class ReplayBuffer:
         self.start = 0  # offset of _data[0]
         self.end = 0  # offset just after the last byte to stream
         self.covered = 0  # audio before this offset is covered by a final (may be < start)
+        self.acked = 0  # ... by a final committed to every outbox (<= covered)
         self.ended = False  # the source has returned (or capture was stopped)
         self._stamps: deque[tuple[int, float]] = deque()  # (chunk end offset, monotonic)
         self._waiters: list[asyncio.Future[None]] = []  # woken on any change
@@ -108,7 +112,8 @@ class ReplayBuffer:
         return lost
 
     async def cover(self, offset: int) -> float | None:
-        """Finals now cover audio up to ``offset``: free it; return when it was captured."""
+        """Finals now cover audio up to ``offset`` (no replay needs it); return when it was
+        captured. It is freed once the final is committed (:meth:`release`)."""
         offset = min(offset, self.end)
         if offset <= self.covered:
             return None
@@ -118,10 +123,18 @@ class ReplayBuffer:
             self._stamps.popleft()
         if self._stamps:
             captured = self._stamps[0][1]
-        if offset > self.start:
-            self._trim(offset)
         await self._notify()
         return captured
+
+    def release(self, offset: int) -> None:
+        """The finals covering audio up to ``offset`` are committed to every outbox: free it."""
+        offset = min(offset, self.covered)
+        if offset <= self.acked:
+            return
+        self.acked = offset
+        if offset > self.start:
+            self._trim(offset)
+        self.wake()
 
     def _trim(self, offset: int) -> None:
         del self._data[: offset - self.start]

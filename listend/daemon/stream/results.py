@@ -47,6 +47,7 @@ class EventFactory:
         wall_start: float,
         engine: str = "deepgram",
         timeline: Timeline | None = None,
+        recovered: bool = False,
     ) -> None:
         self.device = device
         self.source = source
@@ -57,6 +58,7 @@ class EventFactory:
         self.offset = 0.0  # stream seconds at which the current connection's audio began
         self.timeline = timeline or Timeline(1)  # stream -> source time (default: the same)
         self.request_id: str | None = None
+        self.recovered = recovered  # transcribing audio an earlier run spooled
         self._emitted: dict[int, float] = {}  # per channel: source seconds covered by finals
         self._channels = 1
         self._last_utterance_end: dict[int, float] = {}
@@ -92,6 +94,7 @@ class EventFactory:
             "epoch": self.epoch,
             "seq": self.seq,
             "request_id": request_id or self.request_id,
+            "recovered": self.recovered or None,
         }
 
     def wall(self, seconds: float) -> datetime:

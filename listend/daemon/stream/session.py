@@ -7,7 +7,10 @@ connection (:mod:`connection`), *send* streams the buffer (:mod:`keepalive` when
 hands events to the router from a bounded queue, so a slow sink never stalls the WebSocket. A
 dropped connection is retried on the :class:`RetrySchedule` (the shared :class:`Backoff`;
 once stopping, a short schedule until the deadline), and the new one starts by replaying what
-no final covered, as fast as ``deepgram.catchup_speed`` allows.
+no final covered, as fast as ``deepgram.catchup_speed`` allows. A final's audio is freed once
+the router says the final is committed to every outbox; until then, while the stream is not
+keeping up, it is also in the durable spool (:mod:`spooling`), which the next start
+transcribes first (:meth:`_recover`).
 """
 
 from __future__ import annotations
@@ -17,18 +20,19 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from deepgram import AsyncDeepgramClient
 
 from listend.daemon.config.models import DeepgramConfig
 from listend.daemon.errors import ListendError
-from listend.daemon.events import AnyEvent, EventKind
+from listend.daemon.events import EventKind
 from listend.daemon.plugin.source import Source
 from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.outage import Outage
+from listend.daemon.stream.capture import Capture, EventQueue, Publish
 from listend.daemon.stream.connection import SessionLink, StreamConnection
 from listend.daemon.stream.deepgram import (
     StreamError,
@@ -42,13 +46,11 @@ from listend.daemon.stream.fallback import Fallback
 from listend.daemon.stream.replay import ReplayBuffer
 from listend.daemon.stream.results import EventFactory
 from listend.daemon.stream.schedule import HEALTHY_AFTER, RetrySchedule
+from listend.daemon.stream.spool import Spool, SpoolRun
+from listend.daemon.stream.spooling import SpoolKeeper
 from listend.daemon.stream.stats import SessionStats
-from listend.daemon.stream.voice_gate import Passage, VoiceGate
 
 log = logging.getLogger(__name__)
-
-Publish = Callable[[AnyEvent], Awaitable[None]]
-EVENT_QUEUE_SIZE = 1000
 
 
 class StreamSession:
@@ -64,6 +66,8 @@ class StreamSession:
         publish: Publish,
         kinds: Callable[[], Collection[EventKind]] | None = None,
         fallback: Endpoint | None = None,
+        spool: Spool | None = None,
+        recovering: SpoolRun | None = None,
     ) -> None:
         self.name = name
         self.device = device
@@ -88,8 +92,7 @@ class StreamSession:
         if self.fallback is not None and local is not None:
             self._clients[self.fallback.local.url] = local
         self.stats = SessionStats()
-        self.failure: ListendError | None = None  # why the source stopped, if it had to
-        self.dropped_interims = 0
+        self._failure: ListendError | None = None  # a fatal stream error
         self.backoff = Backoff(stable_after=HEALTHY_AFTER)  # the shared policy; replaceable
         self.schedule = RetrySchedule(name, deepgram.finalize_timeout)
         self.outage = Outage(
@@ -98,26 +101,44 @@ class StreamSession:
             recovered="reconnected",
             logger=log,
         )
-        self.live = source.realtime
+        self.live = source.realtime and recovering is None
         self._stop = asyncio.Event()
         self._capture_task: asyncio.Task[None] | None = None
-        self._events: asyncio.Queue[AnyEvent | None] = asyncio.Queue(EVENT_QUEUE_SIZE)
         self.buffer = ReplayBuffer(self.format, deepgram.replay_buffer_seconds)
-        vad = source.vad
-        self.gate = VoiceGate(self.format, vad, name) if vad is not None and vad.enabled else None
+        self.recovering = recovering
+        self.keeper = SpoolKeeper.of(spool, self.buffer, self.stats, name, recovering)
+        self._recovery: StreamSession | None = None  # transcribing a spooled run now
+        self.capture = Capture(name, source, self.buffer, self.stats, recovering=recovering)
+        self.gate = self.capture.gate
+        self.events = EventQueue(name, self.buffer, publish, self._acked)
+        self.emit = self.events.emit
         self.factory = EventFactory(
             device=device,
             source=name,
             epoch=0,
-            wall_start=time.time(),
+            wall_start=time.time() if recovering is None else recovering.wall_start,
             engine=endpoint.engine,
             timeline=self.buffer.timeline,
+            recovered=recovering is not None,
         )
 
     @property
     def wants_interims(self) -> bool:
         """Whether any sink receives interim results (if not, they are never built)."""
         return self._kinds is None or "interim" in self._kinds()
+
+    @property
+    def failure(self) -> ListendError | None:
+        """Why the source stopped, if it had to (the source's error, or a fatal stream one)."""
+        return self._failure or self.capture.failure
+
+    @property
+    def paused(self) -> bool:
+        return self.capture.paused
+
+    def pause(self, paused: bool) -> None:  # noqa: FBT001 - a switch
+        """Paused: the source is read but nothing is streamed (nor billed) until resumed."""
+        self.capture.paused = paused
 
     @property
     def stopping(self) -> bool:
@@ -131,95 +152,83 @@ class StreamSession:
             self.schedule.stop(within)
         if self._capture_task is not None:
             self._capture_task.cancel()
+        if self._recovery is not None:
+            self._recovery.stop()
 
-    async def run(self) -> None:
+    async def run(self, epoch: int | None = None) -> None:
         if self.client is None:
-            await self._drain_untranscribed()
+            await self.capture.drain(self._stop)
             return
         now = time.time()
-        self.factory.epoch = int(now * 1000)
-        self.factory.wall_start = now
+        self.factory.epoch = epoch or int(now * 1000)
+        if self.recovering is None:
+            self.factory.wall_start = now
         tag = f"listend[source:{self.name}]"
+        keeper = self.keeper
         try:
             async with asyncio.TaskGroup() as group:
-                self._capture_task = group.create_task(self._capture(), name=f"{tag}.capture")
+                self._capture_task = group.create_task(self.capture.run(), name=f"{tag}.capture")
                 if self._stop.is_set():
                     self._capture_task.cancel()
-                publisher = group.create_task(self._publish_events(), name=f"{tag}.publish")
+                publisher = group.create_task(self.events.run(), name=f"{tag}.publish")
+                if keeper is not None and self.recovering is None:
+                    keeper.begin(self.factory.epoch, now)
+                    writer = group.create_task(keeper.keep(), name=f"{tag}.spool")
                 try:
+                    await self._recover()
                     await self._stream()
                 except BaseException:
                     publisher.cancel()  # a hard stop does not wait for the sinks
                     raise
                 finally:
                     self._capture_task.cancel()
-                await self._events.put(None)  # the publisher drains the queue, then ends
+                    if keeper is not None:
+                        if self.recovering is None:
+                            writer.cancel()
+                        await keeper.finish(self.events.last_final)
+                await self.events.close()  # the publisher drains the queue, then ends
         finally:
             self.stats.connected = False
             self.stats.first_attempt.set()
-        log.info("source %s ended", self.name)
+        log.info("source %s%s ended", self.name, " (recovering the spool)" * bool(self.recovering))
 
-    async def _drain_untranscribed(self) -> None:
-        """No credentials and no local engine yet: read the source so the daemon still runs."""
-        log.warning(
-            "source %s: no Deepgram credentials and no local engine: not transcribed", self.name
-        )
-        self.stats.first_attempt.set()
-        async for _chunk in self.source.stream():
+    async def _recover(self) -> None:
+        """Transcribe the runs earlier starts spooled, oldest first, before the live audio
+        (which waits in the replay buffer, and in the spool if it waits too long)."""
+        if self.keeper is None or self.recovering is not None:
+            return
+        for index, run in enumerate(await self.keeper.spool.load()):
             if self._stop.is_set():
                 break
+            log.info("source %s: transcribing %.1fs of spooled audio", self.name, run.seconds)
+            self._recovery = StreamSession(
+                name=self.name,
+                device=self.device,
+                source=self.source,
+                options=self.options,
+                deepgram=self.deepgram,
+                endpoint=self.endpoint,
+                publish=self.publish,
+                kinds=self._kinds,
+                fallback=None if self.fallback is None else self.fallback.local,
+                spool=self.keeper.spool,
+                recovering=run,
+            )
+            self._recovery.backoff = self.backoff
+            await self._recovery.run(epoch=self.factory.epoch - 1 - index)
+            self._recovery = None
 
     # -- capture and publish ------------------------------------------------------------
 
-    async def _capture(self) -> None:
-        stream = self.source.stream()
-        gate = self.gate
-        try:
-            async for chunk in stream:
-                if not chunk:
-                    continue  # an empty frame would close Deepgram's stream
-                self.stats.audio_seconds_captured += self.buffer.to_seconds(len(chunk))
-                if gate is None:
-                    await self._keep(chunk)
-                else:
-                    await self._keep_gated(gate.feed(chunk))
-        except ListendError as exc:
-            log.error("source %s failed: %s", self.name, exc)  # noqa: TRY400 - a user error
-            self.failure = exc
-        finally:
-            if isinstance(stream, AsyncGenerator):
-                await stream.aclose()
-            if gate is not None:
-                await self._keep_gated(gate.flush())
-            await self.buffer.finish()
+    @property
+    def dropped_interims(self) -> int:
+        return self.events.dropped_interims
 
-    async def _keep(self, audio: bytes, at: int | None = None) -> None:
-        """Into the replay buffer (``at``: its source offset, when the gate skipped audio)."""
-        if not self.live and self.buffer.full():
-            await self.buffer.wait_for_room()
-        await self.buffer.append(audio, at)
-        self.stats.audio_seconds_gated_in += self.buffer.to_seconds(len(audio))
-
-    async def _keep_gated(self, passages: list[Passage]) -> None:
-        for passage in passages:
-            if passage.audio:
-                await self._keep(passage.audio, passage.offset)
-            if passage.closes:
-                await self.buffer.pause()
-
-    async def _publish_events(self) -> None:
-        while (event := await self._events.get()) is not None:
-            await self.publish(event)
-
-    async def emit(self, event: AnyEvent | None) -> None:
-        if event is None:
-            return
-        if event.kind == "interim" and self._events.full():
-            self.dropped_interims += 1  # superseded by the final anyway; never block for them
-            if self.dropped_interims % 100 == 1:
-                log.warning("source %s: sinks are slow, dropping interim results", self.name)
-            return
-        await self._events.put(event)
+    def _acked(self, covered: int) -> None:
+        """A final is committed to every outbox: its audio may go (memory and spool)."""
+        self.buffer.release(covered)
+        if self.keeper is not None:
+            self.keeper.release(self.buffer.acked)
 
     # -- connections ----------------------------------------------------------------------
 
@@ -239,7 +248,7 @@ class StreamSession:
                 self.stats.connected = False
                 self.stats.first_attempt.set()
                 if not failure.retry:
-                    self.failure = failure.error
+                    self._failure = failure.error
                     return
                 outage.failed(str(failure))
                 if self._falling_back(endpoint, failure):

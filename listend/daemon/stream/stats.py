@@ -20,5 +20,6 @@ class SessionStats:
     audio_seconds_gated_in: float = 0.0  # captured audio the voice gate let through (all: none)
     finals: int = 0
     gap_seconds: float = 0.0
+    unspooled_seconds: float = 0.0  # audio that did not fit in the spool (lost on a crash)
     last_final_at: float | None = None  # time.monotonic() of the last final
     final_latencies: list[float] = field(default_factory=list)  # drained by the metrics exporter

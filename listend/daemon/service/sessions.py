@@ -1,0 +1,56 @@
+"""Building a stream session: where it connects, with which options, and its fallback.
+
+One place for the daemon's sources and the Wyoming server's requests, so both reach Deepgram
+(or the local engine) the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+
+from listend.daemon.config.models import ListendConfig
+from listend.daemon.events import EventKind
+from listend.daemon.plugin.source import Source
+from listend.daemon.plugin.stream_options import StreamOptions
+from listend.daemon.service.local_engine import LocalEndpoint
+from listend.daemon.stream.capture import Publish
+from listend.daemon.stream.endpoint import Endpoint, build_endpoint
+from listend.daemon.stream.session import StreamSession
+from listend.daemon.stream.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+def new_session(
+    config: ListendConfig,
+    *,
+    name: str,
+    source: Source,
+    options: StreamOptions,
+    fallback_local: bool,
+    engine: LocalEndpoint | None,
+    publish: Publish,
+    kinds: Callable[[], Collection[EventKind]] | None = None,
+    spool: Spool | None = None,
+) -> StreamSession:
+    """A session for ``source``; ``options`` override ``deepgram.options``."""
+    endpoint = build_endpoint(config, engine.url if engine is not None else None)
+    fallback = None
+    if fallback_local and endpoint.engine != "local":
+        if engine is None:  # a reload asked for it: the engine starts with the daemon
+            log.warning("%s: fallback: local takes effect after a restart", name)
+        else:
+            fallback = Endpoint(engine.url, None, engine="local")
+    return StreamSession(
+        name=name,
+        device=config.device,
+        source=source,
+        options=options.merged_over(config.deepgram.options),
+        deepgram=config.deepgram,
+        endpoint=endpoint,
+        publish=publish,
+        kinds=kinds,
+        fallback=fallback,
+        spool=spool,
+    )
