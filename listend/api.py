@@ -17,7 +17,9 @@ The contract, beyond the abstract methods:
 from __future__ import annotations
 
 from listend import __version__
+from listend.daemon.child_env import child_environment
 from listend.daemon.config.secrets import Secret, SecretRef, SecretResolutionError, resolve_secret
+from listend.daemon.config.urls import redact_url, reject_userinfo
 from listend.daemon.errors import ConfigError, ListendError, PluginError
 from listend.daemon.events import (
     SCHEMA_VERSION,
@@ -52,7 +54,7 @@ from listend.daemon.retry.restarting import (
 )
 from listend.daemon.retry.retrying import retrying
 from listend.daemon.tasks import cancel_and_wait
-from listend.subtitles import VTT_HEADER, srt_cue, text_line, vtt_cue
+from listend.subtitles import VTT_HEADER, printable, srt_cue, text_line, vtt_cue
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -92,8 +94,12 @@ __all__ = [
     "Word",
     "__version__",
     "cancel_and_wait",
+    "child_environment",
     "from_json",
     "hookimpl",
+    "printable",
+    "redact_url",
+    "reject_userinfo",
     "resolve_secret",
     "restarting",
     "retrying",

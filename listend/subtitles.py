@@ -3,7 +3,9 @@
 The one home of caption formatting, used by ``listend transcribe`` (a prerecorded result,
 Deepgram's JSON as a dict, split into short cues) and by the file sink (one cue per final,
 timed in seconds since the source started). Cue text is always one line (a blank line would
-end the cue early) and escaped for WebVTT.
+end the cue early), escaped for WebVTT, and stripped of control characters: transcript text
+comes from the network, and an ESC, a NUL or a right-to-left override written raw to a
+terminal or a text file can rewrite what is shown.
 """
 
 from __future__ import annotations
@@ -17,6 +19,20 @@ MAX_CUE_SECONDS = 6.0
 MAX_CUE_CHARS = 84  # two lines of 42, the usual subtitle limit
 MAX_GAP = 1.0  # a pause this long starts a new cue
 _SPACES = re.compile(r"\s+")
+_WHITESPACE_CONTROLS = "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85"
+#: C0 and C1 controls, DEL, and the bidirectional overrides/isolates/marks: removed (the
+#: whitespace among them becomes a space).
+_CONTROLS = {
+    **dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)]),
+    **dict.fromkeys([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]),
+    **{ord(char): " " for char in _WHITESPACE_CONTROLS},
+}
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters or bidi overrides (safe on a terminal)."""
+    return text.translate(_CONTROLS)
+
 
 # -- cues ---------------------------------------------------------------------------------
 
@@ -38,8 +54,8 @@ def vtt_time(seconds: float) -> str:
 
 
 def one_line(text: str) -> str:
-    """Cue text on one line: a blank line would end the cue early."""
-    return _SPACES.sub(" ", text).strip()
+    """Cue text on one line (a blank line would end the cue early), without controls."""
+    return _SPACES.sub(" ", printable(text)).strip()
 
 
 def vtt_escape(text: str) -> str:

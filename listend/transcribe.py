@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from listend.daemon.config.urls import redact_url, reject_userinfo
 from listend.daemon.errors import AuthError, ListendError
 from listend.subtitles import to_srt, to_text, to_vtt
 
@@ -116,6 +117,11 @@ def options_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     is_url = args.source.startswith(("http://", "https://"))
+    if args.url is not None:
+        try:
+            reject_userinfo(args.url, "DEEPGRAM_API_KEY")
+        except ValueError as exc:
+            raise ListendError(f"--url: {exc}") from None
     size = None if is_url else _file_size(Path(args.source))
     return asyncio.run(_run(args, size))
 
@@ -147,9 +153,13 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
         from listend.engine.server import LocalEngine  # noqa: PLC0415
 
         workers = 2 if args.multichannel else 1
-        async with LocalEngine(workers=workers) as engine:
+        # the engine fetches a URL or calls back only when this command line asks it to
+        engine = LocalEngine(
+            workers=workers, allow_url=size is None, allow_callback="callback" in options
+        )
+        async with engine:
             log.info("transcribing with the local engine at %s", engine.url)
-            result = await _request(args, options, engine.url, "local", size)
+            result = await _request(args, options, engine.url, engine.token, size)
             if "callback" in options:
                 _print_request_id(result)
                 # The engine lives in this process: stay until it has called back.
@@ -202,7 +212,8 @@ async def _request(
     except ApiError as exc:
         raise _api_failure(exc) from None
     except (OSError, httpx.TransportError) as exc:
-        raise ListendError(f"cannot reach {base_url or 'Deepgram'}: {exc}") from None
+        where = redact_url(base_url) if base_url else "Deepgram"
+        raise ListendError(f"cannot reach {where}: {exc}") from None
     result: dict[str, Any] = response.model_dump(mode="json", exclude_none=True, by_alias=True)
     return result
 

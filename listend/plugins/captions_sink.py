@@ -43,6 +43,9 @@ MAX_PENDING_LINES = 500
 #: Seconds one WebSocket send may take before the page's connection is dropped.
 SEND_TIMEOUT = 20.0
 HEARTBEAT = 15.0
+#: Pages send nothing (pings and the close are control frames): a data frame is a stray or
+#: hostile client, and this bounds what aiohttp buffers before it can be refused.
+MAX_CLIENT_MESSAGE = 1024
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$")
 
 
@@ -109,6 +112,22 @@ class CaptionsSinkConfig(SinkConfig):
         return _address(self.listen)
 
 
+class _ClientErrorLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp logs a malformed request (a URL over 8 KB, garbage instead of HTTP) as an
+    error with a traceback; it is the client's mistake, answered with a 4xx: one line."""
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        from aiohttp.http_exceptions import HttpProcessingError  # noqa: PLC0415
+
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            name = (self.extra or {}).get("name")
+            log.info("captions sink %s: refused a malformed request: %s", name, exc)
+            return
+        kwargs.setdefault("exc_info", True)  # what .exception() does
+        self.logger.error(msg, *args, **kwargs)
+
+
 class _Page:
     """One connected page: the source it shows and its coalescing buffer of line updates."""
 
@@ -155,7 +174,8 @@ class CaptionsSink(Sink):
         app.router.add_get("/source/{source}", self._page)
         app.router.add_get("/ws", self._websocket)
         app.on_shutdown.append(self._close_pages)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        errors = _ClientErrorLog(logging.getLogger("aiohttp.server"), {"name": self.name})
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, logger=errors)
         await runner.setup()
         host, port = self.config.address()
         site = web.TCPSite(runner, host, port)
@@ -220,10 +240,12 @@ class CaptionsSink(Sink):
         return {"lines": cfg.lines, "fontSize": cfg.font_size, "theme": cfg.theme}
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
-        from aiohttp import web  # noqa: PLC0415
+        from aiohttp import WSCloseCode, web  # noqa: PLC0415
 
         source = request.query.get("source") or None
-        ws = web.WebSocketResponse(heartbeat=HEARTBEAT, timeout=2.0)
+        ws = web.WebSocketResponse(
+            heartbeat=HEARTBEAT, timeout=2.0, max_msg_size=MAX_CLIENT_MESSAGE
+        )
         await ws.prepare(request)
         page = _Page(ws, source)
         hello = {
@@ -237,8 +259,8 @@ class CaptionsSink(Sink):
         self.pages.add(page)
         writer = asyncio.create_task(self._write(page, request, hello), name="captions-page")
         try:
-            async for _message in ws:  # pages send nothing; reading handles ping/close
-                pass
+            async for _message in ws:  # reading handles ping/close; pages send no data
+                await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"pages send nothing")
         finally:
             self.pages.discard(page)
             writer.cancel()

@@ -33,6 +33,7 @@ from listend.api import (
     RestartStats,
     Source,
     SourceInterrupted,
+    child_environment,
     hookimpl,
     restarting,
 )
@@ -134,7 +135,7 @@ class CommandSource(Source):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own process group: stop reaches its children
-                env={**os.environ, **cfg.env},
+                env=child_environment(cfg.env),  # never the daemon's secrets
             )
         except OSError as exc:
             raise SourceInterrupted(f"cannot start {self._program}: {exc}") from exc

@@ -123,7 +123,10 @@ class FileSource(Source):
             info = read_wav_info(file, size)
         except WavError as exc:
             raise self._error(str(exc)) from None
-        return AudioFormat(info.sample_rate, info.channels), info.data_offset, info.data_size
+        audio_format = AudioFormat(info.sample_rate, info.channels)
+        if (problem := audio_format.problem()) is not None:
+            raise self._error(f"has a WAV header that cannot be right: {problem}")
+        return audio_format, info.data_offset, info.data_size
 
     @property
     def audio_format(self) -> AudioFormat:

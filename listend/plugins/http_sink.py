@@ -38,6 +38,8 @@ from listend.api import (
     SinkConfig,
     __version__,
     hookimpl,
+    redact_url,
+    reject_userinfo,
     to_json,
 )
 
@@ -76,8 +78,8 @@ class HttpSinkConfig(SinkConfig):
     def _http_url(cls, value: str) -> str:
         url = httpx.URL(value)
         if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"expected an http:// or https:// URL, found {value!r}")
-        return value
+            raise ValueError(f"expected an http:// or https:// URL, found {redact_url(value)!r}")
+        return reject_userinfo(value, "basic_auth: (or headers:)")
 
     @field_validator("headers")
     @classmethod

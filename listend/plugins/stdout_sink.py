@@ -26,6 +26,7 @@ from listend.api import (
     TranscriptEvent,
     UtteranceEndEvent,
     hookimpl,
+    printable,
     to_json,
 )
 
@@ -61,7 +62,7 @@ class CaptionRenderer:
         if self._source is not None and event.source != self._source:
             out += self._end_line()
         self._source = event.source
-        text = event.text.strip()
+        text = " ".join(printable(event.text).split())  # never an ESC sequence from the network
         if not event.is_final:
             return out + self._draw(text) if text else out
         if text:

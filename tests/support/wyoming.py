@@ -59,10 +59,11 @@ def engine_at(server: DeepgramTestServer) -> LocalEngineFactory:
     @dataclass
     class _Endpoint:
         url: str
+        authorization: str | None
 
     @contextlib.asynccontextmanager
     async def factory(_config: object) -> AsyncIterator[LocalEndpoint | None]:
-        yield _Endpoint(server.url)
+        yield _Endpoint(server.url, f"Token {server.api_key}" if server.api_keys else None)
 
     return factory
 

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from listend.daemon.config.secrets import SecretRef
+from listend.daemon.config.urls import reject_userinfo
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig
 from listend.daemon.plugin.stream_options import StreamOptions
@@ -73,6 +74,11 @@ class DeepgramConfig(BaseModel):
         description="seconds Deepgram must be unreachable before sources with `fallback: local` "
         "use the local engine",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        return None if value is None else reject_userinfo(value, "api_key: or access_token:")
 
     @model_validator(mode="after")
     def _one_credential(self) -> DeepgramConfig:

@@ -14,6 +14,11 @@ from listend.daemon.plugin.control import DaemonControl
 from listend.daemon.plugin.stream_options import StreamOptions
 
 SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
+#: What a stream may declare: Deepgram's range (a WAV header can claim anything, e.g. 1 Hz,
+#: which rounds every chunk to 0 frames, or 32767 channels).
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 192000
+MAX_CHANNELS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,19 @@ class AudioFormat:
 
     def seconds(self, nbytes: int) -> float:
         return nbytes / self.bytes_per_second
+
+    def problem(self) -> str | None:
+        """Why this format cannot be streamed (out of the supported ranges), or None."""
+        if self.encoding not in SAMPLE_WIDTH:
+            return f"encoding {self.encoding!r} is not one of {', '.join(SAMPLE_WIDTH)}"
+        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
+            return (
+                f"a sample rate of {self.sample_rate} Hz is not supported "
+                f"({MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz)"
+            )
+        if not 1 <= self.channels <= MAX_CHANNELS:
+            return f"{self.channels} channels are not supported (1..{MAX_CHANNELS})"
+        return None
 
 
 class VadConfig(BaseModel):

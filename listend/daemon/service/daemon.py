@@ -113,6 +113,8 @@ class Daemon:
                 delivered=worker.delivered,
                 failed=worker.failed,
                 reachable=self.sinks[name].reachable(),
+                refused=worker.refusal.total,
+                problem=worker.problem(),
             )
             for name, worker in self.workers.items()
         }

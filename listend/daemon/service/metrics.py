@@ -31,6 +31,8 @@ class SinkState:
     delivered: int
     failed: int
     reachable: bool
+    refused: int = 0  # events not stored: the outbox could not be written (a full disk)
+    problem: str | None = None  # why it is not ready although reachable (its outbox)
 
 
 class DaemonProbe(Protocol):
@@ -62,11 +64,11 @@ def readiness(probe: DaemonProbe) -> list[str]:
         for name, stats in sorted(probe.stream_stats().items())
         if not stats.connected
     ]
-    reasons += [
-        f"sink {name}: unreachable"
-        for name, state in sorted(probe.sink_states().items())
-        if not state.reachable
-    ]
+    for name, state in sorted(probe.sink_states().items()):
+        if not state.reachable:
+            reasons.append(f"sink {name}: unreachable")
+        if state.problem is not None:
+            reasons.append(f"sink {name}: {state.problem}")
     return reasons + probe.stalls()
 
 
@@ -79,6 +81,12 @@ def status_line(probe: DaemonProbe, now: float | None = None) -> str:
     finals = [s.last_final_at for s in streams.values() if s.last_final_at is not None]
     last = f"last final {now - max(finals):.0f}s ago" if finals else "no finals yet"
     text = f"{up}/{len(streams)} streams up, outbox {depth}, {last}"
+    problems = [
+        f"sink {name}: {state.problem}"
+        for name, state in sorted(probe.sink_states().items())
+        if state.problem is not None
+    ]
+    text = "; ".join([text, *problems])
     return text if probe.phase == "running" else f"{probe.phase}: {text}"
 
 
@@ -225,6 +233,11 @@ class Metrics(Collector):
             ),
             "failed": CounterMetricFamily(
                 "listend_sink_failed", "Failed delivery attempts", labels=["sink"]
+            ),
+            "refused": CounterMetricFamily(
+                "listend_outbox_refused",
+                "Events not stored because the outbox could not be written (a full disk)",
+                labels=["sink"],
             ),
             "depth": GaugeMetricFamily(
                 "listend_outbox_depth", "Events waiting in the outbox", labels=["sink"]

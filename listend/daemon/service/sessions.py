@@ -35,13 +35,14 @@ def new_session(
     spool: Spool | None = None,
 ) -> StreamSession:
     """A session for ``source``; ``options`` override ``deepgram.options``."""
-    endpoint = build_endpoint(config, engine.url if engine is not None else None)
+    url, token = (engine.url, engine.authorization) if engine is not None else (None, None)
+    endpoint = build_endpoint(config, url, token)
     fallback = None
     if fallback_local and endpoint.engine != "local":
         if engine is None:  # a reload asked for it: the engine starts with the daemon
             log.warning("%s: fallback: local takes effect after a restart", name)
         else:
-            fallback = Endpoint(engine.url, None, engine="local")
+            fallback = Endpoint(engine.url, engine.authorization, engine="local")
     return StreamSession(
         name=name,
         device=config.device,
