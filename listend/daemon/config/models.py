@@ -64,6 +64,13 @@ class DeepgramConfig(BaseModel):
     finalize_timeout: float = Field(
         default=3.0, gt=0, le=60, description="seconds to wait for the from_finalize final on stop"
     )
+    catchup_speed: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="after a reconnect, how many times faster than real time a live source's "
+        "backlog is sent (0: as fast as Deepgram takes it); 10 catches up a 30 s outage in ~3 s",
+    )
     fallback_after: float = Field(
         default=10.0,
         gt=0,

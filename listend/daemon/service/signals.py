@@ -76,7 +76,10 @@ def _handle_signals(daemon: Daemon, main: asyncio.Task[Any]) -> list[signal.Sign
 
 
 async def run_daemon(daemon: Daemon) -> int:
-    """Run with signals: SIGHUP reloads; SIGTERM/SIGINT drain, a second one exits at once."""
+    """Run with signals: SIGHUP reloads; SIGTERM/SIGINT drain, a second one exits at once.
+
+    The process's main: once it returns, these signals are ignored (the process is exiting).
+    """
     main = asyncio.current_task()
     if main is None:  # a second signal cancels this task: there must be one
         raise RuntimeError("run_daemon() must run in a task (asyncio.run)")
@@ -96,4 +99,7 @@ async def run_daemon(daemon: Daemon) -> int:
     finally:
         for signum in handled:
             asyncio.get_running_loop().remove_signal_handler(signum)
+            # The daemon has stopped: a signal arriving while the process exits (a SIGTERM
+            # just as every source ended) must not turn its exit status into death by signal.
+            signal.signal(signum, signal.SIG_IGN)
         daemon.notifier.close()
