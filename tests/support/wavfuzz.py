@@ -6,12 +6,13 @@ unknown), truncated and oversized chunks, odd padding and random byte flips, eac
 fraction of a second of audio so the engine's work per case stays small. ``WAV_TABLE`` holds
 the cases that once crashed, each kept as a regression.
 
-Run as ``python -m tests.support.wavfuzz DIR SECONDS``, it starts ONE embedded engine in this
-process (an engine per case would cost the whole budget), POSTs each ``DIR/*.wav`` to its
-``/v1/listen`` with its token, and runs ``listend validate`` on the matching ``*.yaml`` (a
-config whose file source is that WAV) through the real entry point; it starts no case after
-SECONDS and prints a JSON line per case: HTTP status, whether the body was JSON, the exit
-code and stderr of ``validate``, CPU seconds.
+Run as ``python -m tests.support.wavfuzz DIR SECONDS AT_LEAST``, it starts ONE embedded
+engine in this process (an engine per case would cost the whole budget), POSTs each
+``DIR/*.wav`` to its ``/v1/listen`` with its token, and runs ``listend validate`` on the
+matching ``*.yaml`` (a config whose file source is that WAV) through the real entry point.
+Past SECONDS it starts no case once AT_LEAST are done (the table first). It prints a JSON line
+per case: HTTP status, whether the body was JSON, the exit code and stderr of ``validate``,
+CPU seconds.
 """
 
 from __future__ import annotations
@@ -224,15 +225,15 @@ def _table_first(path: Path) -> tuple[bool, str]:
     return (not path.name.startswith("table-"), path.name)
 
 
-async def _main(root: Path, budget: float) -> None:
+async def _main(root: Path, budget: float, at_least: int) -> None:
     import aiohttp  # noqa: PLC0415
 
     from listend.engine.server import LocalEngine  # noqa: PLC0415
 
-    deadline = time.monotonic() + budget  # the time budget: stop starting cases
     async with LocalEngine(workers=1) as engine, aiohttp.ClientSession() as session:
-        for case in sorted(root.glob("*.wav"), key=_table_first):
-            if time.monotonic() > deadline:
+        deadline = time.monotonic() + budget  # then stop starting cases, once at_least are done
+        for done, case in enumerate(sorted(root.glob("*.wav"), key=_table_first)):
+            if done >= at_least and time.monotonic() > deadline:
                 break
             started = time.process_time()  # CPU, not wall time: the cores are shared
             try:
@@ -246,4 +247,4 @@ async def _main(root: Path, budget: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(Path(sys.argv[1]), float(sys.argv[2])))
+    asyncio.run(_main(Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])))
