@@ -84,8 +84,25 @@ def cmd_schema(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_line() -> str:
+    from listend.engine.choice import describe  # noqa: PLC0415 - numpy: only when asked
+
+    return f"offline engine: {describe()}"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: listend's version and which offline engine ``auto`` would run."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
+        parser.exit(message=f"listend {__version__}\n{_engine_line()}\n")
+
+
 def cmd_plugins(_args: argparse.Namespace) -> int:
     host = _plugins()
+    print(_engine_line())
     for info in sorted(host.infos, key=lambda i: i.name):
         version = f" {info.version}" if info.version else ""
         print(f"{info.name}  ({info.package}{version})")
@@ -122,7 +139,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="listend", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"listend {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="overrides log.level"
     )

@@ -70,6 +70,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     where.add_argument("--url", help="Deepgram-compatible base URL (self-hosted)")
     parser.add_argument("--model", help="e.g. nova-3 (Deepgram's default when omitted)")
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "pocketsphinx", "whisper"],
+        default="auto",
+        help="with --local: auto (Whisper when listend[whisper] is installed), or one of them",
+    )
+    parser.add_argument(
+        "--engine-model",
+        type=Path,
+        metavar="DIR",
+        help="with --local: a CTranslate2 Whisper model directory (default: bundled tiny.en)",
+    )
     parser.add_argument("--language", help="e.g. en, en-US, de")
     for name in FLAGS:
         parser.add_argument(f"--{name.replace('_', '-')}", action="store_true", default=None)
@@ -128,11 +140,21 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
     if local and not args.local:
         log.warning("no DEEPGRAM_API_KEY: transcribing with the offline engine (English only)")
     if local:
+        from listend.engine.choice import whisper_settings  # noqa: PLC0415
         from listend.engine.server import LocalEngine  # noqa: PLC0415
+        from listend.engine.workers import EngineError  # noqa: PLC0415
 
         workers = 2 if args.multichannel else 1
-        async with LocalEngine(workers=workers) as engine:
-            log.info("transcribing with the local engine at %s", engine.url)
+        try:
+            whisper = whisper_settings(args.engine, args.engine_model)
+            engine = LocalEngine(workers=workers, whisper=whisper)
+            await engine.start()
+        except EngineError as exc:
+            raise ListendError(f"cannot start the local engine: {exc}") from exc
+        try:
+            log.info(
+                "transcribing with the local engine (%s) at %s", engine.description, engine.url
+            )
             result = await _request(args, options, engine.url, "local", size)
             if "callback" in options:
                 _print_request_id(result)
@@ -140,6 +162,8 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
                 log.info("waiting for the local engine to deliver the callback")
                 await engine.rest.wait_for_callbacks()
                 return 0
+        finally:
+            await engine.stop()
     else:
         result = await _request(args, options, args.url, key or "none", size)
     if "callback" in options:

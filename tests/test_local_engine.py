@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
-from deepgram import AsyncDeepgramClient
 from deepgram.core.api_error import ApiError
-from deepgram.environment import DeepgramClientEnvironment
 from deepgram.listen.v1.types import (
     ListenV1Metadata,
     ListenV1Results,
@@ -26,6 +21,7 @@ from deepgram.listen.v1.types import (
 from listend.dgproto.server import serve
 from tests.support.audio import wav_bytes
 from tests.support.cli import run_listend
+from tests.support.engine import check_words, client_for, collect, silence
 from tests.support.evaluation import word_error_rate
 
 pytestmark = pytest.mark.xdist_group("local-engine")
@@ -42,30 +38,6 @@ WER_BOUND = 0.45
 COLD_WER_BOUND = 0.65
 RATE = 16000
 CHUNK = 3200  # 100 ms
-
-
-def silence(seconds: float) -> bytes:
-    return b"\x00\x00" * int(RATE * seconds)
-
-
-@contextlib.asynccontextmanager
-async def client_for(url: str) -> AsyncIterator[AsyncDeepgramClient]:
-    ws = url.replace("http://", "ws://")
-    env = DeepgramClientEnvironment(base=url, production=ws, agent=ws, agent_rest=url)
-    async with httpx.AsyncClient(timeout=60) as http:
-        yield AsyncDeepgramClient(
-            api_key="any-key-works-locally", environment=env, httpx_client=http
-        )
-
-
-def check_words(words: list[Any], spans: list[tuple[float, float]]) -> None:
-    """Word times are ordered, inside the audio that holds speech, with sane confidences."""
-    starts = [w.start for w in words]
-    assert starts == sorted(starts)
-    for word in words:
-        assert word.start < word.end
-        assert 0.0 <= word.confidence <= 1.0
-        assert any(a - 0.15 <= word.start and word.end <= b + 0.15 for a, b in spans)
 
 
 def test_streaming_through_the_sdk(local_engine, engine_loop, speech):
@@ -130,10 +102,6 @@ def test_streaming_through_the_sdk(local_engine, engine_loop, speech):
     assert isinstance(metadata, ListenV1Metadata)  # CloseStream: Metadata, then close
     total = 0.5 + sum(len(c) for c in clips) / 2 / RATE + 3.0
     assert metadata.duration == pytest.approx(total, abs=0.01)
-
-
-async def collect(sock) -> list[Any]:
-    return [message async for message in sock]
 
 
 def test_transcribe_file_and_url_through_the_sdk(local_engine, engine_loop, speech):

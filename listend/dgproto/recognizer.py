@@ -25,6 +25,7 @@ class StreamParams:
     vad_events: bool = False
     punctuate: bool = False
     smart_format: bool = False
+    numerals: bool = False
     model: str = "general"
     language: str = "en"
     keywords: tuple[str, ...] = ()

@@ -40,11 +40,14 @@ async def embedded_engine(config: ListendConfig) -> AsyncIterator[LocalEngine | 
         yield None
         return
     # aiohttp, numpy and pocketsphinx only for a daemon that uses the engine (15 MB of RSS)
+    from listend.engine.choice import whisper_settings  # noqa: PLC0415
     from listend.engine.server import LocalEngine  # noqa: PLC0415
     from listend.engine.workers import EngineError  # noqa: PLC0415
 
-    engine = LocalEngine(workers=min(len(users), os.cpu_count() or 1))
+    chosen = config.local_engine
     try:
+        whisper = whisper_settings(chosen.engine, chosen.model)
+        engine = LocalEngine(workers=min(len(users), os.cpu_count() or 1), whisper=whisper)
         await engine.start()
     except (OSError, ImportError, EngineError) as exc:
         raise ListendError(f"cannot start the local engine: {exc}") from exc
@@ -52,12 +55,18 @@ async def embedded_engine(config: ListendConfig) -> AsyncIterator[LocalEngine | 
         if config.deepgram.uses_local_engine():
             why = "deepgram.url is local" if config.deepgram.url else "no Deepgram API key"
             log.info(
-                "%s: transcribing with the embedded offline engine (pocketsphinx, English) at %s",
+                "%s: transcribing with the embedded offline engine (%s, English) at %s",
                 why,
+                engine.description,
                 engine.url,
             )
         else:
-            log.info("offline engine ready at %s for fallback (%s)", engine.url, ", ".join(users))
+            log.info(
+                "offline engine (%s) ready at %s for fallback (%s)",
+                engine.description,
+                engine.url,
+                ", ".join(users),
+            )
         yield engine
     finally:
         await engine.stop()

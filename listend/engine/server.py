@@ -1,7 +1,8 @@
-"""The local engine as a server: Deepgram's protocol on loopback, backed by pocketsphinx.
+"""The local engine as a server: Deepgram's protocol on loopback, backed by pocketsphinx alone
+or by Whisper (finals) with pocketsphinx (boundaries and interims).
 
-``GET /v1/listen`` (WebSocket streaming) is the shared protocol server with a pocketsphinx
-recognizer per connection; ``POST /v1/listen`` is the prerecorded API. The daemon and
+``GET /v1/listen`` (WebSocket streaming) is the shared protocol server with a recognizer per
+connection; ``POST /v1/listen`` is the prerecorded API. The daemon and
 ``listend transcribe`` reach it through the Deepgram SDK with a custom base URL, exactly as
 they reach Deepgram, so nothing downstream knows the difference.
 """
@@ -11,18 +12,25 @@ from __future__ import annotations
 import contextlib
 import logging
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from listend.dgproto.recognizer import Recognizer, StreamParams
 from listend.dgproto.server import DeepgramProtocolServer, serve
 from listend.engine.rest import PrerecordedRoute
-from listend.engine.workers import PocketsphinxRecognizer, WorkerPool
+from listend.engine.workers import ENGINE_INFO, PocketsphinxRecognizer, WorkerPool
+
+if TYPE_CHECKING:
+    from listend.engine.whisper_model import WhisperModel, WhisperSettings
 
 log = logging.getLogger(__name__)
 
 
 class LocalEngine:
-    """Start with ``async with LocalEngine() as engine:``; ``engine.url`` is its base URL."""
+    """Start with ``async with LocalEngine() as engine:``; ``engine.url`` is its base URL.
+
+    ``whisper`` (settings, needs the ``whisper`` extra) makes it a Whisper engine; without,
+    pocketsphinx alone.
+    """
 
     def __init__(
         self,
@@ -31,10 +39,16 @@ class LocalEngine:
         host: str = "127.0.0.1",
         port: int = 0,
         idle_timeout: float = 10.0,
+        whisper: WhisperSettings | None = None,
     ) -> None:
         self.pool = WorkerPool(workers)
+        self.whisper: WhisperModel | None = None
+        if whisper is not None:
+            from listend.engine.whisper_model import WhisperModel  # noqa: PLC0415 - the extra
+
+            self.whisper = WhisperModel(whisper)
         self.protocol = DeepgramProtocolServer(self._recognizer, idle_timeout=idle_timeout)
-        self.rest = PrerecordedRoute(self.pool)
+        self.rest = PrerecordedRoute(self._recognizer)
         self.rest.add_to(self.protocol.app)
         self._host = host
         self._port = port
@@ -42,7 +56,18 @@ class LocalEngine:
         self.address: tuple[str, int] | None = None
 
     def _recognizer(self, params: StreamParams) -> Recognizer:
+        if self.whisper is not None:
+            from listend.engine.whisper import WhisperRecognizer  # noqa: PLC0415
+
+            return WhisperRecognizer(self.pool, self.whisper, params)
         return PocketsphinxRecognizer(self.pool, params)  # UnsupportedParams: a 400
+
+    @property
+    def description(self) -> str:
+        """Which engine and model, for the log and ``listend plugins``."""
+        if self.whisper is not None:
+            return self.whisper.description
+        return f"pocketsphinx {ENGINE_INFO.version} (US English model)"
 
     @property
     def url(self) -> str:
@@ -58,6 +83,9 @@ class LocalEngine:
         try:
             await self.pool.start()
             stack.push_async_callback(self.pool.close)
+            if self.whisper is not None:
+                await self.whisper.start()
+                stack.callback(self.whisper.close)
             self.address = await stack.enter_async_context(
                 serve(self.protocol.app, self._host, self._port)
             )
@@ -66,7 +94,7 @@ class LocalEngine:
             await stack.aclose()
             raise
         self._stack = stack
-        log.debug("local engine (%d workers) on %s", self.pool.size, self.url)
+        log.debug("local engine %s (%d workers) on %s", self.description, self.pool.size, self.url)
         return self.url
 
     async def stop(self) -> None:

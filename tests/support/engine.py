@@ -1,16 +1,52 @@
-"""The local engine (pocketsphinx) fixtures' machinery: one warm engine per test module."""
+"""The local engine fixtures' machinery (one warm engine per test module) and an SDK client."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
+
+import httpx
+from deepgram import AsyncDeepgramClient
+from deepgram.environment import DeepgramClientEnvironment
 
 from listend.dgproto.recognizer import StreamParams
 from listend.engine.workers import PocketsphinxRecognizer, WorkerPool
 
 T = TypeVar("T")
+RATE = 16000
+
+
+def silence(seconds: float) -> bytes:
+    return b"\x00\x00" * int(RATE * seconds)
+
+
+@contextlib.asynccontextmanager
+async def client_for(url: str) -> AsyncIterator[AsyncDeepgramClient]:
+    """The real SDK pointed at a local engine's base URL."""
+    ws = url.replace("http://", "ws://")
+    env = DeepgramClientEnvironment(base=url, production=ws, agent=ws, agent_rest=url)
+    async with httpx.AsyncClient(timeout=60) as http:
+        yield AsyncDeepgramClient(
+            api_key="any-key-works-locally", environment=env, httpx_client=http
+        )
+
+
+async def collect(sock: Any) -> list[Any]:
+    return [message async for message in sock]
+
+
+def check_words(words: list[Any], spans: list[tuple[float, float]], slack: float = 0.15) -> None:
+    """Word times are ordered, inside the audio that holds speech (give or take ``slack``
+    seconds), with sane confidences."""
+    starts = [w.start for w in words]
+    assert starts == sorted(starts)
+    for word in words:
+        assert word.start < word.end
+        assert 0.0 <= word.confidence <= 1.0
+        assert any(a - slack <= word.start and word.end <= b + slack for a, b in spans)
 
 
 class LoopThread:

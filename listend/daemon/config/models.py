@@ -76,6 +76,22 @@ class DeepgramConfig(BaseModel):
         return self.url is None and self.access_token is None and not self.effective_api_key()
 
 
+class LocalEngineConfig(BaseModel):
+    """The embedded offline engine (``deepgram.url: local``, no key, or ``fallback: local``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: Literal["auto", "pocketsphinx", "whisper"] = Field(
+        default="auto",
+        description="auto: Whisper when listend[whisper] is installed, else pocketsphinx",
+    )
+    model: Path | None = Field(
+        default=None,
+        description="a CTranslate2 Whisper model directory (base.en, small.en ...); "
+        "default: the bundled tiny.en",
+    )
+
+
 class LogConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -144,6 +160,7 @@ class ListendConfig(BaseModel):
 
     device: str = Field(default_factory=lambda: os.uname().nodename.split(".")[0])
     deepgram: DeepgramConfig = Field(default_factory=DeepgramConfig)
+    local_engine: LocalEngineConfig = Field(default_factory=LocalEngineConfig)
     state_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIR))
     )

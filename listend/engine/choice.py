@@ -1,0 +1,40 @@
+"""Which local engine: Whisper when the ``whisper`` extra is installed, else pocketsphinx.
+
+``auto`` (the default) never fails: a device without the extra keeps the engine it always
+had. Asking for ``whisper`` without the extra is a configuration error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from listend.engine.whisper_model import BUNDLED_NAME, WhisperSettings, whisper_installed
+from listend.engine.workers import ENGINE_INFO, EngineError
+
+EngineName = Literal["auto", "pocketsphinx", "whisper"]
+ENGINES: tuple[EngineName, ...] = ("auto", "pocketsphinx", "whisper")
+
+
+def whisper_settings(engine: str, model: Path | None = None) -> WhisperSettings | None:
+    """The Whisper settings to run, or None for pocketsphinx alone."""
+    if engine not in ENGINES:
+        raise EngineError(f"unknown local engine {engine!r} (expected {', '.join(ENGINES)})")
+    if engine == "pocketsphinx" or (engine == "auto" and not whisper_installed()):
+        return None
+    if not whisper_installed():
+        raise EngineError("the whisper engine needs the extra: pip install 'listend[whisper]'")
+    return WhisperSettings(model_dir=model)
+
+
+def describe(engine: str = "auto", model: Path | None = None) -> str:
+    """What :func:`whisper_settings` would run, without loading anything."""
+    try:
+        settings = whisper_settings(engine, model)
+    except EngineError as exc:
+        return str(exc)
+    if settings is None:
+        extra = "" if whisper_installed() else "; pip install 'listend[whisper]' for Whisper"
+        return f"pocketsphinx {ENGINE_INFO.version} (US English model{extra})"
+    name = model.name if model is not None else BUNDLED_NAME
+    return f"whisper {name} (faster-whisper), pocketsphinx interims"
