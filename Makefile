@@ -12,7 +12,7 @@ system:
 $(VENV)/.installed: pyproject.toml | system
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,whisper]'
 	touch $@
 
 venv: system $(VENV)/.installed

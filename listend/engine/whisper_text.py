@@ -61,11 +61,11 @@ def _split(raw: str) -> tuple[str, str, str]:
 
 def _pieces(core: str, style: TextStyle) -> list[str]:
     """The spoken words of one written word: itself, or a number spelled out."""
+    parts = core.split("-")
+    if len(parts) > 1 and any(spell_number(p) for p in parts):  # "23-in": two words
+        return [piece for part in parts if part for piece in _pieces(part, style)]
     if style.numerals:
         return [core]
-    parts = core.split("-")
-    if len(parts) > 1 and any(spell_number(p) for p in parts):
-        return [piece for part in parts if part for piece in _pieces(part, style)]
     spelled = spell_number(core)
     return [core] if spelled is None else spelled
 
