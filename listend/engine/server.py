@@ -48,19 +48,22 @@ class LocalEngine:
 
             self.whisper = WhisperModel(whisper)
         self.protocol = DeepgramProtocolServer(self._recognizer, idle_timeout=idle_timeout)
-        self.rest = PrerecordedRoute(self._recognizer)
+        self.rest = PrerecordedRoute(self._prerecorded)
         self.rest.add_to(self.protocol.app)
         self._host = host
         self._port = port
         self._stack: contextlib.AsyncExitStack | None = None
         self.address: tuple[str, int] | None = None
 
-    def _recognizer(self, params: StreamParams) -> Recognizer:
+    def _recognizer(self, params: StreamParams, *, pipelined: bool = False) -> Recognizer:
         if self.whisper is not None:
             from listend.engine.whisper import WhisperRecognizer  # noqa: PLC0415
 
-            return WhisperRecognizer(self.pool, self.whisper, params)
+            return WhisperRecognizer(self.pool, self.whisper, params, pipelined=pipelined)
         return PocketsphinxRecognizer(self.pool, params)  # UnsupportedParams: a 400
+
+    def _prerecorded(self, params: StreamParams) -> Recognizer:
+        return self._recognizer(params, pipelined=True)
 
     @property
     def description(self) -> str:

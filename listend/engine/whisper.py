@@ -4,13 +4,18 @@ pocketsphinx (in its worker process) still does what it is quick at: utterance b
 from its endpointer, interim results while someone speaks, ``SpeechStarted`` and
 ``UtteranceEnd``. Each of its finals covers a span of the stream (finals tile the time line),
 and that span's audio, kept here, is decoded once by the shared Whisper model, whose words
-replace pocketsphinx's. Outputs stay in order: a feed that ends an utterance returns after
-its Whisper final, so the client's audio waits in the socket meanwhile rather than being lost.
+replace pocketsphinx's. Outputs stay in order: a streaming feed that ends an utterance
+returns after its Whisper final, so the client's audio waits in the socket meanwhile rather
+than being lost. A prerecorded request (``pipelined``) lets pocketsphinx go on with the next
+utterances while Whisper decodes, up to ``MAX_AHEAD`` finals; its close returns them all.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import dataclasses
+import itertools
 
 import numpy as np
 
@@ -28,8 +33,11 @@ from listend.engine.whisper_model import WhisperModel
 from listend.engine.whisper_text import TextStyle, to_words
 from listend.engine.workers import PocketsphinxRecognizer, WorkerPool
 
+MAX_AHEAD = 2  # pipelined: Whisper finals in flight before a feed waits for the oldest
 KEEP_SECONDS = 40.0  # audio kept before the current span: longer than any utterance (15 s)
 _BYTES_PER_SECOND = TARGET_RATE * 2
+_ids = itertools.count(1)
+Pending = asyncio.Task[Hypothesis] | RecognizerOutput
 
 
 def whisper_info(model: WhisperModel) -> RecognizerInfo:
@@ -39,7 +47,14 @@ def whisper_info(model: WhisperModel) -> RecognizerInfo:
 
 
 class WhisperRecognizer(Recognizer):
-    def __init__(self, pool: WorkerPool, model: WhisperModel, params: StreamParams) -> None:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        model: WhisperModel,
+        params: StreamParams,
+        *,
+        pipelined: bool = False,
+    ) -> None:
         if not params.language.lower().startswith("en"):
             raise UnsupportedAudio(
                 f"language {params.language!r}: the local engine only recognizes English (en)"
@@ -61,6 +76,9 @@ class WhisperRecognizer(Recognizer):
         self._hotwords = " ".join(phrases) or None
         self._audio = bytearray()  # 16 kHz int16 from stream time self._origin on
         self._origin = 0.0
+        self._pipelined = pipelined
+        self._pending: collections.deque[Pending] = collections.deque()
+        self._id = next(_ids)
 
     @property
     def warnings(self) -> list[str]:
@@ -72,19 +90,24 @@ class WhisperRecognizer(Recognizer):
     async def feed(self, audio: bytes) -> list[RecognizerOutput]:
         pcm = self._converter.convert(audio)
         self._keep(pcm)
-        return await self._replace_finals(await self._inner.feed(pcm))
+        return await self._replace_finals(await self._inner.feed(pcm), drain=not self._pipelined)
 
     async def finalize(self) -> list[RecognizerOutput]:
-        return await self._replace_finals(await self._inner.finalize())
+        return await self._replace_finals(await self._inner.finalize(), drain=True)
 
     async def close(self) -> list[RecognizerOutput]:
         pcm = self._converter.convert(b"", final=True)
         self._keep(pcm)
         outputs = await self._inner.feed(pcm) if pcm else []
         outputs += await self._inner.close()
-        return await self._replace_finals(outputs)
+        return await self._replace_finals(outputs, drain=True)
 
     async def aclose(self) -> None:
+        decoding = [p for p in self._pending if isinstance(p, asyncio.Task)]
+        self._pending.clear()
+        for task in decoding:
+            task.cancel()
+        await asyncio.gather(*decoding, return_exceptions=True)
         await self._inner.aclose()
 
     def _keep(self, pcm: bytes) -> None:
@@ -104,18 +127,40 @@ class WhisperRecognizer(Recognizer):
         del self._audio[:cut]
         self._origin += cut / _BYTES_PER_SECOND
 
-    async def _replace_finals(self, outputs: list[RecognizerOutput]) -> list[RecognizerOutput]:
-        replaced: list[RecognizerOutput] = []
+    async def _replace_finals(
+        self, outputs: list[RecognizerOutput], *, drain: bool
+    ) -> list[RecognizerOutput]:
+        """Queue ``outputs`` (finals as Whisper decodes) and return the ready ones, in order."""
         for output in outputs:
             if isinstance(output, Hypothesis) and output.is_final:
-                output = await self._whisper_final(output)  # noqa: PLW2901
-            replaced.append(output)
-        return replaced
+                end = output.start + output.duration
+                pcm = self._span(output.start, end)  # sliced now: later audio may push it out
+                self._drop_until(end)
+                self._pending.append(
+                    asyncio.create_task(
+                        self._whisper_final(output, pcm),
+                        name=f"listend[whisper-final:{self._id}]",
+                    )
+                )
+            else:
+                self._pending.append(output)
+        in_flight = [p for p in self._pending if isinstance(p, asyncio.Task)]
+        for task in in_flight if drain else in_flight[: max(0, len(in_flight) - MAX_AHEAD)]:
+            await task
+        ready: list[RecognizerOutput] = []
+        while self._pending:
+            head = self._pending[0]
+            if isinstance(head, asyncio.Task):
+                if not head.done():
+                    break
+                ready.append(head.result())
+            else:
+                ready.append(head)
+            self._pending.popleft()
+        return ready
 
-    async def _whisper_final(self, final: Hypothesis) -> Hypothesis:
+    async def _whisper_final(self, final: Hypothesis, pcm: bytes) -> Hypothesis:
         end = final.start + final.duration
-        pcm = self._span(final.start, end)
-        self._drop_until(end)
         if not pcm:
             return dataclasses.replace(final, words=(), confidence=0.0)
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
