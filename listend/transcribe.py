@@ -140,15 +140,12 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
     if local and not args.local:
         log.warning("no DEEPGRAM_API_KEY: transcribing with the offline engine (English only)")
     if local:
-        from listend.engine.choice import whisper_settings  # noqa: PLC0415
-        from listend.engine.server import LocalEngine  # noqa: PLC0415
+        from listend.engine.choice import start_engine  # noqa: PLC0415
         from listend.engine.workers import EngineError  # noqa: PLC0415
 
         workers = 2 if args.multichannel else 1
         try:
-            whisper = whisper_settings(args.engine, args.engine_model)
-            engine = LocalEngine(workers=workers, whisper=whisper)
-            await engine.start()
+            engine = await start_engine(args.engine, args.engine_model, workers=workers)
         except EngineError as exc:
             raise ListendError(f"cannot start the local engine: {exc}") from exc
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,3 +199,41 @@ def test_a_copied_model_directory_loads(tmp_path, engine_loop, speech):
         engine_loop.run(engine.stop())
     heard = " ".join(w.text for w in words)
     assert word_error_rate([(SENTENCES[1], heard)]) <= WER_BOUND
+
+
+# Run listend as systemd's MemoryDenyWriteExecute=yes would (prctl PR_SET_MDWE, Linux >= 6.3).
+_UNDER_MDWE = """
+import ctypes, sys
+if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:
+    sys.exit(99)
+from listend.cli import main
+sys.argv[0] = "listend"
+sys.exit(main())
+"""
+
+
+def test_where_whisper_cannot_decode_auto_falls_back_to_pocketsphinx(tmp_path, speech):
+    """The shipped unit has MemoryDenyWriteExecute=yes, under which Whisper's kernels fail."""
+    path = tmp_path / "talk.wav"
+    path.write_bytes(wav_bytes(speech(SENTENCES[1]) + silence(0.5)))
+
+    def transcribe(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", _UNDER_MDWE, "transcribe", "--local", *options, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    auto = transcribe()
+    if auto.returncode == 99:
+        pytest.skip("this kernel has no PR_SET_MDWE")
+    assert auto.returncode == 0, auto.stderr
+    assert "MemoryDenyWriteExecute=yes" in auto.stderr
+    assert "using pocketsphinx" in auto.stderr
+    assert auto.stdout.strip()  # pocketsphinx's words
+    forced = transcribe("--engine", "whisper")
+    assert forced.returncode == 1
+    assert "set MemoryDenyWriteExecute=no for listend" in forced.stderr
+    assert "Traceback" not in forced.stderr

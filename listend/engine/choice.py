@@ -6,11 +6,20 @@ had. Asking for ``whisper`` without the extra is a configuration error.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
-from listend.engine.whisper_model import BUNDLED_NAME, WhisperSettings, whisper_installed
+from listend.engine.server import LocalEngine
+from listend.engine.whisper_model import (
+    BUNDLED_NAME,
+    WhisperRuntimeError,
+    WhisperSettings,
+    whisper_installed,
+)
 from listend.engine.workers import ENGINE_INFO, EngineError
+
+log = logging.getLogger(__name__)
 
 EngineName = Literal["auto", "pocketsphinx", "whisper"]
 ENGINES: tuple[EngineName, ...] = ("auto", "pocketsphinx", "whisper")
@@ -38,3 +47,18 @@ def describe(engine: str = "auto", model: Path | None = None) -> str:
         return f"pocketsphinx {ENGINE_INFO.version} (US English model{extra})"
     name = model.name if model is not None else BUNDLED_NAME
     return f"whisper {name} (faster-whisper), pocketsphinx interims"
+
+
+async def start_engine(engine: str, model: Path | None, *, workers: int) -> LocalEngine:
+    """A started engine; ``auto`` falls back to pocketsphinx where Whisper cannot decode."""
+    whisper = whisper_settings(engine, model)
+    started = LocalEngine(workers=workers, whisper=whisper)
+    try:
+        await started.start()
+    except WhisperRuntimeError as exc:
+        if engine != "auto":
+            raise
+        log.warning("%s; using pocketsphinx", exc)
+        started = LocalEngine(workers=workers)
+        await started.start()
+    return started

@@ -40,15 +40,13 @@ async def embedded_engine(config: ListendConfig) -> AsyncIterator[LocalEngine | 
         yield None
         return
     # aiohttp, numpy and pocketsphinx only for a daemon that uses the engine (15 MB of RSS)
-    from listend.engine.choice import whisper_settings  # noqa: PLC0415
-    from listend.engine.server import LocalEngine  # noqa: PLC0415
+    from listend.engine.choice import start_engine  # noqa: PLC0415
     from listend.engine.workers import EngineError  # noqa: PLC0415
 
     chosen = config.local_engine
+    workers = min(len(users), os.cpu_count() or 1)
     try:
-        whisper = whisper_settings(chosen.engine, chosen.model)
-        engine = LocalEngine(workers=min(len(users), os.cpu_count() or 1), whisper=whisper)
-        await engine.start()
+        engine = await start_engine(chosen.engine, chosen.model, workers=workers)
     except (OSError, ImportError, EngineError) as exc:
         raise ListendError(f"cannot start the local engine: {exc}") from exc
     try:

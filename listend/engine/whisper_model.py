@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from listend.engine.audio import TARGET_RATE
 from listend.engine.whisper_text import RawWord
 from listend.engine.workers import EngineError
 
@@ -49,6 +50,11 @@ Samples = npt.NDArray[np.float32]
 
 class ModelFileError(EngineError):
     """A Whisper model file is missing or is not the file that was pinned."""
+
+
+class WhisperRuntimeError(EngineError):
+    """The model loads but cannot decode here (its kernels are compiled at run time, which
+    systemd's ``MemoryDenyWriteExecute=yes`` forbids)."""
 
 
 def whisper_installed() -> bool:
@@ -158,6 +164,18 @@ class WhisperModel:
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"cannot load the Whisper model in {directory}: {exc}") from exc
+        try:  # one decode now: the first compiles its kernels (slow, and may be refused)
+            segments, _info = self._model.transcribe(
+                np.zeros(TARGET_RATE, dtype=np.float32), language="en", beam_size=1
+            )
+            list(segments)
+        except RuntimeError as exc:
+            self._model = None
+            raise WhisperRuntimeError(
+                f"Whisper cannot decode here ({exc}): its math library compiles code at run "
+                "time, which MemoryDenyWriteExecute=yes (systemd) forbids; set "
+                "MemoryDenyWriteExecute=no for listend, or local_engine.engine: pocketsphinx"
+            ) from exc
         log.debug("Whisper model %s loaded in %.2f s", directory, time.monotonic() - started)
 
     def close(self) -> None:
