@@ -31,6 +31,7 @@ class StreamParams:
     keywords: tuple[str, ...] = ()
     keyterm: tuple[str, ...] = ()
     multichannel: bool = False
+    prerecorded: bool = False  # not a query parameter: the REST API's whole-file requests
 
 
 @dataclass(frozen=True, slots=True)

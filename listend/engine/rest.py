@@ -103,6 +103,7 @@ class PrerecordedRoute:
             punctuate=options.punctuated,
             smart_format=options.smart_format,
             numerals=options.numerals,
+            prerecorded=True,
             language=options.language,
             keywords=options.keywords,
             keyterm=options.keyterm,
