@@ -21,7 +21,7 @@ from deepgram.listen.v1.types import (
 from listend.dgproto.server import serve
 from tests.support.audio import wav_bytes
 from tests.support.cli import run_listend
-from tests.support.engine import check_words, client_for, collect, silence
+from tests.support.engine import Sender, check_words, client_for, collect, silence, spaced
 from tests.support.evaluation import word_error_rate
 
 pytestmark = pytest.mark.xdist_group("local-engine")
@@ -37,24 +37,12 @@ SENTENCES = (
 WER_BOUND = 0.45
 COLD_WER_BOUND = 0.65
 RATE = 16000
-CHUNK = 3200  # 100 ms
 
 
 def test_streaming_through_the_sdk(local_engine, engine_loop, speech):
     clips = [speech(s) for s in SENTENCES]
 
     async def main() -> tuple[list[Any], list[tuple[float, float]]]:
-        spans: list[tuple[float, float]] = []
-        sent = 0
-
-        async def send(sock, pcm: bytes, *, is_speech: bool) -> None:
-            nonlocal sent
-            if is_speech:
-                spans.append((sent / 2 / RATE, (sent + len(pcm)) / 2 / RATE))
-            for offset in range(0, len(pcm), CHUNK):
-                await sock.send_media(pcm[offset : offset + CHUNK])
-            sent += len(pcm)
-
         async with (
             client_for(local_engine.url) as client,
             client.listen.v1.connect(
@@ -69,20 +57,21 @@ def test_streaming_through_the_sdk(local_engine, engine_loop, speech):
             ) as sock,
         ):
             receiver = asyncio.create_task(collect(sock))
-            await send(sock, silence(0.5), is_speech=False)
-            await send(sock, clips[0], is_speech=True)
-            await send(sock, silence(1.5), is_speech=False)
+            sender = Sender(sock)
+            await sender.send(silence(0.5), is_speech=False)
+            await sender.send(clips[0], is_speech=True)
+            await sender.send(silence(1.5), is_speech=False)
             # Longer than the engine's idle timeout (3 s), kept open by KeepAlive alone.
             for _ in range(5):
                 await asyncio.sleep(1.0)
                 await sock.send_keep_alive()
-            await send(sock, clips[1], is_speech=True)  # no trailing silence: in flight
+            await sender.send(clips[1], is_speech=True)  # no trailing silence: in flight
             await sock.send_finalize()
-            await send(sock, clips[2], is_speech=True)
-            await send(sock, silence(1.5), is_speech=False)
+            await sender.send(clips[2], is_speech=True)
+            await sender.send(silence(1.5), is_speech=False)
             await sock.send_close_stream()
             received = await asyncio.wait_for(receiver, 60)
-        return received, spans
+        return received, sender.spans
 
     received, spans = engine_loop.run(main())
     results = [m for m in received if isinstance(m, ListenV1Results)]
@@ -105,13 +94,7 @@ def test_streaming_through_the_sdk(local_engine, engine_loop, speech):
 
 
 def test_transcribe_file_and_url_through_the_sdk(local_engine, engine_loop, speech):
-    pcm = silence(0.3)
-    spans = []
-    for sentence in SENTENCES:
-        start = len(pcm) / 2 / RATE
-        pcm += speech(sentence)
-        spans.append((start, len(pcm) / 2 / RATE))
-        pcm += silence(1.2)
+    pcm, spans = spaced([speech(s) for s in SENTENCES])
     audio = wav_bytes(pcm)
 
     async def talk(_request: web.Request) -> web.Response:

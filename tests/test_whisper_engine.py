@@ -24,7 +24,15 @@ from listend.engine.whisper_model import (
 )
 from tests.support.audio import wav_bytes
 from tests.support.cli import run_listend
-from tests.support.engine import LoopThread, check_words, client_for, collect, silence
+from tests.support.engine import (
+    LoopThread,
+    Sender,
+    check_words,
+    client_for,
+    collect,
+    silence,
+    spaced,
+)
 from tests.support.evaluation import word_error_rate
 
 pytest.importorskip("faster_whisper", reason="the whisper extra is not installed")
@@ -41,7 +49,6 @@ SENTENCES = (
 WER_BOUND = 0.25
 WORD_TIME_SLACK = 0.25  # Whisper's word times are ~0.15 s early or late (measured here)
 RATE = 16000
-CHUNK = 3200  # 100 ms
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +67,6 @@ def test_streaming_finals_from_whisper_interims_from_pocketsphinx(
     clips = [speech(s) for s in SENTENCES[:2]]
 
     async def main() -> tuple[list[Any], list[tuple[float, float]]]:
-        spans: list[tuple[float, float]] = []
-        sent = 0
-
-        async def send(sock, pcm: bytes, *, is_speech: bool) -> None:
-            nonlocal sent
-            if is_speech:
-                spans.append((sent / 2 / RATE, (sent + len(pcm)) / 2 / RATE))
-            for offset in range(0, len(pcm), CHUNK):
-                await sock.send_media(pcm[offset : offset + CHUNK])
-            sent += len(pcm)
-
         async with (
             client_for(whisper_engine.url) as client,
             client.listen.v1.connect(
@@ -83,15 +79,16 @@ def test_streaming_finals_from_whisper_interims_from_pocketsphinx(
             ) as sock,
         ):
             receiver = asyncio.create_task(collect(sock))
-            await send(sock, silence(0.5), is_speech=False)
-            await send(sock, clips[0], is_speech=True)
-            await send(sock, silence(1.5), is_speech=False)
-            await send(sock, clips[1], is_speech=True)  # no trailing silence: in flight
+            sender = Sender(sock)
+            await sender.send(silence(0.5), is_speech=False)
+            await sender.send(clips[0], is_speech=True)
+            await sender.send(silence(1.5), is_speech=False)
+            await sender.send(clips[1], is_speech=True)  # no trailing silence: in flight
             await sock.send_finalize()
-            await send(sock, silence(2.0), is_speech=False)  # silence: no words
+            await sender.send(silence(2.0), is_speech=False)  # silence: no words
             await sock.send_close_stream()
             received = await asyncio.wait_for(receiver, 60)
-        return received, spans
+        return received, sender.spans
 
     received, spans = engine_loop.run(main())
     results = [m for m in received if isinstance(m, ListenV1Results)]
@@ -115,13 +112,7 @@ def test_streaming_finals_from_whisper_interims_from_pocketsphinx(
 def test_rest_transcribes_with_whisper_and_silence_gives_no_words(
     whisper_engine, engine_loop, speech
 ):
-    pcm = silence(0.3)
-    spans = []
-    for sentence in SENTENCES:
-        start = len(pcm) / 2 / RATE
-        pcm += speech(sentence)
-        spans.append((start, len(pcm) / 2 / RATE))
-        pcm += silence(1.2)
+    pcm, spans = spaced([speech(s) for s in SENTENCES])
 
     async def main() -> tuple[Any, Any]:
         async with client_for(whisper_engine.url) as client:

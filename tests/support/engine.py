@@ -17,6 +17,7 @@ from listend.engine.workers import PocketsphinxRecognizer, WorkerPool
 
 T = TypeVar("T")
 RATE = 16000
+CHUNK = 3200  # 100 ms
 
 
 def silence(seconds: float) -> bytes:
@@ -32,6 +33,34 @@ async def client_for(url: str) -> AsyncIterator[AsyncDeepgramClient]:
         yield AsyncDeepgramClient(
             api_key="any-key-works-locally", environment=env, httpx_client=http
         )
+
+
+class Sender:
+    """Sends PCM over an SDK socket in 100 ms chunks, noting where the speech was (seconds)."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.sent = 0
+        self.spans: list[tuple[float, float]] = []
+
+    async def send(self, pcm: bytes, *, is_speech: bool) -> None:
+        if is_speech:
+            self.spans.append((self.sent / 2 / RATE, (self.sent + len(pcm)) / 2 / RATE))
+        for offset in range(0, len(pcm), CHUNK):
+            await self.sock.send_media(pcm[offset : offset + CHUNK])
+        self.sent += len(pcm)
+
+
+def spaced(clips: list[bytes], *, lead: float = 0.3, gap: float = 1.2) -> tuple[bytes, list]:
+    """``clips`` with silence before and between; (pcm, where each clip is in seconds)."""
+    pcm = silence(lead)
+    spans = []
+    for clip in clips:
+        start = len(pcm) / 2 / RATE
+        pcm += clip
+        spans.append((start, len(pcm) / 2 / RATE))
+        pcm += silence(gap)
+    return pcm, spans
 
 
 async def collect(sock: Any) -> list[Any]:
