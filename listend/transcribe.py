@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="e.g. nova-3 (Deepgram's default when omitted)")
     parser.add_argument(
         "--engine",
-        choices=["auto", "pocketsphinx", "whisper"],
+        choices=["auto", "pocketsphinx", "whisper", "wyoming"],
         default="auto",
         help="with --local: auto (Whisper when listend[whisper] is installed), or one of them",
     )
@@ -81,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="with --local: a CTranslate2 Whisper model directory (default: bundled tiny.en)",
+    )
+    parser.add_argument(
+        "--wyoming", metavar="tcp://HOST:PORT", help="with --engine wyoming: the server"
     )
     parser.add_argument("--language", help="e.g. en, en-US, de")
     for name in FLAGS:
@@ -145,7 +148,9 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
 
         workers = 2 if args.multichannel else 1
         try:
-            engine = await start_engine(args.engine, args.engine_model, workers=workers)
+            engine = await start_engine(
+                args.engine, args.engine_model, workers=workers, wyoming=args.wyoming
+            )
         except EngineError as exc:
             raise ListendError(f"cannot start the local engine: {exc}") from exc
         try:

@@ -132,7 +132,7 @@ def test_rest_transcribes_with_whisper_and_silence_gives_no_words(
     assert len(talk.results.utterances) == 3
     assert not getattr(talk.metadata, "warnings", None)  # numerals is supported here
     assert quiet.results.channels[0].alternatives[0].words == []
-    model = whisper_engine.whisper
+    model = whisper_engine.finals
     assert model is not None
     assert engine_loop.run(model.decode(np.zeros(RATE * 10, dtype=np.float32), None)) == []
 
@@ -181,11 +181,11 @@ def test_a_copied_model_directory_loads(tmp_path, engine_loop, speech):
     engine = LocalEngine(workers=1, whisper=WhisperSettings(model_dir=tmp_path / "tiny"))
     engine_loop.run(engine.start())
     try:
-        assert engine.whisper is not None
+        assert engine.finals is not None
         assert engine.description.startswith("whisper tiny ")
         pcm = speech(SENTENCES[1])
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
-        words = engine_loop.run(engine.whisper.decode(samples, None))
+        words = engine_loop.run(engine.finals.decode(samples, None))
     finally:
         engine_loop.run(engine.stop())
     heard = " ".join(w.text for w in words)

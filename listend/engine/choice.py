@@ -21,15 +21,15 @@ from listend.engine.workers import ENGINE_INFO, EngineError
 
 log = logging.getLogger(__name__)
 
-EngineName = Literal["auto", "pocketsphinx", "whisper"]
-ENGINES: tuple[EngineName, ...] = ("auto", "pocketsphinx", "whisper")
+EngineName = Literal["auto", "pocketsphinx", "whisper", "wyoming"]
+ENGINES: tuple[EngineName, ...] = ("auto", "pocketsphinx", "whisper", "wyoming")
 
 
 def whisper_settings(engine: str, model: Path | None = None) -> WhisperSettings | None:
     """The Whisper settings to run, or None for pocketsphinx alone."""
     if engine not in ENGINES:
         raise EngineError(f"unknown local engine {engine!r} (expected {', '.join(ENGINES)})")
-    if engine == "pocketsphinx" or (engine == "auto" and not whisper_installed()):
+    if engine in {"pocketsphinx", "wyoming"} or (engine == "auto" and not whisper_installed()):
         return None
     if not whisper_installed():
         raise EngineError("the whisper engine needs the extra: pip install 'listend[whisper]'")
@@ -49,10 +49,16 @@ def describe(engine: str = "auto", model: Path | None = None) -> str:
     return f"whisper {name} (faster-whisper), pocketsphinx interims"
 
 
-async def start_engine(engine: str, model: Path | None, *, workers: int) -> LocalEngine:
+async def start_engine(
+    engine: str, model: Path | None, *, workers: int, wyoming: str | None = None
+) -> LocalEngine:
     """A started engine; ``auto`` falls back to pocketsphinx where Whisper cannot decode."""
+    if engine == "wyoming" and wyoming is None:
+        raise EngineError("the wyoming engine needs a server address (tcp://HOST:PORT)")
     whisper = whisper_settings(engine, model)
-    started = LocalEngine(workers=workers, whisper=whisper)
+    started = LocalEngine(
+        workers=workers, whisper=whisper, wyoming=wyoming if engine == "wyoming" else None
+    )
     try:
         await started.start()
     except WhisperRuntimeError as exc:

@@ -46,7 +46,9 @@ async def embedded_engine(config: ListendConfig) -> AsyncIterator[LocalEngine | 
     chosen = config.local_engine
     workers = min(len(users), os.cpu_count() or 1)
     try:
-        engine = await start_engine(chosen.engine, chosen.model, workers=workers)
+        engine = await start_engine(
+            chosen.engine, chosen.model, workers=workers, wyoming=chosen.wyoming
+        )
     except (OSError, ImportError, EngineError) as exc:
         raise ListendError(f"cannot start the local engine: {exc}") from exc
     try:

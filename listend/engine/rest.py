@@ -34,7 +34,7 @@ _CAST: dict[int, Literal["B", "h", "i"]] = {1: "B", 2: "h", 4: "i"}
 Chunks = AsyncIterator[bytes]
 RecognizerFactory = Callable[[StreamParams], Recognizer]
 #: What the Whisper engine does of the features pocketsphinx cannot.
-SUPPORTED_BY = {"whisper": frozenset({"numerals"})}
+SUPPORTED_BY = {"whisper": frozenset({"numerals"}), "wyoming": frozenset({"numerals"})}
 
 
 class RequestFailed(Exception):  # noqa: N818 - reads as the reason in `raise`

@@ -20,7 +20,8 @@ from listend.engine.rest import PrerecordedRoute
 from listend.engine.workers import ENGINE_INFO, PocketsphinxRecognizer, WorkerPool
 
 if TYPE_CHECKING:
-    from listend.engine.whisper_model import WhisperModel, WhisperSettings
+    from listend.engine.whisper import FinalDecoder
+    from listend.engine.whisper_model import WhisperSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 class LocalEngine:
     """Start with ``async with LocalEngine() as engine:``; ``engine.url`` is its base URL.
 
-    ``whisper`` (settings, needs the ``whisper`` extra) makes it a Whisper engine; without,
+    ``whisper`` (settings, needs the ``whisper`` extra) makes it a Whisper engine, ``wyoming``
+    (``tcp://host:port``) one whose finals come from that Wyoming server; without either,
     pocketsphinx alone.
     """
 
@@ -40,13 +42,18 @@ class LocalEngine:
         port: int = 0,
         idle_timeout: float = 10.0,
         whisper: WhisperSettings | None = None,
+        wyoming: str | None = None,
     ) -> None:
         self.pool = WorkerPool(workers)
-        self.whisper: WhisperModel | None = None
-        if whisper is not None:
+        self.finals: FinalDecoder | None = None
+        if wyoming is not None:
+            from listend.engine.wyoming_client import WyomingDecoder  # noqa: PLC0415
+
+            self.finals = WyomingDecoder(wyoming)
+        elif whisper is not None:
             from listend.engine.whisper_model import WhisperModel  # noqa: PLC0415 - the extra
 
-            self.whisper = WhisperModel(whisper)
+            self.finals = WhisperModel(whisper)
         self.protocol = DeepgramProtocolServer(self._recognizer, idle_timeout=idle_timeout)
         self.rest = PrerecordedRoute(self._prerecorded)
         self.rest.add_to(self.protocol.app)
@@ -56,10 +63,10 @@ class LocalEngine:
         self.address: tuple[str, int] | None = None
 
     def _recognizer(self, params: StreamParams, *, pipelined: bool = False) -> Recognizer:
-        if self.whisper is not None:
+        if self.finals is not None:
             from listend.engine.whisper import WhisperRecognizer  # noqa: PLC0415
 
-            return WhisperRecognizer(self.pool, self.whisper, params, pipelined=pipelined)
+            return WhisperRecognizer(self.pool, self.finals, params, pipelined=pipelined)
         return PocketsphinxRecognizer(self.pool, params)  # UnsupportedParams: a 400
 
     def _prerecorded(self, params: StreamParams) -> Recognizer:
@@ -68,8 +75,8 @@ class LocalEngine:
     @property
     def description(self) -> str:
         """Which engine and model, for the log and ``listend plugins``."""
-        if self.whisper is not None:
-            return self.whisper.description
+        if self.finals is not None:
+            return self.finals.description
         return f"pocketsphinx {ENGINE_INFO.version} (US English model)"
 
     @property
@@ -86,9 +93,9 @@ class LocalEngine:
         try:
             await self.pool.start()
             stack.push_async_callback(self.pool.close)
-            if self.whisper is not None:
-                await self.whisper.start()
-                stack.callback(self.whisper.close)
+            if self.finals is not None:
+                await self.finals.start()
+                stack.callback(self.finals.close)
             self.address = await stack.enter_async_context(
                 serve(self.protocol.app, self._host, self._port)
             )

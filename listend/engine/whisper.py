@@ -16,6 +16,7 @@ import asyncio
 import collections
 import dataclasses
 import itertools
+from typing import Protocol
 
 import numpy as np
 
@@ -29,8 +30,8 @@ from listend.dgproto.recognizer import (
 from listend.engine.audio import TARGET_RATE, PcmConverter
 from listend.engine.formats import UnsupportedAudio
 from listend.engine.vocabulary import parse_boosts
-from listend.engine.whisper_model import WhisperModel
-from listend.engine.whisper_text import TextStyle, to_words
+from listend.engine.whisper_model import Samples
+from listend.engine.whisper_text import RawWord, TextStyle, to_words
 from listend.engine.workers import PocketsphinxRecognizer, WorkerPool
 
 MAX_AHEAD = 2  # pipelined: Whisper finals in flight before a feed waits for the oldest
@@ -40,9 +41,26 @@ _ids = itertools.count(1)
 Pending = asyncio.Task[Hypothesis] | RecognizerOutput
 
 
-def whisper_info(model: WhisperModel) -> RecognizerInfo:
+class FinalDecoder(Protocol):
+    """What decodes an utterance for its final: the Whisper model, or a Wyoming server."""
+
+    name: str
+    version: str
+    arch: str
+
+    @property
+    def description(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def decode(self, samples: Samples, hotwords: str | None) -> list[RawWord]: ...
+
+
+def whisper_info(model: FinalDecoder) -> RecognizerInfo:
     return RecognizerInfo(
-        name=f"whisper-{model.name}", version=model.version, arch="whisper", kind="local"
+        name=f"{model.arch}-{model.name}", version=model.version, arch=model.arch, kind="local"
     )
 
 
@@ -50,7 +68,7 @@ class WhisperRecognizer(Recognizer):
     def __init__(
         self,
         pool: WorkerPool,
-        model: WhisperModel,
+        model: FinalDecoder,
         params: StreamParams,
         *,
         pipelined: bool = False,

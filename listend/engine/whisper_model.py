@@ -124,6 +124,8 @@ def _package_version(name: str) -> str:
 class WhisperModel:
     """``await model.start()`` loads it (in a thread); ``await model.decode(...)`` queues one."""
 
+    arch = "whisper"
+
     def __init__(self, settings: WhisperSettings | None = None) -> None:
         self.settings = settings or WhisperSettings()
         chosen = self.settings.model_dir

@@ -81,15 +81,26 @@ class LocalEngineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: Literal["auto", "pocketsphinx", "whisper"] = Field(
+    engine: Literal["auto", "pocketsphinx", "whisper", "wyoming"] = Field(
         default="auto",
-        description="auto: Whisper when listend[whisper] is installed, else pocketsphinx",
+        description="auto: Whisper when listend[whisper] is installed, else pocketsphinx; "
+        "wyoming: finals from the Wyoming server at `wyoming`",
     )
     model: Path | None = Field(
         default=None,
         description="a CTranslate2 Whisper model directory (base.en, small.en ...); "
         "default: the bundled tiny.en",
     )
+    wyoming: str | None = Field(
+        default=None,
+        description="tcp://HOST:PORT of a Wyoming speech-to-text server (engine: wyoming)",
+    )
+
+    @model_validator(mode="after")
+    def _wyoming_needs_an_address(self) -> LocalEngineConfig:
+        if (self.engine == "wyoming") != (self.wyoming is not None):
+            raise ValueError("set wyoming: tcp://HOST:PORT together with engine: wyoming")
+        return self
 
 
 class LogConfig(BaseModel):
