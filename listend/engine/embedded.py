@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: ``deepgram.finalize_timeout`` when the engine decodes finals with Whisper (or a Wyoming
+#: server) and the config leaves it unset: a Finalize waits for every utterance still queued
+#: for a decode (0.6 s each on two x86 cores, 2-5 s on a Raspberry Pi 4), not 3 s.
+SLOW_FINALS_FINALIZE_TIMEOUT = 15.0
+
 
 def local_sources(config: ListendConfig) -> list[str]:
     """Enabled sources that may stream to the local engine."""
@@ -51,6 +56,10 @@ async def embedded_engine(config: ListendConfig) -> AsyncIterator[LocalEngine | 
         )
     except (OSError, ImportError, EngineError) as exc:
         raise ListendError(f"cannot start the local engine: {exc}") from exc
+    if engine.finals is not None and "finalize_timeout" not in config.deepgram.model_fields_set:
+        timeout = max(config.deepgram.finalize_timeout, SLOW_FINALS_FINALIZE_TIMEOUT)
+        config.deepgram.finalize_timeout = timeout
+        log.debug("deepgram.finalize_timeout: %gs for the %s engine", timeout, engine.description)
     try:
         if config.deepgram.uses_local_engine():
             why = "deepgram.url is local" if config.deepgram.url else "no Deepgram API key"
