@@ -190,12 +190,15 @@ class _Connection:
                     await self.record.on_deadline(self)
                     last_activity = time.monotonic()
                     continue
-                await self.close(1011, messages.IDLE_CLOSE_REASON)
-                return
-            try:
-                msg = await asyncio.wait_for(inbox.get(), timeout)
-            except TimeoutError:
-                continue
+                if inbox.empty():  # read but not yet processed is not idle
+                    await self.close(1011, messages.IDLE_CLOSE_REASON)
+                    return
+                msg = inbox.get_nowait()
+            else:
+                try:
+                    msg = await asyncio.wait_for(inbox.get(), timeout)
+                except TimeoutError:
+                    continue
             if msg.type is WSMsgType.BINARY:
                 last_activity = time.monotonic()
                 await self._on_audio(msg.data)
