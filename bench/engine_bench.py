@@ -344,11 +344,13 @@ def write_results(text: str) -> None:
 def run_child(which: str) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, __file__, "--only", which],
-        check=True,
-        capture_output=True,
+        check=False,
+        stdout=subprocess.PIPE,
         text=True,
         timeout=1800,
     )
+    if result.returncode != 0:
+        raise SystemExit(f"engine_bench --only {which} failed (its stderr is above)")
     row: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
     return row
 

@@ -21,7 +21,13 @@ from deepgram.listen.v1.types import (
 from listend.dgproto.server import serve
 from tests.support.audio import wav_bytes
 from tests.support.cli import run_listend
-from tests.support.engine import Sender, check_words, client_for, collect, silence, spaced
+from tests.support.engine import (
+    check_words,
+    client_for,
+    silence,
+    spaced,
+    streaming,
+)
 from tests.support.evaluation import word_error_rate
 
 pytestmark = pytest.mark.xdist_group("local-engine")
@@ -43,21 +49,15 @@ def test_streaming_through_the_sdk(local_engine, engine_loop, speech):
     clips = [speech(s) for s in SENTENCES]
 
     async def main() -> tuple[list[Any], list[tuple[float, float]]]:
-        async with (
-            client_for(local_engine.url) as client,
-            client.listen.v1.connect(
-                model="nova-3",
-                encoding="linear16",
-                sample_rate=RATE,
-                interim_results=True,
-                utterance_end_ms=1000,
-                vad_events=True,
-                endpointing=300,
-                punctuate=True,
-            ) as sock,
-        ):
-            receiver = asyncio.create_task(collect(sock))
-            sender = Sender(sock)
+        async with streaming(
+            local_engine.url,
+            interim_results=True,
+            utterance_end_ms=1000,
+            vad_events=True,
+            endpointing=300,
+            punctuate=True,
+        ) as (sender, receiver):
+            sock = sender.sock
             await sender.send(silence(0.5), is_speech=False)
             await sender.send(clips[0], is_speech=True)
             await sender.send(silence(1.5), is_speech=False)

@@ -26,12 +26,11 @@ from tests.support.audio import wav_bytes
 from tests.support.cli import run_listend
 from tests.support.engine import (
     LoopThread,
-    Sender,
     check_words,
     client_for,
-    collect,
     silence,
     spaced,
+    streaming,
 )
 from tests.support.evaluation import word_error_rate
 
@@ -67,19 +66,10 @@ def test_streaming_finals_from_whisper_interims_from_pocketsphinx(
     clips = [speech(s) for s in SENTENCES[:2]]
 
     async def main() -> tuple[list[Any], list[tuple[float, float]]]:
-        async with (
-            client_for(whisper_engine.url) as client,
-            client.listen.v1.connect(
-                model="nova-3",
-                encoding="linear16",
-                sample_rate=RATE,
-                interim_results=True,
-                endpointing=300,
-                punctuate=True,
-            ) as sock,
-        ):
-            receiver = asyncio.create_task(collect(sock))
-            sender = Sender(sock)
+        async with streaming(
+            whisper_engine.url, interim_results=True, endpointing=300, punctuate=True
+        ) as (sender, receiver):
+            sock = sender.sock
             await sender.send(silence(0.5), is_speech=False)
             await sender.send(clips[0], is_speech=True)
             await sender.send(silence(1.5), is_speech=False)

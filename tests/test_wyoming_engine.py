@@ -15,7 +15,7 @@ from listend.daemon.config.models import LocalEngineConfig
 from listend.engine.server import LocalEngine
 from listend.engine.workers import EngineError
 from tests.support.audio import wav_bytes
-from tests.support.engine import LoopThread, Sender, client_for, collect, silence, spaced
+from tests.support.engine import LoopThread, client_for, silence, spaced, streaming
 from tests.support.net import free_port
 
 pytest.importorskip("wyoming", reason="the wyoming extra is not installed")
@@ -84,19 +84,11 @@ def test_streaming_and_rest_finals_come_from_the_wyoming_server(
     clips = [speech("the library closes at six on saturday"), speech("what is the weather")]
 
     async def main() -> tuple[list[Any], Any]:
-        async with (
-            client_for(engine.url) as client,
-            client.listen.v1.connect(
-                model="nova-3",
-                encoding="linear16",
-                sample_rate=RATE,
-                interim_results=True,
-                endpointing=300,
-                punctuate=True,
-            ) as sock,
+        async with streaming(engine.url, interim_results=True, endpointing=300, punctuate=True) as (
+            sender,
+            receiver,
         ):
-            receiver = asyncio.create_task(collect(sock))
-            sender = Sender(sock)
+            sock = sender.sock
             await sender.send(silence(0.5), is_speech=False)
             await sender.send(clips[0], is_speech=True)
             await sender.send(silence(1.5), is_speech=False)

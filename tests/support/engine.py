@@ -63,6 +63,19 @@ def spaced(clips: list[bytes], *, lead: float = 0.3, gap: float = 1.2) -> tuple[
     return pcm, spans
 
 
+@contextlib.asynccontextmanager
+async def streaming(url: str, **options: Any) -> AsyncIterator[tuple[Sender, asyncio.Task[Any]]]:
+    """A linear16 16 kHz SDK stream to ``url``: its :class:`Sender` and the task collecting
+    every message the server sends (it ends when the server closes)."""
+    async with (
+        client_for(url) as client,
+        client.listen.v1.connect(
+            model="nova-3", encoding="linear16", sample_rate=RATE, **options
+        ) as sock,
+    ):
+        yield Sender(sock), asyncio.create_task(collect(sock))
+
+
 async def collect(sock: Any) -> list[Any]:
     return [message async for message in sock]
 
