@@ -12,7 +12,7 @@ system:
 $(VENV)/.installed: pyproject.toml | system
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,whisper]'
 	touch $@ $(VENV)/.runtime
 
 # What running needs, and nothing else (no test extras, no broker or browser); the test venv
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | system
 $(VENV)/.runtime: pyproject.toml
 	./scripts/setup-system.sh --runtime
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[whisper]'
 	touch $@
 
 venv: system $(VENV)/.installed

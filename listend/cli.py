@@ -91,8 +91,15 @@ def cmd_schema(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_line() -> str:
+    from listend.engine.choice import describe  # noqa: PLC0415 - numpy: only when asked
+
+    return f"offline engine: {describe()}"
+
+
 def cmd_plugins(_args: argparse.Namespace) -> int:
     host = _plugins()
+    print(_engine_line())
     for info in sorted(host.infos, key=lambda i: i.name):
         version = f" {info.version}" if info.version else ""
         print(f"{info.name}  ({info.package}{version})")
@@ -154,6 +161,7 @@ def versions() -> str:
             lines.append(f"{label} {version(package)}")
         except PackageNotFoundError:
             lines.append(f"{label} (not installed)")
+    lines.append(_engine_line())
     lines.append(f"python {sys.version.split()[0]}")
     return "\n".join(lines)
 

@@ -73,6 +73,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     where.add_argument("--url", help="Deepgram-compatible base URL (self-hosted)")
     parser.add_argument("--model", help="e.g. nova-3 (Deepgram's default when omitted)")
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "pocketsphinx", "whisper", "wyoming"],
+        default="auto",
+        help="with --local: auto (Whisper when listend[whisper] is installed), or one of them",
+    )
+    parser.add_argument(
+        "--engine-model",
+        type=Path,
+        metavar="DIR",
+        help="with --local: a CTranslate2 Whisper model directory (default: bundled tiny.en)",
+    )
+    parser.add_argument(
+        "--wyoming", metavar="tcp://HOST:PORT", help="with --engine wyoming: the server"
+    )
     parser.add_argument("--language", help="e.g. en, en-US, de")
     deepgram = parser.add_argument_group("Deepgram options (the offline engine ignores them)")
     for name, text in FLAGS.items():
@@ -166,15 +181,26 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
     if local and not args.local:
         log.warning("no DEEPGRAM_API_KEY: transcribing with the offline engine (English only)")
     if local:
-        from listend.engine.server import LocalEngine  # noqa: PLC0415
+        from listend.engine.choice import start_engine  # noqa: PLC0415
+        from listend.engine.workers import EngineError  # noqa: PLC0415
 
         workers = 2 if args.multichannel else 1
-        # the engine fetches a URL or calls back only when this command line asks it to
-        engine = LocalEngine(
-            workers=workers, allow_url=size is None, allow_callback="callback" in options
-        )
-        async with engine:
-            log.info("transcribing with the local engine at %s", engine.url)
+        try:
+            # the engine fetches a URL or calls back only when this command line asks it to
+            engine = await start_engine(
+                args.engine,
+                args.engine_model,
+                workers=workers,
+                wyoming=args.wyoming,
+                allow_url=size is None,
+                allow_callback="callback" in options,
+            )
+        except EngineError as exc:
+            raise ListendError(f"cannot start the local engine: {exc}") from exc
+        try:
+            log.info(
+                "transcribing with the local engine (%s) at %s", engine.description, engine.url
+            )
             progress = Progress(size or 0, sys.stderr, duration=_duration(args.source))
             engine.rest.on_decoded = progress.decoded_to
             result = await _request(
@@ -186,6 +212,8 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
                 log.info("waiting for the local engine to deliver the callback")
                 await engine.rest.wait_for_callbacks()
                 return 0
+        finally:
+            await engine.stop()
     else:
         progress = Progress(size or 0, sys.stderr)
         result = await _request(args, options, args.url, key or "none", size, progress=progress)

@@ -101,6 +101,33 @@ class DeepgramConfig(BaseModel):
         return self.url is None and self.access_token is None and not self.effective_api_key()
 
 
+class LocalEngineConfig(BaseModel):
+    """The embedded offline engine (``deepgram.url: local``, no key, or ``fallback: local``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: Literal["auto", "pocketsphinx", "whisper", "wyoming"] = Field(
+        default="auto",
+        description="auto: Whisper when listend[whisper] is installed, else pocketsphinx; "
+        "wyoming: finals from the Wyoming server at `wyoming`",
+    )
+    model: Path | None = Field(
+        default=None,
+        description="a CTranslate2 Whisper model directory (base.en, small.en ...); "
+        "default: the bundled tiny.en",
+    )
+    wyoming: str | None = Field(
+        default=None,
+        description="tcp://HOST:PORT of a Wyoming speech-to-text server (engine: wyoming)",
+    )
+
+    @model_validator(mode="after")
+    def _wyoming_needs_an_address(self) -> LocalEngineConfig:
+        if (self.engine == "wyoming") != (self.wyoming is not None):
+            raise ValueError("set wyoming: tcp://HOST:PORT together with engine: wyoming")
+        return self
+
+
 class LogConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -210,6 +237,7 @@ class ListendConfig(BaseModel):
 
     device: str = Field(default_factory=lambda: os.uname().nodename.split(".")[0])
     deepgram: DeepgramConfig = Field(default_factory=DeepgramConfig)
+    local_engine: LocalEngineConfig = Field(default_factory=LocalEngineConfig)
     state_dir: ConfigPath = Field(
         default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIR))
     )
