@@ -12,6 +12,7 @@ from listend.daemon.config.secrets import SecretRef
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig
 from listend.daemon.plugin.stream_options import StreamOptions
+from listend.daemon.plugin.trigger_options import TriggerConfig, boosted
 
 DEFAULT_CONFIG_PATH = Path("/etc/listend/listend.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/listend")
@@ -160,6 +161,10 @@ class ListendConfig(BaseModel):
     health: HealthConfig | None = Field(
         default=None, description="HTTP health and metrics endpoint; off unless set"
     )
+    triggers: dict[str, TriggerConfig] = Field(
+        default_factory=dict,
+        description="phrase triggers for every source: name -> phrases/regex (docs/triggers.md)",
+    )
     drain_timeout: float = Field(
         default=15.0,
         gt=0,
@@ -171,6 +176,25 @@ class ListendConfig(BaseModel):
     @classmethod
     def _device_id(cls, value: str) -> str:
         return check_identifier(value)
+
+    @model_validator(mode="after")
+    def _trigger_names(self) -> ListendConfig:
+        for name in self.triggers:
+            check_identifier(name)
+        for source in self.sources.values():
+            for name in source.triggers:
+                check_identifier(name)
+        return self
+
+    def triggers_for(self, source: str) -> dict[str, TriggerConfig]:
+        """The source's triggers: the global ones, replaced or added to by its own."""
+        merged = {**self.triggers, **self.sources[source].triggers}
+        return {name: trigger for name, trigger in merged.items() if trigger.enabled}
+
+    def stream_options_for(self, source: str) -> StreamOptions:
+        """The source's stream options over deepgram.options, with its trigger phrases boosted."""
+        merged = self.sources[source].stream.merged_over(self.deepgram.options)
+        return boosted(merged, self.triggers_for(source))
 
     def sinks_for(self, source: str) -> list[str]:
         chosen = self.sources[source].sinks

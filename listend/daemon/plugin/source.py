@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from listend.daemon.plugin.stream_options import StreamOptions
+from listend.daemon.plugin.trigger_options import TriggerConfig
 
 SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
 
@@ -65,6 +66,11 @@ class SourceConfig(BaseModel):
     fallback: Literal["local"] | None = Field(
         default=None, description="use the local engine while Deepgram is unreachable"
     )
+    triggers: dict[str, TriggerConfig] = Field(
+        default_factory=dict,
+        description="phrase triggers for this source, added to (by name: replacing) the "
+        "global `triggers`",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,8 @@ class PluginContext:
     state_dir: Path
     #: For a sink: the sources routed to it (e.g. for Home Assistant discovery).
     sources: tuple[str, ...] = ()
+    #: For a sink: the trigger names of each source routed to it.
+    triggers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Source(ABC):

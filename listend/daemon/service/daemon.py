@@ -138,7 +138,9 @@ class Daemon:
         cls = self.host.sinks.get(cfg.type)
         if cls is None:  # the loader reports it first, with file and line
             raise PluginError(f"sink {name}: unknown type {cfg.type!r}")
-        return cls(name, cfg, dataclasses.replace(self.context, sources=routed_to(config, name)))
+        sources = routed_to(config, name)
+        triggers = {source: tuple(config.triggers_for(source)) for source in sources}
+        return cls(name, cfg, dataclasses.replace(self.context, sources=sources, triggers=triggers))
 
     def make_source(self, config: ListendConfig, name: str) -> Source:
         cfg = config.sources[name]
@@ -164,13 +166,14 @@ class Daemon:
             name=name,
             device=config.device,
             source=source,
-            options=config.sources[name].stream.merged_over(config.deepgram.options),
+            options=config.stream_options_for(name),
             deepgram=config.deepgram,
             endpoint=endpoint,
             publish=self.router.publish,
             kinds=functools.partial(self.router.kinds_for, name),
             fallback=fallback,
             spool=Spool.of_source(config.state_dir, source, config.deepgram.spool_max_mb),
+            triggers=config.triggers_for(name),
         )
 
     def start_worker(self, name: str, worker: SinkWorker) -> None:
