@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -120,6 +121,29 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control_socket(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
+    """--socket, $LISTEND_SOCKET, the service's socket, else the config's state_dir."""
+    from listend.control_client import SERVICE_SOCKET, socket_path  # noqa: PLC0415
+
+    explicit = args.socket is not None or os.environ.get("LISTEND_SOCKET")
+    if explicit or (not (args.path or args.config) and SERVICE_SOCKET.exists()):
+        return socket_path(args, None)
+    _path, _host, config = _load(args)
+    return socket_path(args, config.state_dir)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from listend.control_client import status  # noqa: PLC0415
+
+    return status(_control_socket(args), as_json=args.json)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from listend.control_client import tail  # noqa: PLC0415
+
+    return tail(_control_socket(args), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="listend", description=__doc__)
     parser.add_argument("--version", action="version", version=f"listend {__version__}")
@@ -149,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     from listend.transcribe import add_arguments  # noqa: PLC0415
 
     add_arguments(add("transcribe", cmd_transcribe, "transcribe a file or URL once"))
+    from listend.control_client import add_socket_arguments, add_tail_arguments  # noqa: PLC0415
+
+    status = add("status", cmd_status, "show a running daemon's streams and sinks", config=True)
+    add_socket_arguments(status)
+    status.add_argument("--json", action="store_true", help="print the JSON document")
+    tail = add("tail", cmd_tail, "print a running daemon's events as they happen", config=True)
+    add_socket_arguments(tail)
+    add_tail_arguments(tail)
     devices = add("devices", cmd_devices, "list audio input devices (for microphone sources)")
     devices.add_argument("--json", action="store_true", help="print a JSON array")
     return parser
