@@ -16,6 +16,7 @@ from listend.daemon.errors import ListendError
 log = logging.getLogger("listend")
 
 Command = Callable[[argparse.Namespace], int]
+CONFIG_HELP = "config file (default: $LISTEND_CONFIG, then /etc/listend/listend.yaml)"
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
@@ -144,6 +145,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return tail(_control_socket(args), args)
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from listend.search import database_of, run  # noqa: PLC0415
+
+    return run(args, args.db or database_of(args.config, args.sink))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="listend", description=__doc__)
     parser.add_argument("--version", action="version", version=f"listend {__version__}")
@@ -158,9 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(func=func)
         if config:
-            help_config = "config file (default: $LISTEND_CONFIG, then /etc/listend/listend.yaml)"
-            sub.add_argument("path", nargs="?", help=help_config)
-            sub.add_argument("-c", "--config", help=help_config)
+            sub.add_argument("path", nargs="?", help=CONFIG_HELP)
+            sub.add_argument("-c", "--config", help=CONFIG_HELP)
         return sub
 
     add("run", cmd_run, "run the daemon", config=True)
@@ -181,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     tail = add("tail", cmd_tail, "print a running daemon's events as they happen", config=True)
     add_socket_arguments(tail)
     add_tail_arguments(tail)
+    from listend.search import add_arguments as add_search_arguments  # noqa: PLC0415
+
+    search = add("search", cmd_search, "search what the history sink stored")
+    search.add_argument("-c", "--config", help=CONFIG_HELP)
+    add_search_arguments(search)
     devices = add("devices", cmd_devices, "list audio input devices (for microphone sources)")
     devices.add_argument("--json", action="store_true", help="print a JSON array")
     return parser
