@@ -90,6 +90,17 @@ def test_a_redelivered_event_is_stored_once(store):
     assert store.count() == 1
 
 
+def test_entries_are_kept_in_time_order_even_in_the_same_microsecond(store):
+    late = transcript("hall", 9, "recovered words from before", start=0.5)  # arrives last
+    same = [transcript(src, 1, f"{src} at the same instant", start=1.0) for src in ("a", "b")]
+    store.add([transcript("hall", 5, "words later on", start=5.0), *same])
+    store.add([late])
+    assert texts(store.search("words")) == ["recovered words from before", "words later on"]
+    assert len(store.search("instant")) == 2
+    since = (T0 + timedelta(seconds=0.9)).timestamp()
+    assert texts(store.search("words", since=since)) == ["words later on"]
+
+
 def test_retention_by_age_deletes_what_is_older(store):
     store.add([transcript("hall", i, f"entry {i}") for i in range(1, 6)])
     now = (T0 + timedelta(seconds=3.5)).timestamp()

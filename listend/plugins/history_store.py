@@ -3,9 +3,11 @@
 One writer (the ``history`` sink, in its own thread) and any number of read-only searchers
 (``listend search``, the captions page). WAL journal, so searches never wait for the writer;
 ``auto_vacuum=INCREMENTAL``, so what retention deletes is given back to the file system and
-``max_mb`` bounds the file itself. Searches walk the full-text index newest first
-(``ORDER BY rowid DESC`` is FTS5's native order) and stop at ``limit``, so their cost does not
-grow with the size of the history.
+``max_mb`` bounds the file itself. An entry's rowid is its start time in microseconds, so
+rowid order is time order (also for events recovered from the spool, which arrive late) and
+time bounds are rowid ranges. Searches walk the full-text index newest first (``ORDER BY
+rowid DESC`` is FTS5's native order) within that range and stop at ``limit``, so their cost
+does not grow with the size of the history.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ CREATE TABLE IF NOT EXISTS entries (
     text TEXT NOT NULL,
     event TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entries_started_at ON entries (started_at);
 CREATE VIRTUAL TABLE IF NOT EXISTS entries_fts USING fts5 (
     text, content = 'entries', content_rowid = 'rowid', tokenize = 'unicode61'
 );
@@ -45,6 +46,10 @@ CREATE TRIGGER IF NOT EXISTS entries_ad AFTER DELETE ON entries BEGIN
     INSERT INTO entries_fts (entries_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
 END;
 """
+INSERT = (
+    "INSERT INTO entries (rowid, event_id, source, kind, started_at, ended_at, text, event) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+)
 PRUNE_MIN = 100  # entries deleted per step at least, when over max_mb
 SIZE_TARGET = 0.9  # prune to this share of max_mb, so not every batch prunes again
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -95,7 +100,11 @@ class Hit:
     snippet: str
 
 
-def _row(event: AnyEvent) -> tuple[str, str, str, float, float, str, str] | None:
+def _key(unix_time: float) -> int:
+    return int(unix_time * 1_000_000)
+
+
+def _row(event: AnyEvent) -> tuple[int, str, str, str, float, float, str, str] | None:
     if isinstance(event, TranscriptEvent):
         if not event.is_final or not event.text.strip():
             return None
@@ -105,6 +114,7 @@ def _row(event: AnyEvent) -> tuple[str, str, str, float, float, str, str] | None
     else:
         return None
     return (
+        _key(started.timestamp()),
         event.id,
         event.source,
         event.kind,
@@ -142,14 +152,21 @@ class HistoryStore:
         rows = [row for event in events if (row := _row(event)) is not None]
         if not rows:
             return 0
+        try:
+            with self._transaction():
+                return self.db.executemany(INSERT, rows).rowcount  # triggers' rows not counted
+        except sqlite3.IntegrityError:
+            pass  # two entries in one microsecond (rolled back): one by one, the slow way
         with self._transaction():
-            cursor = self.db.executemany(
-                "INSERT OR IGNORE INTO entries "
-                "(event_id, source, kind, started_at, ended_at, text, event) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            return cursor.rowcount  # changes by the triggers not included
+            return sum(self._insert_one(row) for row in rows)
+
+    def _insert_one(self, row: tuple[int, str, str, str, float, float, str, str]) -> int:
+        key, rest = row[0], row[1:]
+        while True:
+            try:
+                return self.db.execute(INSERT, (key, *rest)).rowcount
+            except sqlite3.IntegrityError:
+                key += 1  # the next microsecond: still in time order
 
     def _transaction(self) -> _Commit:
         self.db.execute("BEGIN IMMEDIATE")
@@ -172,7 +189,7 @@ class HistoryStore:
         if max_age is not None:
             with self._transaction():
                 cursor = self.db.execute(
-                    "DELETE FROM entries WHERE started_at < ?", (now - max_age,)
+                    "DELETE FROM entries WHERE rowid < ?", (_key(now - max_age),)
                 )
                 deleted += cursor.rowcount
         if max_bytes is not None and self.size_bytes() > max_bytes:
@@ -210,11 +227,11 @@ class HistoryStore:
         where = ["entries_fts MATCH ?"]
         params: list[Any] = [match_expression(query)]
         if since is not None:
-            where.append("e.started_at >= ?")
-            params.append(since)
+            where.append("entries_fts.rowid >= ?")
+            params.append(_key(since))
         if until is not None:
-            where.append("e.started_at < ?")
-            params.append(until)
+            where.append("entries_fts.rowid < ?")
+            params.append(_key(until))
         if sources:
             where.append(f"e.source IN ({', '.join('?' * len(sources))})")
             params.extend(sources)

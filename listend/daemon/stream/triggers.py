@@ -185,21 +185,10 @@ class PhraseTracker:
         return [self._retraction(None, detected) for detected in utterance.pending.values()]
 
     def _retraction(self, final: TranscriptEvent | None, detected: PhraseEvent) -> PhraseEvent:
-        return PhraseEvent(
-            **self.factory.numbered(),
-            channel=detected.channel,
-            trigger=detected.trigger,
-            status="retracted",
-            text=detected.text,
-            start=detected.start,
-            end=detected.end,
-            started_at=detected.started_at,
-            at=detected.at,
-            confidence=detected.confidence,
-            engine=detected.engine,
-            final_id=final.id if final is not None else None,
-            detection=detected.id,
-        )
+        """The detection, numbered anew, saying the final did not contain it."""
+        settled = {"status": "retracted", "detection": detected.id}
+        final_id = {"final_id": final.id} if final is not None else {}
+        return detected.model_copy(update={**self.factory.numbered(), **settled, **final_id})
 
     def _phrase(
         self,
