@@ -10,6 +10,8 @@ from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.plugin.trigger_options import TriggerConfig, boosted, normalise
 from listend.daemon.stream.results import EventFactory
 from listend.daemon.stream.triggers import PhraseTracker, Token, Trigger, compile_triggers
+from listend.testing import Script
+from tests.support.cli import run_listend
 from tests.support.events import T0, transcript
 
 
@@ -170,3 +172,26 @@ def test_trigger_phrases_are_boosted_unless_off():
     nova2 = boosted(StreamOptions(model="nova-2"), configs)
     assert nova2.keywords == ["front desk", "help"]
     assert nova2.keyterm is None
+
+
+def test_trigger_names_are_checked_where_they_are_written(tmp_path):
+    wav = tmp_path / "s.wav"
+    Script().say("x").write_wav(wav)
+    for text, where in [
+        ("triggers:\n  'a b': {phrases: [x]}\n", "triggers"),
+        (
+            f"sources:\n  s: {{type: file, path: {wav}, triggers: {{'a/b': {{regex: x}}}}}}\n",
+            "sources.s.triggers",
+        ),
+    ]:
+        result = run_listend("validate", str(write(tmp_path, text)))
+        assert result.returncode == 78
+        assert f"{where}: trigger names are letters, digits" in result.stderr
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "listend.yaml"
+    path.write_text(
+        f"state_dir: {tmp_path}\n{text}sinks:\n  o: {{type: stdout}}\n", encoding="utf-8"
+    )
+    return path

@@ -12,7 +12,7 @@ from listend.daemon.config.secrets import SecretRef
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig
 from listend.daemon.plugin.stream_options import StreamOptions
-from listend.daemon.plugin.trigger_options import TriggerConfig, boosted
+from listend.daemon.plugin.trigger_options import TriggerConfig, boosted, check_trigger_names
 
 DEFAULT_CONFIG_PATH = Path("/etc/listend/listend.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/listend")
@@ -177,14 +177,10 @@ class ListendConfig(BaseModel):
     def _device_id(cls, value: str) -> str:
         return check_identifier(value)
 
-    @model_validator(mode="after")
-    def _trigger_names(self) -> ListendConfig:
-        for name in self.triggers:
-            check_identifier(name)
-        for source in self.sources.values():
-            for name in source.triggers:
-                check_identifier(name)
-        return self
+    @field_validator("triggers")
+    @classmethod
+    def _trigger_names(cls, value: dict[str, TriggerConfig]) -> dict[str, TriggerConfig]:
+        return check_trigger_names(value)
 
     def triggers_for(self, source: str) -> dict[str, TriggerConfig]:
         """The source's triggers: the global ones, replaced or added to by its own."""

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from listend.daemon.plugin.stream_options import StreamOptions
-from listend.daemon.plugin.trigger_options import TriggerConfig
+from listend.daemon.plugin.trigger_options import TriggerConfig, check_trigger_names
 
 SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
 
@@ -71,6 +71,11 @@ class SourceConfig(BaseModel):
         description="phrase triggers for this source, added to (by name: replacing) the "
         "global `triggers`",
     )
+
+    @field_validator("triggers")
+    @classmethod
+    def _trigger_names(cls, value: dict[str, TriggerConfig]) -> dict[str, TriggerConfig]:
+        return check_trigger_names(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,16 @@ class TriggerConfig(BaseModel):
 
 
 _NOT_WORD = re.compile(r"[^\w']+")
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def check_trigger_names(triggers: dict[str, TriggerConfig]) -> dict[str, TriggerConfig]:
+    """Trigger names end up in MQTT topics and Home Assistant event types."""
+    for name in triggers:
+        if not _NAME.match(name):
+            msg = f"trigger names are letters, digits, '_' or '-' only, found {name!r}"
+            raise ValueError(msg)
+    return triggers
 
 
 def normalise(text: str) -> list[str]:
