@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from listend.daemon.errors import ListendError
 from listend.daemon.events import EventKind
-from listend.daemon.service.control import SOCKET_NAME, control_socket_path
+from listend.daemon.service.control_socket import SOCKET_NAME, control_socket_path
 
 #: Where the systemd unit's ``RuntimeDirectory=listend`` puts the socket.
 SERVICE_SOCKET = Path("/run/listend") / SOCKET_NAME

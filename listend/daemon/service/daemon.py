@@ -23,7 +23,7 @@ from listend.daemon.errors import AuthError, ListendError, PluginError
 from listend.daemon.plugin.manager import PluginHost
 from listend.daemon.plugin.sink import Sink
 from listend.daemon.plugin.source import PluginContext, Source
-from listend.daemon.service.control import ControlServer, control_socket_path
+from listend.daemon.service.control_socket import ControlServer, control_socket_path
 from listend.daemon.service.drain import drain, settle
 from listend.daemon.service.local_engine import LocalEndpoint, LocalEngineFactory, no_local_engine
 from listend.daemon.service.metrics import Metrics, SinkState, status_line
@@ -227,7 +227,7 @@ class Daemon:
                     self._phase = "stopping"
                     self.notifier.stopping()
                 await self._drain()
-                for name in ("ready", "heartbeat", "reloader", "control"):
+                for name in ("ready", "heartbeat", "reloader", "control-socket"):
                     self.task(name).cancel()
         finally:
             if self.health is not None:
@@ -265,7 +265,7 @@ class Daemon:
             self.start_session(session)
         self._spawn("ready", self._announce_ready())
         self._spawn("reloader", self._reloader())
-        self._spawn("control", ControlServer(self, control_socket_path(config.state_dir)).serve())
+        self._spawn("control-socket", ControlServer(self, control_socket_path(config.state_dir)).serve())
 
     async def _first_attempt(self, name: str) -> None:
         attempt = asyncio.ensure_future(self.sessions[name].stats.first_attempt.wait())
