@@ -72,20 +72,26 @@ def silence(seconds: float) -> bytes:
     return b"\x00\x00" * int(RATE * seconds)
 
 
-def client(url: str) -> AsyncDeepgramClient:
+def client(engine: LocalEngine) -> AsyncDeepgramClient:
+    url = engine.url
     ws = url.replace("http://", "ws://")
     env = DeepgramClientEnvironment(base=url, production=ws, agent=ws, agent_rest=url)
-    return AsyncDeepgramClient(api_key="local", environment=env)
+    return AsyncDeepgramClient(api_key=engine.token, environment=env)
 
 
 async def stream(
-    url: str, pcm: bytes, *, realtime: bool, marks: list[int] | None = None, **options: Any
+    engine: LocalEngine,
+    pcm: bytes,
+    *,
+    realtime: bool,
+    marks: list[int] | None = None,
+    **options: Any,
 ) -> tuple[list[tuple[float, ListenV1Results]], dict[int, float], float]:
     """Send ``pcm``; return (arrival time, final) pairs, send times of ``marks``, wall time."""
     sent_at: dict[int, float] = {}
     finals: list[tuple[float, ListenV1Results]] = []
     marks = sorted(marks or [])
-    async with client(url).listen.v1.connect(
+    async with client(engine).listen.v1.connect(
         model="general", encoding="linear16", sample_rate=RATE, endpointing=300, **options
     ) as sock:
 
@@ -124,18 +130,18 @@ def contains(text: str, phrase: str) -> bool:
     return f" {' '.join(normalize(phrase))} " in f" {' '.join(normalize(text))} "
 
 
-async def accuracy(url: str, audio: list[bytes]) -> list[dict[str, Any]]:
+async def accuracy(engine: LocalEngine, audio: list[bytes]) -> list[dict[str, Any]]:
     pcm = silence(GAP) + b"".join(clip + silence(GAP) for clip in audio)
     seconds = len(pcm) / 2 / RATE
     reference = " ".join(SENTENCES)
     rows = []
-    await stream(url, pcm, realtime=False)  # warm the decoder's cepstral mean first
+    await stream(engine, pcm, realtime=False)  # warm the decoder's cepstral mean first
     runs: list[tuple[str, dict[str, Any]]] = [
         ("no keywords", {}),
         (f"keyterm: {len(KEYTERMS)} phrases", {"keyterm": list(KEYTERMS)}),
     ]
     for label, options in runs:
-        finals, _sent, wall = await stream(url, pcm, realtime=False, **options)
+        finals, _sent, wall = await stream(engine, pcm, realtime=False, **options)
         heard = " ".join(texts(finals))
         by_sentence = [(s, t) for s, t in zip(SENTENCES, texts(finals), strict=False)]
         present = [(k, s) for k in KEYTERMS for s in SENTENCES if contains(s, k)]
@@ -161,13 +167,13 @@ async def accuracy(url: str, audio: list[bytes]) -> list[dict[str, Any]]:
     return rows
 
 
-async def latency(url: str, audio: list[bytes]) -> dict[str, float]:
+async def latency(engine: LocalEngine, audio: list[bytes]) -> dict[str, float]:
     pcm = silence(0.5)
     ends = []
     for clip in audio[:LATENCY_SENTENCES]:
         ends.append(len(pcm) + speech_end(clip))
         pcm += clip + silence(GAP)
-    finals, sent_at, _wall = await stream(url, pcm, realtime=True, marks=ends)
+    finals, sent_at, _wall = await stream(engine, pcm, realtime=True, marks=ends)
     delays = []
     for end in ends:
         end_seconds = end / 2 / RATE
@@ -241,8 +247,8 @@ async def main(write: bool) -> None:
     started = time.monotonic()
     async with LocalEngine(workers=1) as engine:
         start_s = time.monotonic() - started
-        rows = await accuracy(engine.url, audio)
-        delay = await latency(engine.url, audio)
+        rows = await accuracy(engine, audio)
+        delay = await latency(engine, audio)
         stats = await engine.pool.stats()
     rss_mb = max(s["max_rss_kib"] for s in stats) / 1024
     text = table(rows, delay, rss_mb, start_s)

@@ -14,13 +14,14 @@ BENCH = Path(__file__).resolve().parent
 START, END = "<!-- streams_bench:start -->", "<!-- streams_bench:end -->"
 
 
-def write_section(target: Path, section: str) -> None:
+def write_section(target: Path, section: str, markers: tuple[str, str] = (START, END)) -> None:
     """Replace our section of ``target`` (or append it), keeping everything else."""
+    start, end = markers
     current = target.read_text() if target.exists() else "# Benchmark results\n"
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        current = head + block + rest.split(END, 1)[1]
+    block = f"{start}\n{section.rstrip()}\n{end}"
+    if start in current and end in current:
+        head, rest = current.split(start, 1)
+        current = head + block + rest.split(end, 1)[1]
     else:
         current = current.rstrip() + "\n\n" + block + "\n"
     target.write_text(current.rstrip() + "\n")

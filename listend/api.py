@@ -17,7 +17,10 @@ The contract, beyond the abstract methods:
 from __future__ import annotations
 
 from listend import __version__
+from listend.daemon.child_env import child_environment
+from listend.daemon.config.paths import ConfigPath
 from listend.daemon.config.secrets import Secret, SecretRef, SecretResolutionError, resolve_secret
+from listend.daemon.config.urls import redact_url, reject_userinfo
 from listend.daemon.errors import ConfigError, ListendError, PluginError
 from listend.daemon.events import (
     SCHEMA_VERSION,
@@ -32,6 +35,7 @@ from listend.daemon.events import (
     from_json,
     to_json,
 )
+from listend.daemon.plugin.control import DaemonControl, StreamStatus
 from listend.daemon.plugin.hookspecs import RegisterSink, RegisterSource, hookimpl
 from listend.daemon.plugin.sink import (
     DeliveryError,
@@ -48,11 +52,12 @@ from listend.daemon.retry.restarting import (
     RestartingSourceConfig,
     RestartStats,
     SourceInterrupted,
+    restart_problem,
     restarting,
 )
 from listend.daemon.retry.retrying import retrying
 from listend.daemon.tasks import cancel_and_wait
-from listend.subtitles import VTT_HEADER, srt_cue, text_line, vtt_cue
+from listend.subtitles import VTT_HEADER, final_cues, printable, srt_cue, text_line, vtt_cue
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -61,6 +66,8 @@ __all__ = [
     "AudioFormat",
     "Backoff",
     "ConfigError",
+    "ConfigPath",
+    "DaemonControl",
     "DeliveryError",
     "EventKind",
     "ListendError",
@@ -85,15 +92,22 @@ __all__ = [
     "SourceInterrupted",
     "SpeechStartedEvent",
     "StreamOptions",
+    "StreamStatus",
     "TranscriptEvent",
     "UtteranceEndEvent",
     "VadConfig",
     "Word",
     "__version__",
     "cancel_and_wait",
+    "child_environment",
+    "final_cues",
     "from_json",
     "hookimpl",
+    "printable",
+    "redact_url",
+    "reject_userinfo",
     "resolve_secret",
+    "restart_problem",
     "restarting",
     "retrying",
     "srt_cue",

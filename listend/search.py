@@ -17,8 +17,9 @@ from typing import Any, TextIO
 import yaml
 from pydantic import ValidationError
 
-from listend.daemon.config.loader import find_config, read_config_text
+from listend.daemon.config.loader import find_config
 from listend.daemon.config.models import DEFAULT_STATE_DIR
+from listend.daemon.config.reading import compose_config, read_config_text
 from listend.daemon.errors import ListendError
 from listend.plugins.history_sink import HistorySinkConfig, history_path
 from listend.plugins.history_store import HistoryStore, Hit, parse_when
@@ -43,7 +44,8 @@ def database_of(config: str | None, sink: str | None) -> Path:
     (``sudo listend search`` has no service credentials)."""
     path = find_config(config)
     try:
-        raw = yaml.safe_load(read_config_text(path)) or {}
+        raw, _positions = compose_config(read_config_text(path), str(path))  # bounded YAML
+        raw = raw or {}
         default = os.environ.get("STATE_DIRECTORY") or DEFAULT_STATE_DIR
         state_dir = Path(raw.get("state_dir") or default)
         sinks = raw.get("sinks") or {}

@@ -222,3 +222,40 @@ FORBIDDEN: list[tuple[str, Callable[[str], bool], str]] = [
 def test_arrows_point_inward(importer, forbidden, rule):
     wrong = [a for a in ARROWS if within(a.importer, importer) and forbidden(a.imported)]
     assert not wrong, f"{rule}:\n" + "\n".join(f"  {arrow}" for arrow in wrong)
+
+
+def external_imports(name: str) -> set[str]:
+    """Top-level names of the packages outside listend that ``name`` imports."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.partition(".")[0])
+    return found - {"listend"}
+
+
+#: third-party package -> the only listend package that may import it
+CONTAINED = {
+    "wyoming": "listend.daemon.wyoming",  # Home Assistant's protocol stays behind one door
+    "zeroconf": "listend.daemon.wyoming",
+}
+
+
+@pytest.mark.parametrize(("library", "home"), sorted(CONTAINED.items()))
+def test_protocol_libraries_stay_in_their_package(library, home):
+    wrong = [
+        name for name in MODULES if library in external_imports(name) and not within(name, home)
+    ]
+    assert not wrong, f"only {home} imports {library}: {wrong}"
+
+
+def test_the_wyoming_server_is_wired_by_the_service_not_the_reverse():
+    wrong = [
+        a
+        for a in ARROWS
+        if within(a.importer, "listend.daemon.wyoming")
+        and within(a.imported, "listend.daemon.service")
+    ]
+    assert not wrong, "\n".join(map(str, wrong))

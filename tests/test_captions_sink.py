@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import socket
 
@@ -18,7 +19,7 @@ from tests.support.captions import make_sink
 from tests.support.cli import run_listend
 from tests.support.events import said, utterance_end
 from tests.support.net import free_port
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, SAMPLE
 from tests.support.waiting import wait_until_async
 
 
@@ -242,7 +243,58 @@ def test_documented_example_is_valid(write_config, tmp_path):
     assert example is not None
     path = write_config(
         f"device: t\nstate_dir: {tmp_path}\n"
-        "sources:\n  hall:\n    type: file\n    path: config/samples/hello.wav\n" + example[1]
+        f"sources:\n  hall:\n    type: file\n    path: {SAMPLE}\n" + example[1]
     )
     result = run_listend("validate", str(path))
     assert result.returncode == 0, result.stderr
+
+
+def test_a_page_that_sends_data_is_disconnected(tmp_path):
+    """Pages send nothing: a client sending frames (1 MB of garbage, or any data) is closed
+    at once, never buffered."""
+
+    async def scenario() -> list[tuple[aiohttp.WSMsgType, object]]:
+        sink = make_sink(tmp_path, free_port())
+        await sink.start()
+        closes = []
+        try:
+            async with aiohttp.ClientSession() as http:
+                for garbage in (b"\xff" * (1 << 20), "hello"):
+                    ws = await http.ws_connect(f"{sink.url.replace('http', 'ws')}ws")
+                    await ws.receive()  # hello
+                    if isinstance(garbage, bytes):
+                        await ws.send_bytes(garbage)
+                    else:
+                        await ws.send_str(garbage)
+                    async with asyncio.timeout(30):
+                        closing = await ws.receive()
+                    closes.append((closing.type, closing.data))
+                    await ws.close()
+                await wait_until_async(lambda: not sink.pages, 30, "pages forgotten")
+        finally:
+            await sink.stop()
+        return closes
+
+    closes = asyncio.run(scenario())
+    assert [kind for kind, _ in closes] == [aiohttp.WSMsgType.CLOSE] * 2
+    assert closes[0][1] == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    assert closes[1][1] == aiohttp.WSCloseCode.UNSUPPORTED_DATA
+
+
+def test_a_url_over_8_kb_is_refused_without_a_traceback(tmp_path, caplog):
+    async def scenario() -> int:
+        sink = make_sink(tmp_path, free_port())
+        await sink.start()
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{sink.url}source/{'a' * 9000}") as response,
+            ):
+                return response.status
+        finally:
+            await sink.stop()
+
+    with caplog.at_level(logging.DEBUG):
+        status = asyncio.run(scenario())
+    assert status in {400, 414}
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

@@ -134,7 +134,8 @@ def test_unknown_program_stops_the_daemon_with_a_clear_error(write_config, tmp_p
     )
     result = run_listend("run", str(path))
     assert result.returncode == 78, result.stderr
-    assert "listend: source cam: command 'no-such-recorder' is not on PATH" in result.stderr
+    # reported before anything starts, at the source's line, like `validate` does
+    assert f"{path}:4:3: sources.cam: command 'no-such-recorder' is not on PATH" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -149,3 +150,19 @@ def test_audio_format_is_what_the_config_declares():
     source = make_source(["true"], sample_rate=48000, channels=2)
     assert (source.audio_format.sample_rate, source.audio_format.channels) == (48000, 2)
     assert source.audio_format.encoding == "linear16"
+
+
+def test_the_child_environment_holds_no_secret_of_the_daemon(monkeypatch, tmp_path):
+    """A real child prints its environment (as its "audio"): the allowlist and the source's
+    `env`, never the daemon's key, `$env:` secrets or systemd's credentials directory."""
+    monkeypatch.setenv("DEEPGRAM_API_KEY", "dg-secret-key")
+    monkeypatch.setenv("MQTT_PASSWORD", "mqtt-secret")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("LC_TIME", "C.UTF-8")
+    source = make_source(["sh", "-c", "env; printf END!END!; sleep 30"], env={"ROOM": "hall"})
+    data = asyncio.run(collect(source, lambda d: b"END!" in d)).decode()
+    names = {line.split("=", 1)[0] for line in data.split("END!")[0].splitlines()}
+    assert "ROOM=hall" in data.splitlines()
+    assert {"PATH", "LC_TIME"} <= names
+    assert not names & {"DEEPGRAM_API_KEY", "MQTT_PASSWORD", "CREDENTIALS_DIRECTORY"}
+    assert "secret" not in data

@@ -15,7 +15,10 @@ from listend.daemon.config.loader import (
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.stream.preflight import check_sources
 from tests.support.cli import run_listend
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, SAMPLE
+
+#: The smallest valid config has a source; tests about other keys append this one.
+A_SOURCE = "sources: {idle: {type: file, path: config/samples/hello.wav, enabled: false}}\n"
 
 GOOD = """\
 device: kiosk-1
@@ -113,14 +116,15 @@ def test_duplicate_key(host):
 
 def test_secret_env_and_file(host, tmp_path, monkeypatch):
     monkeypatch.setenv("LISTEND_TEST_KEY", "sekrit-value")
-    config = parse_config("deepgram:\n  api_key: $env:LISTEND_TEST_KEY\n", "t.yaml", host)
+    text = "deepgram:\n  api_key: $env:LISTEND_TEST_KEY\n" + A_SOURCE
+    config = parse_config(text, "t.yaml", host)
     assert config.deepgram.api_key is not None
     assert config.deepgram.api_key.reveal() == "sekrit-value"
     assert "sekrit" not in repr(config)
     assert "sekrit" not in config.model_dump_json()
     (tmp_path / "cred").write_text("from-credential\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    config = parse_config("deepgram:\n  api_key: $credential:cred\n", "t.yaml", host)
+    config = parse_config("deepgram:\n  api_key: $credential:cred\n" + A_SOURCE, "t.yaml", host)
     assert config.deepgram.api_key.reveal() == "from-credential"
 
 
@@ -154,7 +158,7 @@ def test_cli_missing_config_exits_78():
 
 
 def test_cli_config_from_env(write_config):
-    path = write_config("device: envcfg\n")
+    path = write_config("device: envcfg\n" + A_SOURCE)
     result = run_listend("validate", env={**os.environ, "LISTEND_CONFIG": str(path)})
     assert result.returncode == 0, result.stderr
     assert str(path) in result.stdout
@@ -174,7 +178,7 @@ def test_schema_is_valid_json_schema_with_plugin_options():
 def test_validate_reports_sources_that_cannot_start(write_config, tmp_path):
     path = write_config(
         "sources:\n"
-        "  hall:\n    type: file\n    path: config/samples/hello.wav\n"
+        f"  hall:\n    type: file\n    path: {SAMPLE}\n"
         "    stream: {sample_rate: 8000}\n"
         f"  gone:\n    type: file\n    path: {tmp_path}/missing.wav\n"
     )
@@ -197,7 +201,7 @@ def test_disabled_plugins_are_read_alone_and_strictly():
 
 
 def test_disabled_plugins_key_is_part_of_the_config(host):
-    config = parse_config("plugins: {disabled: [mqtt_sink]}\n", "t.yaml", host)
+    config = parse_config("plugins: {disabled: [mqtt_sink]}\n" + A_SOURCE, "t.yaml", host)
     assert config.plugins.disabled == ["mqtt_sink"]
 
 
@@ -206,7 +210,7 @@ def test_preflight_problems_carry_the_line_of_their_key(host, tmp_path, monkeypa
     text = (
         "deepgram:\n  options: {channels: 2}\n"
         "sources:\n"
-        "  hall:\n    type: file\n    path: config/samples/hello.wav\n"
+        f"  hall:\n    type: file\n    path: {SAMPLE}\n"
         "    stream: {sample_rate: 8000}\n"
         f"  gone:\n    type: file\n    path: {tmp_path}/missing.wav\n"
         "  lobby:\n    type: file\n    path: config/samples/hello.wav\n"

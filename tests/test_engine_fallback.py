@@ -64,7 +64,7 @@ def test_outage_goes_to_the_local_engine_and_back(local_engine, engine_loop, spe
             ),
             endpoint=Endpoint(first.url, f"Token {first.api_key}"),
             publish=sink,
-            fallback=Endpoint(local_engine.url, None, engine="local"),
+            fallback=Endpoint(local_engine.url, local_engine.authorization, engine="local"),
         )
         session.backoff = Backoff(initial=0.05, cap=0.3)
         assert session.fallback is not None

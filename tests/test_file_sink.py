@@ -163,3 +163,13 @@ async def test_unwritable_directory_is_retried_not_lost(tmp_path):
 def test_bad_path_template():
     with pytest.raises(ValueError, match="placeholders are"):
         FileSinkConfig.model_validate({"type": "file", "path": "{room}.txt"})
+
+
+@async_test
+async def test_text_and_captions_files_get_no_control_characters(tmp_path):
+    hostile = transcript("hall", 1, "lights\x1b[2J on\x00 \u202eevil\u202c\x85now")
+    for fmt in ("text", "srt", "vtt"):
+        await deliver_all(make_sink(tmp_path, format=fmt, path=f"out.{fmt}"), [hostile])
+        written = (tmp_path / f"out.{fmt}").read_text()
+        assert "lights[2J on evil now" in written, fmt
+        assert not set(written) & {"\x1b", "\x00", "\u202e", "\u202c", "\x85"}, fmt

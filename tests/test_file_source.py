@@ -90,6 +90,9 @@ def test_loop_starts_again_at_the_end(tmp_path):
         ("odd.raw", b"\0" * 1001, {"format": "raw"}, "is 1001 bytes, not a whole number of 2-byte"),
         ("stereo.raw", b"\0" * 1002, {"format": "raw", "channels": 2}, "4-byte frames"),
         ("empty.raw", b"", {"format": "raw"}, "contains no audio"),
+        ("1hz.wav", wav_bytes(b"\0" * 100, rate=1), {}, "sample rate of 1 Hz is not supported"),
+        ("huge.wav", wav_bytes(b"\0" * 100, rate=4294967280), {}, "4294967280 Hz is not"),
+        ("many.wav", wav_bytes(b"\0" * 65534, channels=32767), {}, "32767 channels are not"),
     ],
 )
 def test_bad_files_are_named_with_the_reason(tmp_path, name, content, options, why):
@@ -118,18 +121,33 @@ def test_directories_and_fifos_are_refused(tmp_path):
         make(fifo, format="raw")
 
 
+def file_config(write_config, tmp_path: Path, path: Path) -> Path:
+    """A config with one file source reading ``path``."""
+    return write_config(
+        f"device: t\nstate_dir: {tmp_path}/state\n"
+        f"sources:\n  hall:\n    type: file\n    path: {path}\n"
+        "sinks:\n  out:\n    type: stdout\n"
+    )
+
+
+def test_validate_refuses_a_wav_that_claims_1_hz(write_config, tmp_path):
+    """Such a header used to pass validate and then wedge the loop (0-byte chunks)."""
+    path = tmp_path / "1hz.wav"
+    path.write_bytes(wav_bytes(b"\0" * 1000, rate=1))
+    result = run_listend("validate", str(file_config(write_config, tmp_path, path)))
+    assert result.returncode == 78, result.stderr
+    assert "a sample rate of 1 Hz is not supported (8000..192000 Hz)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_bad_file_stops_the_daemon_with_exit_78_and_no_traceback(write_config, tmp_path):
     eight_bit = tmp_path / "old.wav"
     eight_bit.write_bytes(wav_bytes(b"\x80" * 100, bits=8))
     for path, why in ((tmp_path / "gone.wav", "does not exist"), (eight_bit, "is 8-bit PCM")):
-        config = write_config(
-            f"device: t\nstate_dir: {tmp_path}/state\n"
-            f"sources:\n  hall:\n    type: file\n    path: {path}\n"
-            "sinks:\n  out:\n    type: stdout\n"
-        )
+        config = file_config(write_config, tmp_path, path)
         result = run_listend("run", str(config))
         assert result.returncode == 78, result.stderr
-        assert f"listend: source hall: {path} {why}" in result.stderr
+        assert f"{config}:4:3: sources.hall: {path} {why}" in result.stderr
         assert "Traceback" not in result.stderr
 
 

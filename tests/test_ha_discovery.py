@@ -8,8 +8,6 @@ import json
 import re
 from pathlib import Path
 
-import jinja2
-import jinja2.sandbox
 import pytest
 
 from listend.daemon.events import to_json
@@ -17,61 +15,12 @@ from listend.daemon.plugin.source import PluginContext
 from listend.plugins.ha_discovery import HA_STATE_LIMIT
 from listend.plugins.mqtt_sink import MqttSink, MqttSinkConfig
 from tests.support.events import transcript
+from tests.support.homeassistant import DEVICE_KEYS, EVENT_KEYS, ID, SENSOR_KEYS, render
 
-ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 DISCOVERY_TOPIC = re.compile(
     r"^(?P<prefix>[^/]+)/(?P<component>\w+)/(?:(?P<node_id>[a-zA-Z0-9_-]+)/)?"
     r"(?P<object_id>[a-zA-Z0-9_-]+)/config$"
 )
-# Keys HA's MQTT platforms accept (documented options); anything else would be ignored.
-COMMON = {
-    "unique_id",
-    "name",
-    "default_entity_id",
-    "icon",
-    "qos",
-    "availability",
-    "availability_mode",
-    "device",
-    "origin",
-    "json_attributes_topic",
-    "json_attributes_template",
-    "enabled_by_default",
-    "entity_category",
-    "encoding",
-    "platform",
-}
-EVENT_KEYS = COMMON | {"state_topic", "event_types", "value_template", "device_class"}
-SENSOR_KEYS = COMMON | {
-    "state_topic",
-    "value_template",
-    "device_class",
-    "unit_of_measurement",
-    "state_class",
-    "expire_after",
-    "force_update",
-    "last_reset_value_template",
-    "suggested_display_precision",
-}
-DEVICE_KEYS = {
-    "identifiers",
-    "connections",
-    "name",
-    "manufacturer",
-    "model",
-    "sw_version",
-    "hw_version",
-    "serial_number",
-    "configuration_url",
-    "suggested_area",
-    "via_device",
-}
-
-
-def render(template: str, payload: str) -> str:
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
-    env.filters["to_json"] = json.dumps
-    return env.from_string(template).render(value=payload, value_json=json.loads(payload))
 
 
 def discovery_for(mode: str, device: str = "kiosk-1"):

@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import re
+import struct
+import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +26,7 @@ from deepgram.listen.v1.types import (
 )
 
 from listend.dgproto.server import serve
+from listend.engine.server import LocalEngine
 from tests.support.audio import wav_bytes
 from tests.support.cli import run_listend
 from tests.support.evaluation import word_error_rate
@@ -49,13 +52,12 @@ def silence(seconds: float) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def client_for(url: str) -> AsyncIterator[AsyncDeepgramClient]:
+async def client_for(engine: LocalEngine) -> AsyncIterator[AsyncDeepgramClient]:
+    url = engine.url
     ws = url.replace("http://", "ws://")
     env = DeepgramClientEnvironment(base=url, production=ws, agent=ws, agent_rest=url)
     async with httpx.AsyncClient(timeout=60) as http:
-        yield AsyncDeepgramClient(
-            api_key="any-key-works-locally", environment=env, httpx_client=http
-        )
+        yield AsyncDeepgramClient(api_key=engine.token, environment=env, httpx_client=http)
 
 
 def check_words(words: list[Any], spans: list[tuple[float, float]]) -> None:
@@ -84,7 +86,7 @@ def test_streaming_through_the_sdk(local_engine, engine_loop, speech):
             sent += len(pcm)
 
         async with (
-            client_for(local_engine.url) as client,
+            client_for(local_engine) as client,
             client.listen.v1.connect(
                 model="nova-3",
                 encoding="linear16",
@@ -154,15 +156,19 @@ def test_transcribe_file_and_url_through_the_sdk(local_engine, engine_loop, spee
             yield audio[offset : offset + 7000]
 
     async def main() -> tuple[Any, Any]:
-        async with client_for(local_engine.url) as client:
+        async with client_for(local_engine) as client:
             media = client.listen.v1.media
             from_file = await media.transcribe_file(
                 request=chunks(), model="nova-3", utterances=True, smart_format=True
             )
             app = web.Application()
             app.router.add_get("/talk.wav", talk)
-            async with serve(app) as (host, port):
-                from_url = await media.transcribe_url(url=f"http://{host}:{port}/talk.wav")
+            local_engine.rest.allow_url = True  # off by default (see the test below)
+            try:
+                async with serve(app) as (host, port):
+                    from_url = await media.transcribe_url(url=f"http://{host}:{port}/talk.wav")
+            finally:
+                local_engine.rest.allow_url = False
         return from_file, from_url
 
     from_file, from_url = engine_loop.run(main())
@@ -178,7 +184,7 @@ def test_transcribe_file_and_url_through_the_sdk(local_engine, engine_loop, spee
 def test_rest_refuses_what_it_cannot_do(local_engine, engine_loop):
     async def main() -> list[ApiError]:
         errors = []
-        async with client_for(local_engine.url) as client:
+        async with client_for(local_engine) as client:
             for request, options in (
                 (b"not audio at all" * 50, {}),
                 (wav_bytes(b""), {"language": "de"}),
@@ -193,6 +199,35 @@ def test_rest_refuses_what_it_cannot_do(local_engine, engine_loop):
     assert [e.status_code for e in errors] == [400, 400]
     assert "could not decode the audio" in errors[0].body["err_msg"]
     assert "only recognizes English" in errors[1].body["err_msg"]
+
+
+def test_the_engine_requires_its_token_and_refuses_url_and_callback(local_engine, engine_loop):
+    """Any local user can reach the port: only this process's token is accepted, and the
+    engine neither fetches a URL nor posts a callback unless enabled."""
+
+    async def main() -> list[tuple[int, str]]:
+        answers = []
+        listen = f"{local_engine.url}/v1/listen"
+        audio = wav_bytes(silence(0.2))
+        token = {"Authorization": local_engine.authorization}
+        async with httpx.AsyncClient(timeout=30) as http:
+            for method, headers, extra in (
+                ("POST", {}, {"content": audio}),
+                ("POST", {"Authorization": "Token any-key"}, {"content": audio}),
+                ("POST", {"Authorization": "Bearer x"}, {"content": audio}),
+                ("GET", {}, {}),  # the streaming handshake
+                ("GET", {"Authorization": "Token any-key"}, {}),
+                ("POST", token, {"json": {"url": "http://127.0.0.1:9/secret"}}),
+                ("POST", token, {"content": audio, "params": {"callback": "http://127.0.0.1:9/"}}),
+            ):
+                response = await http.request(method, listen, headers=headers, **extra)
+                answers.append((response.status_code, response.text))
+        return answers
+
+    answers = engine_loop.run(main())
+    assert [status for status, _ in answers] == [401, 401, 401, 401, 401, 403, 403]
+    assert "does not fetch URLs" in answers[5][1]
+    assert "callbacks are not enabled" in answers[6][1]
 
 
 def three_sentences(speech) -> bytes:
@@ -262,3 +297,80 @@ def test_json_output_is_deepgrams(speech, tmp_path, no_key_env):
     body = json.loads(result.stdout)
     assert body["metadata"]["model_info"]
     assert body["results"]["channels"][0]["alternatives"][0]["words"]
+
+
+def test_transcribe_on_a_directory_says_so(tmp_path, no_key_env):
+    result = run_listend("transcribe", "--local", str(tmp_path), env=no_key_env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"listend: {tmp_path} is a directory; give an audio file"
+
+
+SOX_ENCODINGS = {
+    "float32": ["-e", "floating-point", "-b", "32"],
+    "unsigned8": ["-e", "unsigned-integer", "-b", "8"],
+    "mulaw": ["-e", "mu-law", "-b", "8"],
+    "alaw": ["-e", "a-law", "-b", "8"],
+    "signed24": ["-e", "signed-integer", "-b", "24"],
+    "signed32": ["-e", "signed-integer", "-b", "32"],
+}
+
+
+@pytest.fixture(scope="module")
+def sox_wavs(speech, tmp_path_factory) -> dict[str, bytes]:
+    """Three sentences as sox writes them in each encoding (some WAVE_FORMAT_EXTENSIBLE);
+    without dither (-D), which is random: the audio is the same on every run."""
+    folder = tmp_path_factory.mktemp("sox")
+    base = folder / "base.wav"
+    base.write_bytes(wav_bytes(three_sentences(speech)))
+    made = {}
+    for name, args in SOX_ENCODINGS.items():
+        out = folder / f"{name}.wav"
+        subprocess.run(["sox", "-D", str(base), *args, str(out)], check=True, timeout=60)
+        made[name] = out.read_bytes()
+    return made
+
+
+@pytest.mark.parametrize("encoding", sorted(SOX_ENCODINGS))
+def test_wavs_that_are_not_16_bit_pcm_are_transcribed(
+    local_engine, engine_loop, sox_wavs, encoding
+):
+    async def main() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=120) as http:
+            return await http.post(
+                f"{local_engine.url}/v1/listen",
+                content=sox_wavs[encoding],
+                headers={"Authorization": local_engine.authorization},
+            )
+
+    response = engine_loop.run(main())
+    assert response.status_code == 200, response.text
+    transcript = response.json()["results"]["channels"][0]["alternatives"][0]["transcript"]
+    assert word_error_rate([(" ".join(SENTENCES), transcript)]) <= COLD_WER_BOUND, transcript
+
+
+def test_a_short_fmt_chunk_is_a_clear_400(local_engine, engine_loop):
+    damaged = wav_bytes(silence(0.5))
+    at = damaged.index(b"fmt ")
+    damaged = (
+        damaged[: at + 4] + struct.pack("<I", 6) + damaged[at + 8 : at + 14] + damaged[at + 24 :]
+    )
+
+    async def main() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=60) as http:
+            return await http.post(
+                f"{local_engine.url}/v1/listen",
+                content=damaged,
+                headers={"Authorization": local_engine.authorization},
+            )
+
+    response = engine_loop.run(main())
+    assert response.status_code == 400, response.text
+    assert "fmt chunk is 6 bytes, too short" in response.json()["err_msg"]
+
+
+def test_transcribe_local_reads_a_mulaw_wav_made_by_sox(sox_wavs, tmp_path, no_key_env):
+    path = tmp_path / "mulaw.wav"
+    path.write_bytes(sox_wavs["mulaw"])
+    result = run_listend("transcribe", "--local", str(path), env=no_key_env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert word_error_rate([(" ".join(SENTENCES), result.stdout)]) <= COLD_WER_BOUND, result.stdout

@@ -78,6 +78,7 @@ def write_daemon_config(path, *, device: str, state_dir, port: int, extra: str =
     path.write_text(
         f"device: {device}\n"
         f"state_dir: {state_dir}\n"
+        "sources: {idle: {type: file, path: config/samples/hello.wav, enabled: false}}\n"
         "sinks:\n"
         "  broker:\n"
         "    type: mqtt\n"

@@ -16,6 +16,9 @@ from listend.daemon.plugin.sink import Sink, SinkConfig
 from tests.support.cli import run_listend
 from tests.support.paths import FIXTURES, ROOT
 
+#: A config needs a source; tests about plugins add this one, which starts nothing.
+IDLE_SOURCE = "sources: {idle: {type: file, path: config/samples/hello.wav, enabled: false}}\n"
+
 
 def test_builtins_come_through_entry_points():
     host = load_plugins()
@@ -153,7 +156,7 @@ def test_broken_plugin_does_not_break_help_plugins_or_schema(broken_plugin_path)
 
 
 def test_config_not_using_a_broken_plugin_still_validates(broken_plugin_path, write_config):
-    path = write_config("device: t\nsinks:\n  out:\n    type: stdout\n")
+    path = write_config("device: t\nsinks:\n  out:\n    type: stdout\n" + IDLE_SOURCE)
     result = run_listend("validate", str(path), env=_env_with(broken_plugin_path))
     assert result.returncode == 0, result.stderr
     assert IMPORT_FAILS in result.stderr
@@ -194,6 +197,7 @@ def test_disabled_by_config_key(broken_plugin_path, write_config):
     path = write_config(
         "plugins:\n  disabled: [broken_import, broken_register, mqtt_sink, typo_sink]\n"
         "sinks:\n  out:\n    type: stdout\n  bus:\n    type: mqtt\n    host: localhost\n"
+        + IDLE_SOURCE
     )
     result = run_listend("validate", str(path), env=_env_with(broken_plugin_path))
     assert result.returncode == 78

@@ -93,7 +93,10 @@ def test_not_a_terminal_gives_json_lines_from_the_daemon(tmp_path):
     events = [transcript("hall", seq, f"line {seq}") for seq in range(3)]
     asyncio.run(seed_outbox(state, "console", events))
     config = tmp_path / "listend.yaml"
-    config.write_text(f"device: dev\nstate_dir: {state}\nsinks:\n  console:\n    type: stdout\n")
+    config.write_text(
+        f"device: dev\nstate_dir: {state}\nsinks:\n  console:\n    type: stdout\n"
+        "sources: {idle: {type: file, path: config/samples/hello.wav, enabled: false}}\n"
+    )
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     try:
         wait_until(lambda: daemon.output().count("\n") >= 3, 20, "three JSON lines")
@@ -101,3 +104,16 @@ def test_not_a_terminal_gives_json_lines_from_the_daemon(tmp_path):
         assert daemon.terminate() == 0, daemon.log()
     lines = [json.loads(line) for line in daemon.output().splitlines()]
     assert [line["id"] for line in lines] == [e.id for e in events]
+
+
+HOSTILE = "lights\x1b]0;owned\x07 on\x00\x9b2J \u202eevil\u202c\tnow\r\nok"
+
+
+def test_control_characters_never_reach_the_terminal():
+    """ESC/OSC sequences, NUL, C1 (CSI 0x9b) and bidi overrides from the network are removed;
+    the only escapes written are the renderer's own."""
+    out = play(CaptionRenderer(width=lambda: 80), [transcript("hall", 0, HOSTILE)])
+    own = out.replace("\r\x1b[K", "").replace("\x1b[2m", "").replace("\x1b[0m", "")
+    assert not any(ord(c) < 0x20 and c != "\n" for c in own), repr(own)
+    assert not any(0x7F <= ord(c) < 0xA0 or c in "\u202e\u202c" for c in own), repr(own)
+    assert "lights]0;owned on2J evil now ok" in own

@@ -91,7 +91,10 @@ def test_wrong_api_key_one_clear_line_and_exit_77(tmp_path):
     assert proc.returncode == 77, err
     assert len(refusals) == 1  # no retry loop
     assert exited - refusals[0].at < 2.0
-    lines = [line for line in err.splitlines() if "INVALID_AUTH" in line]
+    # (the `ready:` status line, when it comes after the refusal, names it as what is not up)
+    status = [line for line in err.splitlines() if "daemon: ready: " in line]
+    assert all("stream hall: not connected (Deepgram refused" in line for line in status), err
+    lines = [line for line in err.splitlines() if "INVALID_AUTH" in line and line not in status]
     assert len(lines) == 1, err
     assert lines[0].startswith("listend: Deepgram refused the credentials for source hall")
     assert refusals[0].request_id in lines[0]
@@ -108,7 +111,10 @@ def test_stream_setting_contradicting_the_source_is_a_config_error(tmp_path):
         _out, err = proc.communicate(timeout=60)
         connections = len(dg.connections) + len(dg.refusals)
     assert proc.returncode == 78, err
-    assert "source hall: stream.sample_rate is 16000 but the source delivers 8000" in err
+    assert (
+        "sources.hall.stream.sample_rate: stream.sample_rate is 16000 but the source delivers 8000"
+        in err
+    )
     assert connections == 0  # refused before connecting
 
 

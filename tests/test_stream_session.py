@@ -362,3 +362,44 @@ def test_every_stream_option_reaches_the_query():
         assert key in query, key
     assert conn.params.endpointing is None
     assert conn.params.sample_rate == 8000
+
+
+class FloodSource(MemorySource):
+    """A live source (never waited for) that delivers far faster than real time."""
+
+    def __init__(self, pcm: bytes) -> None:
+        super().__init__(pcm, chunk_ms=20)
+        self.realtime = True  # live: the session drops the oldest audio instead of waiting
+
+    async def stream(self):
+        for offset in range(0, len(self.pcm), self.chunk):
+            piece = self.pcm[offset : offset + self.chunk]
+            self.yielded += len(piece)
+            yield piece
+            await asyncio.sleep(0)
+
+
+def test_replay_buffer_stays_bounded_when_a_fast_live_source_outruns_an_outage():
+    """Deepgram down, 60 s of audio in 20 ms chunks (3000 chunks) into a 1 s buffer: the
+    buffer's own bookkeeping (data, capture stamps, timeline) stays at one buffer's worth."""
+
+    async def main():
+        async with DeepgramTestServer() as dg:
+            dg.faults.refuse(100000, status=503)
+            source = FloodSource(bytes(60 * BPS))
+            session = make_session(dg, source, Collector(), replay_buffer_seconds=1.0)
+            task = asyncio.create_task(session.run())
+            await wait_until_async(
+                lambda: source.yielded >= len(source.pcm), 60, "all the audio captured"
+            )
+            buffer = session.buffer
+            sizes = (len(buffer._data), len(buffer._stamps), len(buffer.timeline.segments))
+            session.stop()
+            async with asyncio.timeout(30):
+                await task
+            return buffer.capacity, source.chunk, sizes
+
+    capacity, chunk, (data, stamps, segments) = asyncio.run(main())
+    assert data <= capacity
+    assert stamps <= capacity // chunk + 2  # before the fix: one per chunk, 3000
+    assert segments <= 2

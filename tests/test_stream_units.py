@@ -65,6 +65,27 @@ def test_contradicting_format_names_source_and_both_values():
 
 
 @pytest.mark.parametrize(
+    ("fmt", "why"),
+    [
+        (AudioFormat(1), "a sample rate of 1 Hz is not supported"),
+        (AudioFormat(4_294_967_280), "4294967280 Hz is not supported"),
+        (AudioFormat(16000, channels=32767), "32767 channels are not supported"),
+        (AudioFormat(16000, channels=0), "0 channels are not supported"),
+    ],
+)
+def test_formats_out_of_range_are_refused_when_the_session_starts(fmt, why):
+    """Any source (a third-party one too) is checked, not only what a WAV header says."""
+    with pytest.raises(ConfigError, match=why):
+        check_stream_format("hall", StreamOptions(), fmt)
+
+
+def test_to_bytes_never_rounds_a_positive_time_to_nothing():
+    buffer = ReplayBuffer(AudioFormat(1), max_seconds=1.0)
+    assert buffer.to_bytes(0.02) == 2  # one frame, not 0: the sender would spin on 0
+    assert buffer.to_bytes(0) == 0
+
+
+@pytest.mark.parametrize(
     ("code", "retry"), [(1006, True), (1011, True), (1013, True), (1008, False)]
 )
 def test_close_codes(code, retry):

@@ -108,6 +108,22 @@ def test_unit_has_what_the_daemon_relies_on() -> None:
     assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(one("RestrictAddressFamilies").split())
 
 
+def test_memory_and_tasks_are_bounded() -> None:
+    """A bug or hostile input must not take the device: limits above what was measured
+    (468 MB and 15 tasks for 4 sources on the local engine; see the unit's comment)."""
+    settings = unit_settings()
+
+    def size(key: str) -> int:
+        (value,) = settings[key]
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
+
+    assert size("MemoryMax") >= 2 * 468 * (1 << 20)
+    assert 468 * (1 << 20) < size("MemoryHigh") < size("MemoryMax")
+    (tasks,) = settings["TasksMax"]
+    assert int(tasks) >= 4 * 15
+
+
 def test_stop_timeout_covers_the_drain_deadline() -> None:
     (timeout,) = unit_settings()["TimeoutStopSec"]
     drain = ListendConfig().drain_timeout

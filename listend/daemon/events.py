@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
 
 SCHEMA_VERSION = 1
 
@@ -16,12 +16,20 @@ EventKind = Literal["final", "interim", "utterance_end", "speech_started", "meta
 PhraseStatus = Literal["detected", "confirmed", "retracted"]
 
 
+def _to_ms(value: float) -> float:
+    return round(value, 3)
+
+
+#: Seconds in source time, written to the millisecond: 4.44, not 4.4399999999999995.
+Seconds = Annotated[float, PlainSerializer(_to_ms, return_type=float, when_used="json")]
+
+
 class Word(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     word: str
-    start: float = Field(description="seconds since the source started")
-    end: float
+    start: Seconds = Field(description="seconds since the source started")
+    end: Seconds
     confidence: float
     punctuated_word: str | None = None
     speaker: int | None = None
@@ -51,8 +59,8 @@ class _EventBase(BaseModel):
 
 class TranscriptEvent(_EventBase):
     type: Literal["transcript"] = "transcript"
-    start: float = Field(description="seconds since the source started")
-    end: float
+    start: Seconds = Field(description="seconds since the source started")
+    end: Seconds
     started_at: datetime = Field(description="UTC wall time of `start`")
     ended_at: datetime = Field(description="UTC wall time of `end`")
     text: str
@@ -70,7 +78,7 @@ class TranscriptEvent(_EventBase):
 
 class UtteranceEndEvent(_EventBase):
     type: Literal["utterance_end"] = "utterance_end"
-    last_word_end: float = Field(description="seconds since the source started")
+    last_word_end: Seconds = Field(description="seconds since the source started")
     at: datetime
 
     @property
@@ -80,7 +88,7 @@ class UtteranceEndEvent(_EventBase):
 
 class SpeechStartedEvent(_EventBase):
     type: Literal["speech_started"] = "speech_started"
-    timestamp: float = Field(description="seconds since the source started")
+    timestamp: Seconds = Field(description="seconds since the source started")
     at: datetime
 
     @property
@@ -92,7 +100,7 @@ class MetadataEvent(_EventBase):
     """Deepgram's summary of one connection (sent when the stream closes cleanly)."""
 
     type: Literal["metadata"] = "metadata"
-    duration: float = Field(description="seconds of audio this connection received")
+    duration: Seconds = Field(description="seconds of audio this connection received")
     channels: int = 1
     created: str | None = Field(default=None, description="when Deepgram opened the request")
     sha256: str | None = None

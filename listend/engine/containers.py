@@ -1,8 +1,9 @@
 """Uploaded audio (a stream of bytes) -> its PCM format and a stream of PCM chunks.
 
-Raw PCM when the request declares ``encoding``; WAV (16-bit PCM) parsed as it arrives; any
-other container (FLAC, MP3, Ogg, float WAV, video...) piped through ffmpeg when it is
-installed. Nothing is held in memory beyond one chunk.
+Raw PCM when the request declares ``encoding``; WAV in an encoding the engine decodes itself
+(16- and 32-bit PCM, µ-law, A-law) parsed as it arrives; any other container (FLAC, MP3, Ogg,
+float, 8- or 24-bit WAV, video...) piped through ffmpeg when it is installed, header and all.
+Nothing is held in memory beyond one chunk and the WAV header (at most :data:`MAX_WAV_HEADER`).
 """
 
 from __future__ import annotations
@@ -15,14 +16,19 @@ import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from listend.daemon.child_env import child_environment
 from listend.engine.formats import UnsupportedAudio, check_audio_format
 
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 _CHUNK_HEADER = 8  # RIFF chunk id + size
-_WAVE_PCM, _WAVE_EXTENSIBLE = 1, 0xFFFE
-_PCM_SUBFORMAT = b"\x01\x00\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+_FMT_SIZE = 16  # the fields every fmt chunk has
+MAX_WAV_HEADER = 1 << 20  # the chunks before the audio (metadata) are kept, so bounded
+_WAVE_EXTENSIBLE = 0xFFFE
+_GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"  # after the tag
+#: (format tag, bits per sample) the engine decodes without ffmpeg
+_NATIVE = {(1, 16): "linear16", (1, 32): "linear32", (7, 8): "mulaw", (6, 8): "alaw"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,17 @@ class _Reader:
         self._chunks = chunks
         self._buffer = bytearray(head)
         self.exhausted = False
+        self.kept: bytearray | None = None  # what read() consumed, while keeping
+
+    def keep(self) -> None:
+        """Remember what is read from now on, for :meth:`rewind`."""
+        self.kept = bytearray()
+
+    def rewind(self) -> None:
+        """Put back what was read since :meth:`keep`."""
+        if self.kept is not None:
+            self._buffer[:0] = self.kept
+            self.kept = None
 
     async def _fill(self, size: int) -> None:
         while len(self._buffer) < size and not self.exhausted:
@@ -51,6 +68,8 @@ class _Reader:
         await self._fill(size)
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
+        if self.kept is not None:
+            self.kept += data
         return data
 
     async def peek(self, size: int) -> bytes:
@@ -78,18 +97,23 @@ async def open_audio(
     if not head:
         raise UnsupportedAudio("the request has no audio")
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        reader.keep()
         parsed = await _read_wav_header(reader)
         if parsed is not None:
+            reader.kept = None
             return parsed, reader.rest()
-        # A WAV we cannot read directly (float, ADPCM...): let ffmpeg decode it.
+        # A WAV we cannot read directly (float, 8-bit, ADPCM...): ffmpeg decodes it, header
+        # included (it was consumed to find out).
+        reader.rewind()
     return await _ffmpeg(reader.rest())
 
 
 async def _read_wav_header(reader: _Reader) -> PcmFormat | None:
-    """Consume the header up to the data chunk; None if it is not 16-bit PCM."""
+    """Consume the header up to the data chunk; None if the engine cannot decode it itself."""
     await reader.read(12)
     fmt: PcmFormat | None = None
-    pcm16 = False
+    native = False
+    read = 12
     while True:
         header = await reader.read(_CHUNK_HEADER)
         if len(header) < _CHUNK_HEADER:
@@ -98,17 +122,27 @@ async def _read_wav_header(reader: _Reader) -> PcmFormat | None:
         if kind == b"data":
             if fmt is None:
                 raise UnsupportedAudio("the WAV file has no fmt chunk before its data")
-            return fmt if pcm16 else None
+            return fmt if native else None
+        read += _CHUNK_HEADER + size + (size & 1)
+        if read > MAX_WAV_HEADER:
+            raise UnsupportedAudio(f"the WAV file has over {MAX_WAV_HEADER} bytes before its audio")
         body = await reader.read(size + (size & 1))
         if kind == b"fmt ":
-            tag, channels, rate = struct.unpack("<HHI", body[:8])
-            bits = struct.unpack("<H", body[14:16])[0]
-            if tag == _WAVE_EXTENSIBLE and len(body) >= 40:  # noqa: PLR2004 - WAVEFORMATEXTENSIBLE
-                tag = _WAVE_PCM if body[24:40] == _PCM_SUBFORMAT else tag
-            pcm16 = tag == _WAVE_PCM and bits == 16  # noqa: PLR2004
-            fmt = PcmFormat("linear16", rate, channels)
-            if pcm16:
-                check_audio_format("linear16", rate, channels)
+            fmt, native = _parse_fmt(body[:size])
+
+
+def _parse_fmt(body: bytes) -> tuple[PcmFormat, bool]:
+    """The format a fmt chunk declares, and whether the engine decodes it without ffmpeg."""
+    if len(body) < _FMT_SIZE:
+        raise UnsupportedAudio(f"the WAV fmt chunk is {len(body)} bytes, too short to be valid")
+    tag, channels, rate, _byte_rate, _align, bits = struct.unpack("<HHIIHH", body[:_FMT_SIZE])
+    if tag == _WAVE_EXTENSIBLE and len(body) >= 40 and body[26:40] == _GUID_TAIL:  # noqa: PLR2004
+        tag = struct.unpack("<H", body[24:26])[0]  # the SubFormat GUID starts with the tag
+    encoding = _NATIVE.get((tag, bits))
+    if encoding is None:
+        return PcmFormat("linear16", rate, channels), False
+    check_audio_format(encoding, rate, channels)
+    return PcmFormat(encoding, rate, channels), True
 
 
 async def _ffmpeg(chunks: AsyncIterator[bytes]) -> tuple[PcmFormat, AsyncIterator[bytes]]:
@@ -148,6 +182,7 @@ class _Ffmpeg:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=child_environment(),
         )
         return cls(process, chunks)
 

@@ -23,13 +23,17 @@ log = logging.getLogger(__name__)
 
 
 def local_sources(config: ListendConfig) -> list[str]:
-    """Enabled sources that may stream to the local engine."""
+    """Enabled sources (and the Wyoming server) that may stream to the local engine."""
     everyone = config.deepgram.uses_local_engine()
-    return [
+    users = [
         name
         for name, source in config.sources.items()
         if source.enabled and (everyone or source.fallback == "local")
     ]
+    wyoming = config.wyoming
+    if wyoming is not None and (everyone or wyoming.fallback == "local"):
+        users.append("wyoming")  # its requests, one at a time per worker
+    return users
 
 
 @contextlib.asynccontextmanager

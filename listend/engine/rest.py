@@ -3,6 +3,9 @@
 The body is raw audio (streamed through the decoder as it arrives, never held whole) or JSON
 ``{"url": ...}`` fetched by the engine. With ``callback=URL`` the answer is ``{"request_id"}``
 at once and the full result is POSTed (or PUT, ``callback_method``) to the URL when done.
+Both make the engine reach out to any address, so both are refused (403) unless enabled
+(``listend transcribe`` enables what its command line asks for). Every request must carry the
+engine's token (401 otherwise).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
+from listend.daemon.config.urls import redact_url
 from listend.daemon.retry.backoff import Backoff
 from listend.dgproto.recognizer import Hypothesis, StreamParams
+from listend.dgproto.records import Credentials
 from listend.engine.containers import CHUNK, PcmFormat, open_audio
 from listend.engine.formats import SAMPLE_WIDTHS, UnsupportedAudio
 from listend.engine.prerecorded import BadOptions, PrerecordedOptions, build_response
@@ -40,10 +45,23 @@ class RequestFailed(Exception):  # noqa: N818 - reads as the reason in `raise`
 
 
 class PrerecordedRoute:
-    def __init__(self, pool: WorkerPool, *, callback_backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        credentials: Credentials,
+        *,
+        allow_url: bool = False,
+        allow_callback: bool = False,
+        callback_backoff: Backoff | None = None,
+    ) -> None:
         self._pool = pool
+        self._credentials = credentials
+        self.allow_url = allow_url
+        self.allow_callback = allow_callback
         self._jobs: set[asyncio.Task[None]] = set()
         self._backoff = callback_backoff or Backoff(initial=1.0, cap=30.0)
+        #: Called with the seconds of audio decoded so far (`listend transcribe`'s progress).
+        self.on_decoded: Callable[[float], None] | None = None
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post("/v1/listen", self.handle)
@@ -51,27 +69,38 @@ class PrerecordedRoute:
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = str(request.get("dg_request_id") or uuid.uuid4())
+        if not self._credentials.allows(request):
+            return _error(401, "Invalid credentials.", request_id)
         try:
             options = PrerecordedOptions.from_query(
                 {key: request.query.getall(key) for key in request.query}
             )
             declared = _declared_format(options)
-            url = await _json_url(request) if request.content_type == "application/json" else None
+            url = await self._url_if_allowed(request, options)
             if options.callback is not None:
                 chunks = await self._accept_callback_body(request, url)
                 self._start_job(request_id, options, options.callback, declared, chunks)
                 return web.json_response({"request_id": request_id})
             source = _fetch(url) if url is not None else request.content.iter_chunked(CHUNK)
             result = await self.transcribe(source, declared, options, request_id)
-        except BadOptions as exc:
+        except (BadOptions, UnsupportedAudio) as exc:
             return _error(400, str(exc), request_id)
         except RequestFailed as exc:
             return _error(exc.status, str(exc), request_id)
-        except UnsupportedAudio as exc:
-            return _error(400, str(exc), request_id)
         except EngineError as exc:
             return _error(503, str(exc), request_id)
         return web.json_response(result)
+
+    async def _url_if_allowed(
+        self, request: web.Request, options: PrerecordedOptions
+    ) -> str | None:
+        """The ``{"url": ...}`` to fetch, if any; 403 for what this engine was not allowed."""
+        url = await _json_url(request) if request.content_type == "application/json" else None
+        if url is not None and not self.allow_url:
+            raise RequestFailed(403, "this engine does not fetch URLs: send the audio")
+        if options.callback is not None and not self.allow_callback:
+            raise RequestFailed(403, "callbacks are not enabled on this engine")
+        return url
 
     async def transcribe(
         self,
@@ -117,6 +146,8 @@ class PrerecordedRoute:
                     *(r.feed(part) for r, part in zip(recognizers, parts, strict=True))
                 )
                 _collect(finals, outputs)
+                if self.on_decoded is not None:
+                    self.on_decoded(frames / fmt.sample_rate)
             _collect(finals, await asyncio.gather(*(r.close() for r in recognizers)))
         finally:
             await asyncio.gather(*(r.aclose() for r in recognizers), return_exceptions=True)
@@ -180,6 +211,7 @@ class PrerecordedRoute:
         except (UnsupportedAudio, RequestFailed, EngineError) as exc:
             body = {"err_code": "Bad Request", "err_msg": str(exc), "request_id": request_id}
         payload = json.dumps(body).encode()
+        shown = redact_url(callback)  # a password in it stays out of the log
         backoff = Backoff(initial=self._backoff.initial, cap=self._backoff.cap)
         headers = {"Content-Type": "application/json", "dg-request-id": request_id}
         timeout = aiohttp.ClientTimeout(total=60)
@@ -190,7 +222,7 @@ class PrerecordedRoute:
                         options.callback_method, callback, data=payload, headers=headers
                     ) as response:
                         if response.status < 300:  # noqa: PLR2004
-                            log.info("callback %s: delivered to %s", request_id, callback)
+                            log.info("callback %s: delivered to %s", request_id, shown)
                             return
                         problem = f"HTTP {response.status}"
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -199,12 +231,12 @@ class PrerecordedRoute:
                     "callback %s: attempt %d to %s failed: %s",
                     request_id,
                     attempt,
-                    callback,
+                    shown,
                     problem,
                 )
                 if attempt < CALLBACK_ATTEMPTS:
                     await backoff.wait()
-        log.error("callback %s: giving up on %s", request_id, callback)
+        log.error("callback %s: giving up on %s", request_id, shown)
 
     async def wait_for_callbacks(self) -> None:
         """Until every accepted callback request has been delivered (or given up)."""
@@ -251,11 +283,13 @@ async def _fetch(url: str) -> Chunks:
             session.get(url) as response,
         ):
             if response.status >= 300:  # noqa: PLR2004
-                raise RequestFailed(400, f"could not fetch {url}: HTTP {response.status}")
+                msg = f"could not fetch {redact_url(url)}: HTTP {response.status}"
+                raise RequestFailed(400, msg)
             async for chunk in response.content.iter_chunked(CHUNK):
                 yield chunk
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise RequestFailed(400, f"could not fetch {url}: {exc or type(exc).__name__}") from exc
+        msg = f"could not fetch {redact_url(url)}: {exc or type(exc).__name__}"
+        raise RequestFailed(400, msg) from exc
 
 
 def _split_channels(data: bytes, fmt: PcmFormat) -> list[bytes]:
@@ -270,6 +304,12 @@ def _collect(finals: list[list[Hypothesis]], outputs: list[list[Any]]) -> None:
 
 
 def _error(status: int, message: str, request_id: str) -> web.Response:
-    code = {400: "Bad Request", 413: "Payload Too Large", 503: "Service Unavailable"}
+    code = {
+        400: "Bad Request",
+        401: "INVALID_AUTH",
+        403: "Forbidden",
+        413: "Payload Too Large",
+        503: "Service Unavailable",
+    }
     body = {"err_code": code.get(status, "Error"), "err_msg": message, "request_id": request_id}
     return web.json_response(body, status=status, headers={"dg-error": message})

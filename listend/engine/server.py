@@ -4,16 +4,23 @@
 recognizer per connection; ``POST /v1/listen`` is the prerecorded API. The daemon and
 ``listend transcribe`` reach it through the Deepgram SDK with a custom base URL, exactly as
 they reach Deepgram, so nothing downstream knows the difference.
+
+A loopback port is open to every local user, so the engine requires a random token made per
+process (``Authorization: Token <token>``, which only its own process knows), and it fetches
+no URL (``{"url": ...}``) and posts to no callback unless told to: otherwise it would be a
+request forgery tool for anyone on the device.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from types import TracebackType
 from typing import Self
 
 from listend.dgproto.recognizer import Recognizer, StreamParams
+from listend.dgproto.records import Credentials
 from listend.dgproto.server import DeepgramProtocolServer, serve
 from listend.engine.rest import PrerecordedRoute
 from listend.engine.workers import PocketsphinxRecognizer, WorkerPool
@@ -31,10 +38,18 @@ class LocalEngine:
         host: str = "127.0.0.1",
         port: int = 0,
         idle_timeout: float = 10.0,
+        allow_url: bool = False,
+        allow_callback: bool = False,
     ) -> None:
         self.pool = WorkerPool(workers)
-        self.protocol = DeepgramProtocolServer(self._recognizer, idle_timeout=idle_timeout)
-        self.rest = PrerecordedRoute(self.pool)
+        self.token = secrets.token_urlsafe(32)  # never logged: only this process knows it
+        credentials = Credentials(api_keys=[self.token])
+        self.protocol = DeepgramProtocolServer(
+            self._recognizer, credentials=credentials, idle_timeout=idle_timeout
+        )
+        self.rest = PrerecordedRoute(
+            self.pool, credentials, allow_url=allow_url, allow_callback=allow_callback
+        )
         self.rest.add_to(self.protocol.app)
         self._host = host
         self._port = port
@@ -51,6 +66,11 @@ class LocalEngine:
             raise RuntimeError("the local engine is not started")
         host, port = self.address
         return f"http://{host}:{port}"
+
+    @property
+    def authorization(self) -> str:
+        """The ``Authorization`` header value the engine requires."""
+        return f"Token {self.token}"
 
     async def start(self) -> str:
         stack = contextlib.AsyncExitStack()

@@ -17,6 +17,7 @@ import pickle
 import sys
 from typing import Any
 
+from listend.daemon.child_env import child_environment
 from listend.dgproto.recognizer import (
     Recognizer,
     RecognizerInfo,
@@ -71,6 +72,7 @@ class Worker:
             "listend.engine.worker",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            env=child_environment(),
         )
         self._process = process
         if process.stdout is None:

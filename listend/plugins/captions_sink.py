@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import secrets
+import socket
 from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,6 +44,9 @@ MAX_PENDING_LINES = 500
 #: Seconds one WebSocket send may take before the page's connection is dropped.
 SEND_TIMEOUT = 20.0
 HEARTBEAT = 15.0
+#: Pages send nothing (pings and the close are control frames): a data frame is a stray or
+#: hostile client, and this bounds what aiohttp buffers before it can be refused.
+MAX_CLIENT_MESSAGE = 1024
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$")
 
 
@@ -55,7 +59,6 @@ def _address(listen: str) -> tuple[str, int]:
 
 
 _CSS_LENGTH = r"^\d+(\.\d+)?(px|pt|em|rem|vh|vw|vmin|vmax)$"
-_SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _PLACEHOLDER = re.compile(r"\{\{(lang|theme|title|settings)\}\}")
 _PAGE_SECURITY_HEADERS = {
     # Self-contained page: inline style and script, its own WebSocket, nothing else.
@@ -89,6 +92,10 @@ class CaptionsSinkConfig(SinkConfig):
         description="CSS length: 48px, 3rem, 6vh (6% of the screen height) ...",
     )
     theme: Literal["dark", "light"] = Field(default="dark", description="page colours")
+    position: Literal["bottom", "middle", "full"] = Field(
+        default="bottom",
+        description="where the text sits: bottom, middle, or full (as many rows as fit)",
+    )
     lang: str = Field(
         default="en",
         pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
@@ -111,6 +118,22 @@ class CaptionsSinkConfig(SinkConfig):
 
     def address(self) -> tuple[str, int]:
         return _address(self.listen)
+
+
+class _ClientErrorLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp logs a malformed request (a URL over 8 KB, garbage instead of HTTP) as an
+    error with a traceback; it is the client's mistake, answered with a 4xx: one line."""
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        from aiohttp.http_exceptions import HttpProcessingError  # noqa: PLC0415
+
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            name = (self.extra or {}).get("name")
+            log.info("captions sink %s: refused a malformed request: %s", name, exc)
+            return
+        kwargs.setdefault("exc_info", True)  # what .exception() does
+        self.logger.error(msg, *args, **kwargs)
 
 
 class _Page:
@@ -163,7 +186,8 @@ class CaptionsSink(Sink):
                 "/search", search_handler(self.context.state_dir / self.config.search_db)
             )
         app.on_shutdown.append(self._close_pages)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        errors = _ClientErrorLog(logging.getLogger("aiohttp.server"), {"name": self.name})
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, logger=errors)
         await runner.setup()
         host, port = self.config.address()
         site = web.TCPSite(runner, host, port)
@@ -176,6 +200,15 @@ class CaptionsSink(Sink):
         self._runner = runner
         self.url = f"http://{self.config.listen}/"
         log.info("captions sink %s: serving live captions on %s", self.name, self.url)
+
+    def page_url(self) -> str | None:
+        """The page's address as another machine reaches it (None when it is loopback only)."""
+        host, port = self.config.address()
+        if host in {"0.0.0.0", "::"}:  # noqa: S104 - every interface: the host's name
+            host = socket.gethostname()
+        elif host.startswith("127.") or host in {"::1", "localhost"}:
+            return None
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -198,8 +231,8 @@ class CaptionsSink(Sink):
         from aiohttp import web  # noqa: PLC0415
 
         source = request.match_info.get("source")
-        if source is not None and not _SOURCE_NAME.match(source):
-            raise web.HTTPNotFound(text="no such source name\n")
+        if source is not None and source not in self.known_sources():
+            return self._no_such_source(source)
         cfg = self.config
         settings = {"source": source, "version": __version__, **self._look()}
         title = f"{cfg.title} \N{EM DASH} {source}" if source else cfg.title
@@ -214,15 +247,50 @@ class CaptionsSink(Sink):
             text=page, content_type="text/html", charset="utf-8", headers=_PAGE_SECURITY_HEADERS
         )
 
-    def _look(self) -> dict[str, Any]:
-        cfg = self.config
-        return {"lines": cfg.lines, "fontSize": cfg.font_size, "theme": cfg.theme}
+    def known_sources(self) -> list[str]:
+        """The sources routed to this sink, and any it has shown captions of."""
+        return sorted({*self.context.sources, *self.board.sources()})
 
-    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+    def _no_such_source(self, source: str) -> web.Response:
         from aiohttp import web  # noqa: PLC0415
 
+        known = self.known_sources()
+        items = "".join(
+            f'<li><a href="/source/{html.escape(name)}">{html.escape(name)}</a></li>'
+            for name in known
+        )
+        listing = f"<ul>{items}</ul>" if known else "<p>No sources yet.</p>"
+        body = (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>No source {html.escape(source)}</title></head><body>"
+            f"<h1>No source {html.escape(source)!s}</h1>"
+            f'<p>The sources here are listed below; <a href="/">all of them together</a>.</p>'
+            f"{listing}</body></html>"
+        )
+        return web.Response(
+            status=404,
+            text=body,
+            content_type="text/html",
+            charset="utf-8",
+            headers=_PAGE_SECURITY_HEADERS,
+        )
+
+    def _look(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "lines": cfg.lines,
+            "fontSize": cfg.font_size,
+            "theme": cfg.theme,
+            "position": cfg.position,
+        }
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        from aiohttp import WSCloseCode, web  # noqa: PLC0415
+
         source = request.query.get("source") or None
-        ws = web.WebSocketResponse(heartbeat=HEARTBEAT, timeout=2.0)
+        ws = web.WebSocketResponse(
+            heartbeat=HEARTBEAT, timeout=2.0, max_msg_size=MAX_CLIENT_MESSAGE
+        )
         await ws.prepare(request)
         page = _Page(ws, source)
         hello = {
@@ -236,8 +304,8 @@ class CaptionsSink(Sink):
         self.pages.add(page)
         writer = asyncio.create_task(self._write(page, request, hello), name="captions-page")
         try:
-            async for _message in ws:  # pages send nothing; reading handles ping/close
-                pass
+            async for _message in ws:  # reading handles ping/close; pages send no data
+                await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"pages send nothing")
         finally:
             self.pages.discard(page)
             writer.cancel()

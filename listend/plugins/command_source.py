@@ -33,7 +33,9 @@ from listend.api import (
     RestartStats,
     Source,
     SourceInterrupted,
+    child_environment,
     hookimpl,
+    restart_problem,
     restarting,
 )
 
@@ -61,7 +63,7 @@ class CommandConfig(RestartingSourceConfig):
         default=5.0, gt=0, le=300, description="seconds between SIGTERM and SIGKILL on stop"
     )
     stall_timeout: float | None = Field(
-        default=15.0, gt=0, description="restart the command after this long without audio"
+        default=15.0, gt=0, le=3600, description="restart the command after this long without audio"
     )
     stderr_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="log level of the command's stderr lines"
@@ -121,6 +123,9 @@ class CommandSource(Source):
             self._run_once, label=self._label, backoff=self._backoff, stats=self.stats
         )
 
+    def problem(self) -> str | None:
+        return restart_problem(self.stats)
+
     async def _run_once(self) -> AsyncGenerator[bytes, None]:
         cfg = self.config
         loop = asyncio.get_running_loop()
@@ -134,7 +139,7 @@ class CommandSource(Source):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own process group: stop reaches its children
-                env={**os.environ, **cfg.env},
+                env=child_environment(cfg.env),  # never the daemon's secrets
             )
         except OSError as exc:
             raise SourceInterrupted(f"cannot start {self._program}: {exc}") from exc

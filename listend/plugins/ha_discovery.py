@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from listend.api import __version__
+from listend.plugins.ha_controls import ControlTopics, sink_diagnostics, source_controls
 
 HA_STATE_LIMIT = 255
 SUPPORT_URL = "https://github.com/listend/listend"
@@ -70,6 +71,10 @@ class Discovery:
     mode: Literal["device", "entity"] = "device"
     phrase_topic: Callable[[str], str] | None = None
     triggers: Mapping[str, Sequence[str]] = field(default_factory=dict)  # names, per source
+    #: The switch and diagnostics (see :mod:`ha_controls`), when running inside a daemon.
+    controls: ControlTopics | None = None
+    sinks: tuple[str, ...] = ()  # whose outbox depth is shown
+    configuration_url: str | None = None  # e.g. the captions page
 
     @property
     def node_id(self) -> str:
@@ -80,13 +85,16 @@ class Discovery:
         return f"{self.prefix}/status"
 
     def device_info(self) -> dict[str, Any]:
-        return {
+        info = {
             "identifiers": [self.node_id],
             "name": f"listend {self.device}",
             "manufacturer": "listend",
             "model": "listend speech-to-text daemon",
             "sw_version": __version__,
         }
+        if self.configuration_url is not None:
+            info["configuration_url"] = self.configuration_url
+        return info
 
     def origin(self) -> dict[str, Any]:
         return {"name": "listend", "sw_version": __version__, "support_url": SUPPORT_URL}
@@ -105,7 +113,12 @@ class Discovery:
         topic = self.final_topic(source)
         base = f"{self.node_id}_{_NOT_ID.sub('_', source)}"
         entity = f"listend_{slug(self.device)}_{slug(source)}"
-        components = {
+        controls = (
+            {}
+            if self.controls is None
+            else source_controls(self.controls, source, base_id=base, entity=entity, qos=self.qos)
+        )
+        components = controls | {
             f"{source}_transcript": {
                 "platform": "event",
                 "unique_id": f"{base}_transcript",
@@ -145,13 +158,25 @@ class Discovery:
             }
         return components
 
+    def sink_components(self, sink: str) -> dict[str, dict[str, Any]]:
+        if self.controls is None:
+            return {}
+        base = f"{self.node_id}_sink_{_NOT_ID.sub('_', sink)}"
+        entity = f"listend_{slug(self.device)}_sink_{slug(sink)}"
+        return sink_diagnostics(self.controls, sink, base_id=base, entity=entity, qos=self.qos)
+
+    def all_components(self, sources: Iterable[str]) -> dict[str, dict[str, Any]]:
+        components: dict[str, dict[str, Any]] = {}
+        for source in sorted(set(sources)):
+            components.update(self.components(source))
+        for sink in sorted(self.sinks):
+            components.update(self.sink_components(sink))
+        return components
+
     def messages(self, sources: Iterable[str]) -> list[tuple[str, str]]:
         """``(topic, payload)`` pairs to publish retained with QoS 1."""
-        sources = sorted(set(sources))
+        components = self.all_components(sources)
         if self.mode == "device":
-            components: dict[str, dict[str, Any]] = {}
-            for source in sources:
-                components.update(self.components(source))
             payload = {
                 "device": self.device_info(),
                 "origin": self.origin(),
@@ -162,14 +187,11 @@ class Discovery:
             topic = f"{self.prefix}/device/{self.node_id}/config"
             return [(topic, json.dumps(payload, separators=(",", ":")))]
         out = []
-        for source in sources:
-            for object_id, config in self.components(source).items():
-                entity = {k: v for k, v in config.items() if k != "platform"}
-                entity.update(
-                    device=self.device_info(),
-                    origin=self.origin(),
-                    availability=self.availability(),
-                )
-                topic = f"{self.prefix}/{config['platform']}/{self.node_id}/{object_id}/config"
-                out.append((topic, json.dumps(entity, separators=(",", ":"))))
+        for object_id, config in components.items():
+            entity = {k: v for k, v in config.items() if k != "platform"}
+            entity.update(
+                device=self.device_info(), origin=self.origin(), availability=self.availability()
+            )
+            topic = f"{self.prefix}/{config['platform']}/{self.node_id}/{object_id}/config"
+            out.append((topic, json.dumps(entity, separators=(",", ":"))))
         return out

@@ -21,7 +21,6 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from listend.api import (
     AnyEvent,
+    ConfigPath,
     DeliveryError,
     PermanentDeliveryError,
     PluginContext,
@@ -38,6 +38,8 @@ from listend.api import (
     SinkConfig,
     __version__,
     hookimpl,
+    redact_url,
+    reject_userinfo,
     to_json,
 )
 
@@ -67,8 +69,8 @@ class HttpSinkConfig(SinkConfig):
         default=None, description="shared secret for the X-Listend-Signature HMAC"
     )
     batch: int = Field(default=1, ge=1, le=1000, description=">1: POST JSON arrays of events")
-    timeout: float = Field(default=10.0, gt=0, description="seconds per request")
-    ca_file: Path | None = Field(default=None, description="CA bundle for https")
+    timeout: float = Field(default=10.0, gt=0, le=600, description="seconds per request")
+    ca_file: ConfigPath | None = Field(default=None, description="CA bundle for https")
     verify_tls: bool = Field(default=True, description="false: skip certificate checks")
 
     @field_validator("url")
@@ -76,8 +78,8 @@ class HttpSinkConfig(SinkConfig):
     def _http_url(cls, value: str) -> str:
         url = httpx.URL(value)
         if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"expected an http:// or https:// URL, found {value!r}")
-        return value
+            raise ValueError(f"expected an http:// or https:// URL, found {redact_url(value)!r}")
+        return reject_userinfo(value, "basic_auth: (or headers:)")
 
     @field_validator("headers")
     @classmethod

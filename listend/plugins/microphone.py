@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
@@ -29,6 +29,7 @@ from listend.api import (
     Source,
     SourceInterrupted,
     hookimpl,
+    restart_problem,
     restarting,
 )
 from listend.plugins.portaudio import (
@@ -50,7 +51,7 @@ QUEUE_SECONDS = 10.0
 
 
 class MicrophoneConfig(RestartingSourceConfig):
-    device: str | int | None = Field(
+    device: str | Annotated[int, Field(ge=0, le=65535)] | None = Field(
         default=None,
         description="part of the device name as `listend devices` shows it, or its index; "
         "default: the system's default input",
@@ -64,7 +65,10 @@ class MicrophoneConfig(RestartingSourceConfig):
         default=5.0, gt=0, le=600, description="longest wait between attempts to re-open"
     )
     stall_warning: float = Field(
-        default=10.0, gt=0, description="warn when the device delivers nothing for this long (s)"
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="warn when the device delivers nothing for this long (s)",
     )
 
 
@@ -275,6 +279,9 @@ class MicrophoneSource(Source):
         return restarting(
             self._capture_once, label=self._label, backoff=self._backoff, stats=self.stats
         )
+
+    def problem(self) -> str | None:
+        return restart_problem(self.stats)
 
     async def _capture_once(self) -> AsyncGenerator[bytes, None]:
         capture = _CaptureThread(self._label, self.config, self.stats)

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import ssl
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from paho.mqtt.enums import MQTTProtocolVersion
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from listend.api import (
     AnyEvent,
@@ -38,16 +37,17 @@ from listend.api import (
     PhraseEvent,
     PluginContext,
     RegisterSink,
-    SecretRef,
     Sink,
-    SinkConfig,
     cancel_and_wait,
     hookimpl,
     retrying,
     to_json,
 )
+from listend.plugins.ha_controls import ControlTopics
 from listend.plugins.ha_discovery import Discovery
+from listend.plugins.mqtt_config import MqttSinkConfig
 from listend.plugins.mqtt_connection import MqttConnection, MqttError, MqttSettings, Will
+from listend.plugins.mqtt_controls import Controls
 
 log = logging.getLogger(__name__)
 
@@ -63,76 +63,6 @@ KIND_SUFFIX: dict[EventKind, str] = {
 BIRTH_RESEND_MAX_DELAY = 3.0
 
 
-class MqttTls(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    ca_file: Path | None = Field(default=None, description="CA bundle; default: system CAs")
-    cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
-    key_file: Path | None = Field(default=None, description="client key (PEM)")
-    insecure: bool = Field(
-        default=False, description="skip certificate and host name checks (testing only)"
-    )
-
-    @model_validator(mode="after")
-    def _files(self) -> MqttTls:
-        for name in ("ca_file", "cert_file", "key_file"):
-            path = getattr(self, name)
-            if path is not None and not path.is_file():
-                raise ValueError(f"{name}: {path} does not exist or is not a file")
-        if self.key_file is not None and self.cert_file is None:
-            raise ValueError("key_file needs cert_file")
-        return self
-
-
-class HomeAssistantOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    prefix: str = Field(default="homeassistant", description="HA's discovery prefix")
-    mode: Literal["device", "entity"] = Field(
-        default="device",
-        description="device: one config per device (HA >= 2024.11); entity: one per entity",
-    )
-
-
-class MqttSinkConfig(SinkConfig):
-    host: str = "localhost"
-    port: int | None = Field(default=None, ge=1, le=65535, description="1883, or 8883 with TLS")
-    protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="MQTT version")
-    tls: MqttTls | None = Field(default=None, description="TLS options; `tls: {}` for defaults")
-    username: SecretRef | None = None
-    password: SecretRef | None = None
-    client_id: str | None = Field(default=None, description="default: listend-<device>-<sink>")
-    keepalive: int = Field(default=60, ge=5, le=65535)
-    qos: Literal[0, 1, 2] = 1
-    topic: str = Field(
-        default="listend/{device}/{source}/transcript",
-        description="finals' topic; other kinds add /interim, /utterance_end, /speech_started",
-    )
-    status_topic: str = Field(default="listend/{device}/status")
-    timeout: float = Field(default=10.0, gt=0, description="seconds for CONNACK and PUBACKs")
-    reconnect_max_delay: float = Field(default=30.0, gt=0, description="backoff cap, seconds")
-    homeassistant: HomeAssistantOptions | None = Field(
-        default=None, description="Home Assistant MQTT discovery; `homeassistant: {}` enables"
-    )
-
-    @field_validator("protocol", mode="before")
-    @classmethod
-    def _protocol_number(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int | float) else value
-
-    @field_validator("topic", "status_topic")
-    @classmethod
-    def _topic_template(cls, value: str) -> str:
-        try:
-            rendered = value.format(device="d", source="s")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"placeholders are {{device}} and {{source}}; {exc!s}") from None
-        if "+" in rendered or "#" in rendered or not rendered:
-            raise ValueError("a topic to publish to cannot be empty or contain + or #")
-        return value
-
-
 class MqttSink(Sink):
     type_name = "mqtt"
     config_model = MqttSinkConfig
@@ -144,11 +74,31 @@ class MqttSink(Sink):
         cfg = self.config
         self.status_topic = cfg.status_topic.format(device=context.device, source="")
         self._ready = asyncio.Event()
+        self._outage: Outage | None = None  # the connection's: why it is down, for problem()
         self._conn: MqttConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._sources: set[str] = set(context.sources)
         self._birth_resend: asyncio.TimerHandle | None = None
+        ha = (
+            cfg.homeassistant
+            if cfg.homeassistant is not None and cfg.homeassistant.enabled
+            else None
+        )
+        topics = ControlTopics(self.status_topic.rpartition("/")[0] or self.status_topic)
+        self.controls = (
+            None
+            if ha is None or context.control is None
+            else Controls(
+                name,
+                context.control,
+                topics,
+                lambda: sorted(self._sources),
+                qos=max(cfg.qos, 1),
+                interval=ha.diagnostics_interval,
+            )
+        )
+        self._controls_task: asyncio.Task[None] | None = None
         self.discovery = (
             Discovery(
                 device=context.device,
@@ -156,11 +106,13 @@ class MqttSink(Sink):
                 final_topic=self.topic_for_source,
                 phrase_topic=lambda source: self.topic_for_source(source, "phrase"),
                 triggers=context.triggers,
-                prefix=cfg.homeassistant.prefix,
+                prefix=ha.prefix,
                 qos=max(cfg.qos, 1),
-                mode=cfg.homeassistant.mode,
+                mode=ha.mode,
+                controls=topics if self.controls is not None else None,
+                configuration_url=ha.configuration_url,
             )
-            if cfg.homeassistant is not None and cfg.homeassistant.enabled
+            if ha is not None
             else None
         )
 
@@ -219,17 +171,25 @@ class MqttSink(Sink):
             with contextlib.suppress(MqttError):
                 await conn.publish(self.status_topic, "offline", qos=1, retain=True)
             await conn.disconnect()
+        if self._controls_task is not None:
+            await cancel_and_wait(self._controls_task)
         if self._task is not None:
             await cancel_and_wait(self._task)
 
     def reachable(self) -> bool:
         return self._ready.is_set()
 
+    def problem(self) -> str | None:
+        if self._ready.is_set():
+            return None
+        outage = self._outage
+        return outage.last_error if outage is not None and outage.last_error else "connecting"
+
     async def _maintain(self, settings: MqttSettings) -> None:
         """Keep a connection up: connect, announce, wait for it to drop, back off, repeat."""
         backoff = Backoff(cap=self.config.reconnect_max_delay)
         where = f"{settings.host}:{settings.port}"
-        outage = Outage(
+        outage = self._outage = Outage(
             f"sink {self.name}",
             retrying="retrying",
             recovered=f"connected to MQTT broker {where} again",
@@ -248,10 +208,16 @@ class MqttSink(Sink):
                 log.info("sink %s: connected to MQTT broker %s", self.name, where)
             self._conn = conn
             self._ready.set()
+            if self.controls is not None:
+                self._controls_task = asyncio.create_task(
+                    self.controls.run(conn), name=f"listend[mqtt:{self.name}].diagnostics"
+                )
             try:
                 await asyncio.wait([conn.closed])
             finally:
                 self._ready.clear()
+                if self._controls_task is not None:
+                    await cancel_and_wait(self._controls_task)
                 if self._birth_resend is not None:
                     self._birth_resend.cancel()
             if not self._stopping:
@@ -281,18 +247,40 @@ class MqttSink(Sink):
         if self.discovery is not None:
             await conn.subscribe(self.discovery.birth_topic, qos=1)
             await self._publish_discovery(conn)
+        if self.controls is not None:
+            await self.controls.announce(conn)
 
     async def _publish_discovery(self, conn: MqttConnection) -> None:
         if self.discovery is None:
             return
         waiters = [
             conn.publish_nowait(topic, payload, qos=1, retain=True)
-            for topic, payload in self.discovery.messages(self._sources)
+            for topic, payload in self._discovery_messages()
         ]
         await conn.wait_acks([w for w in waiters if w is not None])
 
+    def _discovery_messages(self) -> list[tuple[str, str]]:
+        if self.discovery is None:
+            return []
+        discovery = self.discovery
+        if self.controls is not None:  # every sink's outbox, as the daemon runs them now
+            control = self.controls.control
+            discovery = dataclasses.replace(
+                discovery,
+                sinks=tuple(control.sinks()),
+                configuration_url=discovery.configuration_url or control.page_url(),
+            )
+        return discovery.messages(self._sources)
+
     def _on_message(self, topic: str, payload: bytes) -> None:
-        """Home Assistant's birth message: re-send discovery after a short random delay."""
+        """A switch command, or Home Assistant's birth: re-send discovery after a short delay."""
+        conn = self._conn
+        if (
+            self.controls is not None
+            and conn is not None
+            and self.controls.on_message(conn, topic, payload)
+        ):
+            return
         if self.discovery is None or topic != self.discovery.birth_topic:
             return
         if payload.strip() != b"online" or self._conn is None:
@@ -310,7 +298,7 @@ class MqttSink(Sink):
         if self.discovery is None or not conn.is_connected:
             return
         try:
-            for topic, payload in self.discovery.messages(self._sources):
+            for topic, payload in self._discovery_messages():
                 conn.publish_nowait(topic, payload, qos=1, retain=True)
         except MqttError as exc:
             log.warning("sink %s: discovery not re-sent: %s", self.name, exc)

@@ -3,7 +3,7 @@
 - paths: ROOT and FIXTURES
 - net: free_port, wait_for_port
 - waiting: wait_until / wait_until_async (one deadline loop), async_test
-- cli: listend_cmd, run_listend, DaemonProcess (``listend run`` as a child)
+- cli: listend_cmd, run_listend, run_python, DaemonProcess (``listend run`` as a child)
 - events: transcript, said, utterance_end (events as a stream session makes them)
 - outbox: seed_outbox, outbox_ids
 - mqtt: Mosquitto (a broker a test can stop), Subscriber
@@ -13,5 +13,9 @@
 - engine: LoopThread, warm_up (the local engine fixtures' machinery)
 - evaluation: normalize, word_errors, word_error_rate, synthesize (WER of the local engine)
 - captions, browser: the captions page tests (headless Chromium over DevTools)
+- homeassistant: the keys HA's MQTT platforms accept, render (templates as HA renders them)
+- wyoming: wyoming_daemon, transcribe, Answer (the Wyoming server as Home Assistant uses it)
 - fake_mic, source_harness: the microphone tests (ALSA FIFO device, sources in a subprocess)
+- bounds: every number a config can set (the bounds tests)
+- hostile: hostile config files (bad encodings, bombs, odd keys) for the fuzz and reload tests
 """

@@ -23,7 +23,7 @@ def wav_bytes(
     (WAVE_FORMAT_EXTENSIBLE) and a false ``data_size`` make the others. An unrelated LIST
     chunk comes first, as in files written by many recorders, for readers to skip."""
     block = channels * bits // 8
-    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, (rate * block) & 0xFFFFFFFF, block, bits)
     if subformat is not None:  # WAVE_FORMAT_EXTENSIBLE
         fmt += struct.pack("<HHIHH", 22, bits, 4, subformat, 0) + PCM_GUID_TAIL
     size = len(data) if data_size is None else data_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.paths import ROOT
@@ -18,13 +19,26 @@ def listend_cmd(*args: str) -> list[str]:
 def run_listend(
     *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
+    return run_python(["-m", "listend", *args], env=env, cwd=cwd, timeout=timeout)
+
+
+def run_python(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
+    timeout: float = 60,
+    limits: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """This interpreter with ``argv``; ``limits`` runs in the child first (e.g. setrlimit)."""
     return subprocess.run(
-        listend_cmd(*args),
+        [sys.executable, *argv],
         capture_output=True,
         text=True,
         env=env,
         cwd=cwd,
         timeout=timeout,
+        preexec_fn=limits,
         check=False,
     )
 
@@ -68,6 +82,10 @@ class DaemonProcess:
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM (drain), then the exit code."""
         self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """The exit code once the daemon exits (killed after ``timeout`` seconds)."""
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -14,6 +14,9 @@ import yaml
 from listend.daemon.errors import ConfigError
 
 Loc = tuple[str | int, ...]
+_STR = "tag:yaml.org,2002:str"
+_LONGEST_MESSAGE = 300
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,10 @@ class ConfigIssue:
 
     def render(self, filename: str) -> str:
         where = filename if self.line is None else f"{filename}:{self.line}:{self.column}"
-        return f"{where}: {format_path(self.path) or '(top level)'}: {self.message}"
+        message = self.message
+        if len(message) > _LONGEST_MESSAGE:  # it quotes a huge value: show where, not all of it
+            message = f"{message[: _LONGEST_MESSAGE - 5]} ...{message[-2:]}"
+        return f"{where}: {format_path(self.path) or '(top level)'}: {message}"
 
 
 class ConfigIssuesError(ConfigError):
@@ -54,11 +60,17 @@ class Positions:
         self.keys: dict[Loc, yaml.Mark] = {}
         self.values: dict[Loc, yaml.Mark] = {}
         self.duplicates: list[tuple[Loc, yaml.Mark]] = []
+        #: Keys YAML reads as something other than text (``~:`` is null, ``yes:`` true).
+        self.odd_keys: list[tuple[Loc, str, yaml.Mark]] = []
+        #: Text with a NUL character (``"\\0"``): no path, name or URL can hold one.
+        self.nul_values: list[tuple[Loc, yaml.Mark]] = []
         if node is not None:
             self.walk(node)
 
     def walk(self, node: yaml.Node, path: Loc = ()) -> None:
         self.values[path] = node.start_mark
+        if isinstance(node, yaml.ScalarNode) and "\0" in node.value:
+            self.nul_values.append((path, node.start_mark))
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
@@ -68,6 +80,9 @@ class Positions:
                     self.duplicates.append((child, key_node.start_mark))
                 seen.add(key)
                 self.keys[child] = key_node.start_mark
+                if key_node.tag not in (_STR, _MERGE):
+                    kind = key_node.tag.rpartition(":")[2] or key_node.tag
+                    self.odd_keys.append((child, kind, key_node.start_mark))
                 self.walk(value_node, child)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):

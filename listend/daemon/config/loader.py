@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import difflib
 import os
-import types
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from listend.daemon.config.fields import allowed_keys, allowed_range
 from listend.daemon.config.issues import ConfigIssue, ConfigIssuesError, Loc, Positions
 from listend.daemon.config.models import (
     DEFAULT_CONFIG_PATH,
@@ -27,10 +25,19 @@ from listend.daemon.config.models import (
     PluginsConfig,
     check_identifier,
 )
+from listend.daemon.config.paths import CONFIG_DIR
+from listend.daemon.config.reading import compose_config, read_config_text
 from listend.daemon.errors import ConfigError
 from listend.daemon.plugin.manager import PluginHost, TypeRegistry
 
 _SECRETISH = ("key", "token", "password", "secret")
+_BOUND_ERRORS = frozenset(
+    ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number")
+)
+_NO_SOURCES = (
+    "no sources: the daemon would have nothing to transcribe (to only deliver what is queued, "
+    "define a source with `enabled: false`; to only serve Wyoming requests, configure `wyoming:`)"
+)
 
 
 def find_config(explicit: str | None) -> Path:
@@ -41,13 +48,6 @@ def find_config(explicit: str | None) -> Path:
         how = "--config" if explicit else ("$LISTEND_CONFIG" if chosen else "default path")
         raise ConfigError(f"config file {path} ({how}) does not exist or is not a file")
     return path
-
-
-def read_config_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
 
 
 def load_config(path: Path, host: PluginHost) -> ListendConfig:
@@ -63,15 +63,23 @@ def parse_config_located(
     text: str, filename: str, host: PluginHost
 ) -> tuple[ListendConfig, Positions]:
     """The config and where each of its keys is in ``text``, for checks made after parsing."""
-    data, positions = _compose(text, filename)
+    data, positions = compose_config(text, filename)
     issues = [
         ConfigIssue(p, "duplicate key", m.line + 1, m.column + 1) for p, m in positions.duplicates
     ]
+    issues.extend(
+        ConfigIssue(p, f"key is read as {kind}, not text; quote it", m.line + 1, m.column + 1)
+        for p, kind, m in positions.odd_keys
+    )
+    issues.extend(
+        ConfigIssue(p, "contains a NUL character", m.line + 1, m.column + 1)
+        for p, m in positions.nul_values
+    )
     if not isinstance(data, dict):
         found = type(data).__name__
         issues.append(ConfigIssue((), f"expected a mapping of settings, found {found}", 1, 1))
         raise ConfigIssuesError(filename, issues)
-    config, found_issues = _validate(data, host)
+    config, found_issues = _validate(data, host, {CONFIG_DIR: Path(filename).absolute().parent})
     issues.extend(
         positions.issue(path, message, key=is_key) for path, message, is_key in found_issues
     )
@@ -82,7 +90,7 @@ def parse_config_located(
 
 def read_disabled_plugins(text: str, filename: str) -> list[str]:
     """``plugins.disabled`` alone, read before the plugins are loaded (they shape the schema)."""
-    data, positions = _compose(text, filename)
+    data, positions = compose_config(text, filename)
     if not isinstance(data, dict) or "plugins" not in data:
         return []  # the full parse reports a file that is not a mapping
     try:
@@ -90,37 +98,28 @@ def read_disabled_plugins(text: str, filename: str) -> list[str]:
     except ValidationError as exc:
         issues = [
             positions.issue(path, message, key=is_key)
-            for path, message, is_key in _pydantic_issues(exc, ("plugins",), PluginsConfig)
+            for path, message, is_key in _pydantic_issues(
+                exc, ("plugins",), PluginsConfig, data["plugins"]
+            )
         ]
         note = "; found in `plugins`, read before loading plugins"
         raise ConfigIssuesError(filename, issues, note=note) from None
 
 
-def _compose(text: str, filename: str) -> tuple[Any, Positions]:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text) if node is not None else {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        issue = ConfigIssue((), f"not valid YAML: {getattr(exc, 'problem', exc)}")
-        if mark is not None:
-            issue = ConfigIssue((), issue.message, mark.line + 1, mark.column + 1)
-        raise ConfigIssuesError(filename, [issue]) from None
-    return data, Positions(node)
-
-
 _Found = list[tuple[Loc, str, bool]]
 
 
-def _validate(data: dict[str, Any], host: PluginHost) -> tuple[ListendConfig | None, _Found]:
+def _validate(
+    data: dict[str, Any], host: PluginHost, context: dict[str, Any]
+) -> tuple[ListendConfig | None, _Found]:
     found: _Found = []
     top = {k: v for k, v in data.items() if k not in ("sources", "sinks")}
-    sources = _typed_section(data, "sources", host, host.sources, found)
-    sinks = _typed_section(data, "sinks", host, host.sinks, found)
+    sources = _typed_section(data, "sources", host, host.sources, found, context=context)
+    sinks = _typed_section(data, "sinks", host, host.sinks, found, context=context)
     try:
-        config = ListendConfig.model_validate(top)
+        config = ListendConfig.model_validate(top, context=context)
     except ValidationError as exc:
-        found.extend(_pydantic_issues(exc, (), ListendConfig))
+        found.extend(_pydantic_issues(exc, (), ListendConfig, top))
         return None, found
     for name, source in sources.items():
         for index, sink in enumerate(source.sinks or []):
@@ -133,6 +132,8 @@ def _validate(data: dict[str, Any], host: PluginHost) -> tuple[ListendConfig | N
                         False,
                     )
                 )
+    if not data.get("sources") and not data.get("wyoming"):  # a Wyoming-only daemon is fine
+        found.append((("sources",), _NO_SOURCES, "sources" not in data))
     if found:
         return None, found
     return config.model_copy(update={"sources": sources, "sinks": sinks}), found
@@ -144,6 +145,8 @@ def _typed_section(
     host: PluginHost,
     registry: TypeRegistry[Any],
     found: _Found,
+    *,
+    context: dict[str, Any],
 ) -> dict[str, Any]:
     raw = data.get(section) or {}
     if not isinstance(raw, dict):
@@ -179,20 +182,23 @@ def _typed_section(
             )
             continue
         try:
-            out[str(name)] = cls.config_model.model_validate(options)
+            out[str(name)] = cls.config_model.model_validate(options, context=context)
         except ValidationError as exc:
-            found.extend(_pydantic_issues(exc, path, cls.config_model))
+            found.extend(_pydantic_issues(exc, path, cls.config_model, options))
+        except Exception as exc:  # a plugin validator failing its own way: still a config issue
+            why = f"the {type_name} plugin failed to check these settings: {type(exc).__name__}"
+            found.append((path, f"{why}: {exc}", True))
     return out
 
 
 def _pydantic_issues(
-    exc: ValidationError, prefix: Loc, model: type[BaseModel]
+    exc: ValidationError, prefix: Loc, model: type[BaseModel], data: object
 ) -> Iterator[tuple[Loc, str, bool]]:
     for error in exc.errors(include_url=False):
-        loc: Loc = (*prefix, *(p for p in error["loc"] if not _is_union_tag(p)))
+        loc: Loc = (*prefix, *_in_data(error["loc"], data))
         kind = error["type"]
         if kind == "extra_forbidden":
-            allowed = _allowed_keys(model, tuple(error["loc"][:-1]))
+            allowed = allowed_keys(model, tuple(error["loc"][:-1]))
             hint = _suggest(str(loc[-1]), allowed)
             yield loc, f"unknown key{hint}; expected one of: {', '.join(allowed)}", True
             continue
@@ -200,15 +206,31 @@ def _pydantic_issues(
         if kind == "missing":
             yield loc, "required key is missing", True
             continue
+        if kind in _BOUND_ERRORS:
+            message += allowed_range(model, tuple(error["loc"]))
         value = error.get("input")
         secret = any(s in str(part).lower() for part in loc for s in _SECRETISH)
         if not secret and isinstance(value, str | int | float | bool) and kind != "value_error":
-            message = f"{message}; found {value!r}"
+            message = f"{message}; found {_shown(value)}"
         yield loc, message, False
 
 
-def _is_union_tag(part: str | int) -> bool:
-    return isinstance(part, str) and ("[" in part or part in ("function-after", "function-before"))
+def _in_data(loc: tuple[str | int, ...], data: object) -> Loc:
+    """Pydantic's location less its union tags (``function-after[...]``, ``int``): the parts
+    that are keys or indexes in the data. The last part stays: a key that is not allowed."""
+    out: list[str | int] = []
+    current = data
+    for index, part in enumerate(loc):
+        found = isinstance(current, dict) and part in current
+        found = found or (
+            isinstance(current, list) and isinstance(part, int) and part < len(current)
+        )
+        if found:
+            current = current[part]  # type: ignore[index]
+        elif index < len(loc) - 1 or not isinstance(current, dict):
+            continue  # a tag
+        out.append(part)
+    return tuple(out)
 
 
 def _suggest(word: str, choices: list[str]) -> str:
@@ -216,26 +238,7 @@ def _suggest(word: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    current: Any = model
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            current = field.annotation if field else None
-        elif typing.get_origin(current) in (dict, list):
-            current = typing.get_args(current)[-1]
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
-    return []
-
-
-def _unwrap(annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
-    if origin is typing.Annotated:
-        return typing.get_args(annotation)[0]
-    return annotation
+def _shown(value: object, limit: int = 60) -> str:
+    """A found value as the message shows it: a 500 kB scalar must not become a 500 kB line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"

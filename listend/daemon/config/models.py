@@ -8,7 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from listend.daemon.config.secrets import SecretRef
+from listend.daemon.config.paths import ConfigPath
+from listend.daemon.config.secrets import SecretRef, default_credential
+from listend.daemon.config.urls import reject_userinfo
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig
 from listend.daemon.plugin.stream_options import StreamOptions
@@ -16,6 +18,8 @@ from listend.daemon.plugin.trigger_options import TriggerConfig, boosted, check_
 
 DEFAULT_CONFIG_PATH = Path("/etc/listend/listend.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/listend")
+#: The systemd credential read when `deepgram.api_key` is unset (what the installer stores).
+DEFAULT_CREDENTIAL = "deepgram"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -32,7 +36,8 @@ class DeepgramConfig(BaseModel):
 
     api_key: SecretRef | None = Field(
         default=None,
-        description="secret reference; unset: $DEEPGRAM_API_KEY, else the local engine",
+        description="secret reference; unset: $DEEPGRAM_API_KEY, else the systemd credential "
+        "`deepgram` if the service has one, else the local engine",
     )
     access_token: SecretRef | None = Field(
         default=None, description="temporary token (sent as Bearer) instead of an API key"
@@ -48,23 +53,37 @@ class DeepgramConfig(BaseModel):
         default=5.0, gt=0, lt=10, description="seconds without audio before a KeepAlive (< 10)"
     )
     replay_buffer_seconds: float = Field(
-        default=60.0, ge=0, description="audio kept for replay after a reconnect"
+        default=60.0, ge=0, le=600, description="audio kept for replay after a reconnect"
     )
     spool_max_mb: float = Field(
         default=64.0,
         ge=0,
+        le=65536,
         description="disk space per source for audio kept across a restart while the stream is "
         "down or behind (0: no spool)",
     )
     finalize_timeout: float = Field(
-        default=3.0, gt=0, description="seconds to wait for the from_finalize final on stop"
+        default=3.0, gt=0, le=60, description="seconds to wait for the from_finalize final on stop"
+    )
+    catchup_speed: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="after a reconnect, how many times faster than real time a live source's "
+        "backlog is sent (0: as fast as Deepgram takes it); 10 catches up a 30 s outage in ~3 s",
     )
     fallback_after: float = Field(
         default=10.0,
         gt=0,
+        le=3600,
         description="seconds Deepgram must be unreachable before sources with `fallback: local` "
         "use the local engine",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        return None if value is None else reject_userinfo(value, "api_key: or access_token:")
 
     @model_validator(mode="after")
     def _one_credential(self) -> DeepgramConfig:
@@ -75,7 +94,7 @@ class DeepgramConfig(BaseModel):
     def effective_api_key(self) -> str | None:
         if self.api_key is not None:
             return self.api_key.reveal()
-        return os.environ.get("DEEPGRAM_API_KEY") or None
+        return os.environ.get("DEEPGRAM_API_KEY") or default_credential(DEFAULT_CREDENTIAL)
 
     def uses_local_engine(self) -> bool:
         if self.url == "local":
@@ -124,6 +143,47 @@ def split_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class WyomingConfig(BaseModel):
+    """The opt-in Wyoming speech-to-text server (Home Assistant's Assist)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = Field(
+        default="0.0.0.0:10300",
+        description="HOST:PORT to serve Wyoming on (10300 by convention)",
+    )
+    zeroconf: bool = Field(
+        default=True, description="advertise _wyoming._tcp.local. so Home Assistant discovers it"
+    )
+    name: str | None = Field(
+        default=None, description="zeroconf service name (default: listend-DEVICE)"
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        min_length=1,
+        description="languages offered to Home Assistant; the first is the default",
+    )
+    stream: StreamOptions = Field(
+        default_factory=StreamOptions,
+        description="Deepgram stream options overriding deepgram.options for Wyoming requests",
+    )
+    fallback: Literal["local"] | None = Field(
+        default=None, description="use the local engine while Deepgram is unreachable"
+    )
+    answer_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="seconds from audio-stop to the transcript before the request fails",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+
 class PluginsConfig(BaseModel):
     """Which installed plugins not to load; read before the others, as they shape the schema."""
 
@@ -151,7 +211,7 @@ class ListendConfig(BaseModel):
 
     device: str = Field(default_factory=lambda: os.uname().nodename.split(".")[0])
     deepgram: DeepgramConfig = Field(default_factory=DeepgramConfig)
-    state_dir: Path = Field(
+    state_dir: ConfigPath = Field(
         default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIR))
     )
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
@@ -165,9 +225,13 @@ class ListendConfig(BaseModel):
         default_factory=dict,
         description="phrase triggers for every source: name -> phrases/regex (docs/triggers.md)",
     )
+    wyoming: WyomingConfig | None = Field(
+        default=None, description="Wyoming speech-to-text server for Home Assistant; off unless set"
+    )
     drain_timeout: float = Field(
         default=15.0,
         gt=0,
+        le=3600,
         description="seconds a stop (SIGTERM) may spend finalizing streams and flushing "
         "outboxes; the unit's TimeoutStopSec= must be longer",
     )
@@ -191,6 +255,18 @@ class ListendConfig(BaseModel):
         """The source's stream options over deepgram.options, with its trigger phrases boosted."""
         merged = self.sources[source].stream.merged_over(self.deepgram.options)
         return boosted(merged, self.triggers_for(source))
+
+    def shown(self) -> dict[str, object]:
+        """The config as `validate --show` prints it: secrets as their references.
+
+        Each source and sink is dumped as its own (plugin) model: dumped as the field's type,
+        ``SourceConfig``, it would lose every option its plugin adds (``path``, ``url``...).
+        """
+        out = self.model_dump(mode="json")
+        for section in ("sources", "sinks"):
+            items: dict[str, BaseModel] = getattr(self, section)
+            out[section] = {name: item.model_dump(mode="json") for name, item in items.items()}
+        return out
 
     def sinks_for(self, source: str) -> list[str]:
         chosen = self.sources[source].sinks

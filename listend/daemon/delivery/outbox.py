@@ -30,6 +30,13 @@ Every SQLite call runs on the outbox's own single thread, never on the event loo
 ``synchronous=FULL`` a commit waits for an fsync, which takes milliseconds on an SD card.
 Interim results are never stored here (see :mod:`listend.daemon.delivery.worker`). The
 file itself (schema, pragmas, quarantine) is :mod:`listend.daemon.delivery.outbox_file`.
+
+Faults: a full disk makes :meth:`Outbox.commit` raise :class:`OutboxFullError` with nothing stored
+(the worker refuses events until :meth:`Outbox.probe` succeeds); a query that finds the file
+malformed is answered by :meth:`Outbox.recover` (moved aside, salvaged, this run's events
+stored again from memory) and the query retried once; a stored row that is no event (invalid
+JSON, an unknown version) is held back from :meth:`peek` as :class:`Rejected`, for the dead
+letters, instead of stopping the queue.
 """
 
 from __future__ import annotations
@@ -45,10 +52,25 @@ from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
-from listend.daemon.delivery.outbox_file import Dropped, OutboxError, OutboxFile
+from listend.daemon.delivery.outbox_file import (
+    Dropped,
+    OutboxDamagedError,
+    OutboxError,
+    OutboxFile,
+    OutboxFullError,
+)
 from listend.daemon.events import AnyEvent, from_json
 
-__all__ = ["REMOVE_DELAY", "Dropped", "Outbox", "OutboxError", "Queued"]
+__all__ = [
+    "REMOVE_DELAY",
+    "Dropped",
+    "Outbox",
+    "OutboxDamagedError",
+    "OutboxError",
+    "OutboxFullError",
+    "Queued",
+    "Rejected",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +86,16 @@ class Queued:
 
     pos: int
     event: AnyEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A stored row that is no event this version reads (invalid JSON, unknown ``v``)."""
+
+    pos: int
+    source: str
+    payload: str
+    error: str
 
 
 class Outbox:
@@ -91,6 +123,9 @@ class Outbox:
         self._committed_through = 0  # every position up to here is in the file (or was)
         self._flush: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rejected: dict[int, Rejected] = {}  # held back from peek() for the dead letters
+        self._repairing = asyncio.Lock()
+        self._repairs = 0  # recoveries so far: a query that failed before one is just retried
         #: Events dropped to make room, over the life of this file.
         self.dropped_total = 0
 
@@ -155,7 +190,9 @@ class Outbox:
         deletes = [pos for pos in self._deletes if pos <= through]  # never before the insert
         self._deletes = [pos for pos in self._deletes if pos > through]
         try:
-            ignored, dropped = await self._call(self._file.insert, staged, keep_through, deletes)
+            ignored, dropped = await self._call_repairing(
+                self._file.insert, staged, keep_through, deletes
+            )
         except BaseException:
             self._deletes[:0] = deletes
             for pos, _ in staged:
@@ -175,16 +212,37 @@ class Outbox:
         """The oldest ``limit`` events, in order, without removing them."""
         if not self._backlog:
             return [Queued(pos, event) for pos, event in islice(self._events.items(), limit)]
-        deleting = set(self._deletes)
-        rows = await self._call(self._file.positions, limit + len(deleting), self._events)
+        skip = set(self._deletes) | set(self._rejected)
+        rows = await self._call_repairing(self._file.positions, limit + len(skip), self._events)
         queued: list[Queued] = []
-        for pos, payload in rows:
-            if pos in deleting or len(queued) == limit:
-                continue  # delivered; its deletion is not written yet
-            event = self._events.get(pos) if payload is None else from_json(payload)
+        for pos, source, payload in rows:
+            if pos in skip or len(queued) == limit:
+                continue  # delivered (its deletion is not written yet), or rejected
+            if payload is None:
+                event = self._events.get(pos)
+            else:
+                try:
+                    event = from_json(payload)
+                except ValueError as exc:  # pydantic's ValidationError is one
+                    reason = str(exc).splitlines()
+                    self._rejected[pos] = Rejected(pos, source, payload, " ".join(reason[:3]))
+                    continue
             if event is not None:  # None: dropped for room while we looked
                 queued.append(Queued(pos, event))
         return queued
+
+    def rejected(self) -> list[Rejected]:
+        """Rows :meth:`peek` held back: dead-letter them, then :meth:`discard_rejected`."""
+        return list(self._rejected.values())
+
+    async def discard_rejected(self, items: Sequence[Rejected]) -> None:
+        """Forget rejected rows (written to the dead letters): they leave with the next write."""
+        for item in items:
+            if self._rejected.pop(item.pos, None) is not None:
+                self._backlog -= 1
+                self._forget(item.source)
+                self._deletes.append(item.pos)
+        await self._schedule_flush()
 
     async def remove(self, items: Sequence[Queued]) -> None:
         """Forget delivered events (the sink confirmed them). They leave the file with the
@@ -196,6 +254,29 @@ class Outbox:
                 self._backlog -= 1
                 self._forget(item.event.source)
                 self._deletes.append(item.pos)
+        await self._schedule_flush()
+
+    async def probe(self) -> None:
+        """Raise :class:`OutboxFullError` unless the file takes a write again (free space)."""
+        await self._call(self._file.probe)
+
+    async def recover(self, reason: str) -> None:
+        """The file turned out damaged while in use: move it aside, salvage what reads, and
+        store this run's committed, undelivered events again (they are still in memory)."""
+        through = self._committed_through
+        keep = [(pos, event) for pos, event in self._events.items() if pos <= through]
+        deletes = [pos for pos in self._deletes if pos <= through]
+        self._deletes = [pos for pos in self._deletes if pos > through]
+        counts = await self._call(self._file.recover, reason, keep, deletes, self._first_pos)
+        self._repairs += 1
+        self._rejected.clear()
+        self._by_source = Counter(counts)
+        for event in self._events.values():
+            self._by_source[event.source] += 1
+        self._backlog = sum(counts.values())
+        self._count = self._backlog + len(self._events)
+
+    async def _schedule_flush(self) -> None:
         if self._deletes and self._flush is None:
             loop = asyncio.get_running_loop()
             self._flush = loop.call_later(REMOVE_DELAY, self._flush_soon)
@@ -225,8 +306,11 @@ class Outbox:
         self._deletes = [pos for pos in self._deletes if pos > through]
         if deletes and self._executor is not None:
             try:
-                await self._call(self._file.delete, deletes)
-            except sqlite3.Error as exc:
+                await self._call_repairing(self._file.delete, deletes)
+            except OutboxFullError as exc:  # the worker reports a full disk (once)
+                log.debug("outbox %s: delivered events not deleted yet: %s", self.path, exc)
+                self._deletes[:0] = deletes
+            except (sqlite3.Error, OutboxError) as exc:
                 log.warning("outbox %s: delivered events not deleted yet: %s", self.path, exc)
                 self._deletes[:0] = deletes
 
@@ -243,6 +327,17 @@ class Outbox:
         self._by_source[source] -= 1
         if self._by_source[source] <= 0:
             del self._by_source[source]
+
+    async def _call_repairing(self, func: Callable[..., T], *args: object) -> T:
+        """``_call``; if the file turns out damaged, :meth:`recover` and call once more."""
+        repairs = self._repairs
+        try:
+            return await self._call(func, *args)
+        except OutboxDamagedError as exc:
+            async with self._repairing:
+                if self._repairs == repairs:  # nobody recovered it meanwhile
+                    await self.recover(str(exc))
+        return await self._call(func, *args)
 
     async def _call(self, func: Callable[..., T], *args: object) -> T:
         if self._executor is None:

@@ -3,16 +3,26 @@
 Every method runs on the outbox's own thread (see :mod:`listend.daemon.delivery.outbox`, which
 also explains the choice of one file per sink, WAL with ``synchronous=FULL`` for inserts and
 ``NORMAL`` for deletes, and the exclusive lock).
+
+SQLite errors leave here as one of two kinds the outbox can act on: :class:`OutboxFullError` (the
+disk is full or refuses writes: stop storing, probe until it takes writes again) and
+:class:`OutboxDamagedError` (a query found the file malformed: :meth:`OutboxFile.recover`). A file
+found damaged is moved aside as ``<name>.damaged-<time>`` and what still reads of it is
+salvaged into a new one (:mod:`listend.daemon.delivery.outbox_repair`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
+from listend.daemon.delivery.outbox_repair import inspect, salvage
 from listend.daemon.errors import ListendError
 from listend.daemon.events import AnyEvent, to_json
 
@@ -30,8 +40,50 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_INSERT = (
+    "INSERT OR IGNORE INTO outbox (pos, event_id, source, payload, enqueued_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+
+
 class OutboxError(ListendError):
     """The outbox cannot be opened or written (permissions, disk, another daemon)."""
+
+
+class OutboxFullError(OutboxError):
+    """The file cannot grow: the disk is full (or fails writes). Nothing was stored."""
+
+
+class OutboxDamagedError(OutboxError):
+    """A query found the file malformed, though it opened: see :meth:`OutboxFile.recover`."""
+
+
+def _translated(func: Callable[P, T]) -> Callable[P, T]:
+    """Raise the SQLite errors the outbox acts on as OutboxFullError / OutboxDamagedError."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return func(*args, **kwargs)
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+                raise OutboxFullError(str(exc)) from exc
+            if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                raise OutboxDamagedError(str(exc)) from exc
+            raise
+
+    call.__doc__ = func.__doc__
+    return call
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back what is left: SQLite has already rolled back after a full disk, and a
+    second ROLLBACK would raise "no transaction is active" over the real error."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +104,7 @@ class OutboxFile:
         self._db: sqlite3.Connection | None = None
 
     def open(self) -> tuple[dict[str, int], int, int]:
+        """Open (or create) the file: its events by source, events dropped, last position."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -60,21 +113,33 @@ class OutboxFile:
                 "(set state_dir in the config or $STATE_DIRECTORY)"
             )
             raise OutboxError(msg) from None
+        existed = self.path.exists()
         try:
-            return self._connect()
+            problem = inspect(self.path)
+            if problem is not None:
+                self._rebuild(problem)
+            else:
+                self._connect()
+            return self._state()
         except sqlite3.OperationalError as exc:
+            self._close_quietly()
             if "locked" in str(exc):
                 msg = f"outbox {self.path} is in use by another listend process"
                 raise OutboxError(msg) from None
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+                if not existed:  # not a 0-byte file for the next start to call damaged
+                    self.path.unlink(missing_ok=True)
+                raise OutboxFullError(f"cannot open outbox {self.path}: {exc}") from None
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:  # not a database, malformed image
-            self._close_quietly()
-            self._quarantine(str(exc))
-            return self._connect()
+            self._rebuild(str(exc))
+            return self._state()
 
-    def _connect(self) -> tuple[dict[str, int], int, int]:
+    def _connect(self) -> sqlite3.Connection:
+        self._close_quietly()
         db = sqlite3.connect(self.path, isolation_level=None, timeout=1.0)
         self._db = db
+        db.text_factory = _text  # a damaged payload is dead-lettered, not an error here
         db.execute("PRAGMA locking_mode=EXCLUSIVE")
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
@@ -84,25 +149,102 @@ class OutboxFile:
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {check}")
         db.executescript(_SCHEMA)
-        counts = dict(db.execute("SELECT source, count(*) FROM outbox GROUP BY source").fetchall())
+        return db
+
+    def _state(self, before: int | None = None) -> tuple[dict[str, int], int, int]:
+        """Events by source (those at positions below ``before``), dropped, last position."""
+        db = self._conn()
+        counts = dict(
+            db.execute(
+                "SELECT source, count(*) FROM outbox WHERE pos < ? GROUP BY source",
+                (before if before is not None else 2**62,),
+            ).fetchall()
+        )
         row = db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
         (last_pos,) = db.execute("SELECT coalesce(max(pos), 0) FROM outbox").fetchone()
         return counts, int(row[0]) if row else 0, int(last_pos)
 
-    def _quarantine(self, reason: str) -> None:
+    @_translated
+    def recover(
+        self, reason: str, keep: list[tuple[int, AnyEvent]], deletes: list[int], before: int
+    ) -> dict[str, int]:
+        """A query failed with ``reason``: if ``integrity_check`` confirms the damage, move
+        the file aside and salvage it; then store ``keep`` (this run's committed events,
+        still in memory) again and delete ``deletes`` (delivered). Returns the events at
+        positions below ``before`` (an earlier run's), by source."""
+        db = self._conn()
+        try:
+            found = [row[0] for row in db.execute("PRAGMA integrity_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            found = [str(exc)]
+        if found == ["ok"]:
+            log.warning("outbox %s: %s, yet integrity_check passes: reopened", self.path, reason)
+            self._connect()
+        else:
+            self._rebuild(f"{reason}; integrity_check: {'; '.join(found)}")
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            now = time.time()
+            db.executemany(_INSERT, [(p, e.id, e.source, to_json(e), now) for p, e in keep])
+            db.executemany("DELETE FROM outbox WHERE pos = ?", [(pos,) for pos in deletes])
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+        return self._state(before)[0]
+
+    def _rebuild(self, reason: str) -> None:
+        """Move the damaged file aside, start a new one, salvage what reads; log it once."""
+        self._close_quietly()
+        aside = self._quarantine()
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = salvage(aside, db)
+            if found.dropped:
+                db.execute("INSERT INTO meta (key, value) VALUES ('dropped', ?)", (found.dropped,))
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+        log.error(
+            "outbox %s was damaged (%s): moved aside as %s; %s into a new outbox",
+            self.path,
+            reason,
+            aside,
+            found.describe(),
+        )
+
+    def _quarantine(self) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = Path(f"{self.path}.damaged-{stamp}")
+        for n in range(1, 1000):
+            if not any(Path(f"{aside}{s}").exists() for s in ("", "-wal", "-shm")):
+                break
+            aside = Path(f"{self.path}.damaged-{stamp}.{n}")
         for suffix in ("", "-wal", "-shm"):
             old = Path(f"{self.path}{suffix}")
             if old.exists():
-                old.rename(f"{self.path}.damaged-{stamp}{suffix}")
-        log.error(
-            "outbox %s was damaged (%s): moved aside as %s.damaged-%s; starting a new one",
-            self.path,
-            reason,
-            self.path,
-            stamp,
-        )
+                old.rename(f"{aside}{suffix}")
+        return aside
 
+    @_translated
+    def probe(self) -> None:
+        """A write that needs free space (after giving back the WAL's): OutboxFullError if not."""
+        db = self._conn()
+        with contextlib.suppress(sqlite3.OperationalError):  # the write says if there is room
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', 1)")
+            db.execute("DELETE FROM meta WHERE key = 'probe'")
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+
+    @_translated
     def insert(
         self, staged: list[tuple[int, AnyEvent]], keep_through: int, deletes: list[int]
     ) -> tuple[list[int], list[Dropped]]:
@@ -116,11 +258,7 @@ class OutboxFile:
         db.execute("BEGIN IMMEDIATE")
         try:
             for pos, event in staged:
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO outbox (pos, event_id, source, payload, enqueued_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (pos, event.id, event.source, to_json(event), now),
-                )
+                cursor = db.execute(_INSERT, (pos, event.id, event.source, to_json(event), now))
                 if cursor.rowcount != 1:
                     ignored.append(pos)
             # after the inserts: an event may be delivered before its own commit ran
@@ -141,25 +279,28 @@ class OutboxFile:
                 )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         return ignored, dropped
 
-    def positions(self, limit: int, known: dict[int, AnyEvent]) -> list[tuple[int, str | None]]:
-        """Positions, with the payload of those not in ``known`` (stored by an earlier run;
-        a membership test is safe across threads)."""
+    @_translated
+    def positions(
+        self, limit: int, known: dict[int, AnyEvent]
+    ) -> list[tuple[int, str, str | None]]:
+        """Positions and sources, with the payload of those not in ``known`` (stored by an
+        earlier run; a membership test is safe across threads)."""
         db = self._conn()
-        rows: list[tuple[int, str | None]] = []
-        for (pos,) in db.execute("SELECT pos FROM outbox ORDER BY pos LIMIT ?", (limit,)):
-            rows.append((pos, None))
-        for index, (pos, _) in enumerate(rows):
+        rows = db.execute("SELECT pos, source FROM outbox ORDER BY pos LIMIT ?", (limit,))
+        found: list[tuple[int, str, str | None]] = [(pos, src, None) for pos, src in rows]
+        for index, (pos, source, _) in enumerate(found):
             if pos not in known:
                 (payload,) = db.execute(
                     "SELECT payload FROM outbox WHERE pos = ?", (pos,)
                 ).fetchone()
-                rows[index] = (pos, payload)
-        return rows
+                found[index] = (pos, source, payload)
+        return found
 
+    @_translated
     def delete(self, positions: list[int]) -> None:
         db = self._conn()
         db.execute("PRAGMA synchronous=NORMAL")  # no fsync for removals (see the module doc)
@@ -169,15 +310,19 @@ class OutboxFile:
                 db.executemany("DELETE FROM outbox WHERE pos = ?", [(pos,) for pos in positions])
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
         finally:
             db.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._close_quietly()
+        try:
+            if self._db is not None:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:  # a full disk: the WAL stays, and is read on next open
+            log.warning("outbox %s: not checkpointed at close: %s", self.path, exc)
+        finally:
+            self._close_quietly()
 
     def _close_quietly(self) -> None:
         if self._db is not None:
@@ -190,3 +335,7 @@ class OutboxFile:
         if self._db is None:
             raise OutboxError(f"outbox {self.path} is not open")
         return self._db
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")

@@ -18,16 +18,19 @@ holds nothing older from that source, so per-source order holds for every kind.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
-from listend.daemon.delivery.outbox import Dropped, Outbox, Queued
-from listend.daemon.events import AnyEvent, TranscriptEvent, to_json
+from listend.daemon.delivery.dead_letter import (
+    dead_letter_events,
+    dead_letter_path,
+    dead_letter_rows,
+)
+from listend.daemon.delivery.outbox import Dropped, Outbox, OutboxFullError, Queued, Rejected
+from listend.daemon.delivery.refusal import Refusal
+from listend.daemon.events import AnyEvent, TranscriptEvent
 from listend.daemon.plugin.sink import (
     DeliveryError,
     OutboxOptions,
@@ -36,6 +39,8 @@ from listend.daemon.plugin.sink import (
 )
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.outage import Outage
+
+__all__ = ["SinkWorker", "dead_letter_path", "open_workers", "outbox_path"]
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +56,6 @@ MAX_UNCOMMITTED = 1024
 
 def outbox_path(state_dir: Path, sink: str) -> Path:
     return state_dir / "outbox" / f"{sink}.sqlite3"
-
-
-def dead_letter_path(state_dir: Path, sink: str) -> Path:
-    return state_dir / "dead-letter" / f"{sink}.jsonl"
 
 
 class SinkWorker:
@@ -83,6 +84,7 @@ class SinkWorker:
         self._committer: asyncio.Task[None] | None = None
         self._committing = asyncio.Lock()
         self._commit_waiters: list[asyncio.Future[None]] = []  # see committed()
+        self.refusal = Refusal(sink.name, self._probe_space)  # the outbox cannot be written
         self._gap: list[Dropped] = []
         self._gap_reported_at = 0.0
         self.delivered = 0
@@ -120,6 +122,9 @@ class SinkWorker:
             return
         if not self._started:
             await self.open()
+        if self.refusal.active:
+            self.refusal.refuse(len(events))
+            return
         if self.options.policy == "block":
             while len(self.outbox) >= self.options.max_events:
                 self._space.clear()
@@ -159,7 +164,11 @@ class SinkWorker:
         async with self._committing:
             while self._uncommitted:
                 batch, self._uncommitted = self._uncommitted, []
-                dropped = await self.outbox.commit(batch, keep_through=self._inflight_through)
+                try:
+                    dropped = await self.outbox.commit(batch, keep_through=self._inflight_through)
+                except OutboxFullError as exc:  # nothing of the batch stored: refused, not fatal
+                    self.refusal.refuse(len(batch), exc)
+                    continue
                 if dropped:
                     self._note_gap(dropped)
             waiters, self._commit_waiters = self._commit_waiters, []
@@ -176,6 +185,15 @@ class SinkWorker:
         else:
             waiter.set_result(None)
         return waiter
+
+    def problem(self) -> str | None:
+        """Why this sink is not up: its outbox (a full disk), the sink's own account (broker
+        refused, ...), or failing deliveries; None when it is."""
+        if (problem := self.refusal.describe()) is not None:
+            return problem
+        if (problem := self.sink.problem()) is not None:
+            return problem
+        return self.outage.last_error if self.outage.down else None
 
     def depth(self) -> int:
         """Events waiting for this sink (stored and interim)."""
@@ -197,7 +215,10 @@ class SinkWorker:
         """Open the outbox and start the sink (idempotent); errors here are the user's to fix,
         so the daemon calls it before starting its tasks."""
         async with self._opening:
-            await self.outbox.open()
+            try:
+                await self.outbox.open()
+            except OutboxFullError as exc:  # a new outbox on a full disk: refuse, probe
+                self.refusal.refuse(0, exc)
             if not self._started:
                 try:
                     await self.sink.start()
@@ -213,7 +234,17 @@ class SinkWorker:
                 await self.sink.stop()
         finally:
             await self._commit_pending()
+            await self.refusal.close()
             await self.outbox.close()
+
+    async def _probe_space(self) -> None:
+        """OutboxFullError unless the outbox takes writes (opening it, if that failed)."""
+        async with self._opening:  # not while open() tries the same
+            if self.outbox.is_open:
+                await self.outbox.probe()
+            else:
+                await self.outbox.open()
+        self._wakeup.set()  # a backlog it found, or what waited
 
     async def run(self) -> None:
         await self.open()
@@ -238,6 +269,7 @@ class SinkWorker:
                 await self.sink.stop()
             finally:
                 await self._commit_pending()
+                await self.refusal.close()
                 await self.outbox.close()
 
     async def _commit_pending(self) -> None:
@@ -254,7 +286,16 @@ class SinkWorker:
             if ready := self._ready_interims():
                 await self._deliver_interims(ready)
                 continue
-            batch = await self.outbox.peek(self.sink.max_batch) if len(self.outbox) else []
+            try:
+                batch = await self.outbox.peek(self.sink.max_batch) if len(self.outbox) else []
+            except OutboxFullError as exc:  # reads fail too (an I/O error): as if full
+                self.refusal.refuse(0, exc)
+                if self._closing:
+                    return  # what is stored stays for the next start
+                await self._wakeup.wait()  # the probe wakes us once it reads and writes
+                continue
+            if rejected := self.outbox.rejected():
+                await self._dead_letter_rows(rejected)
             if batch:
                 await self._deliver_stored(batch)
             elif self._closing:
@@ -320,28 +361,15 @@ class SinkWorker:
 
     async def _dead_letter(self, events: Sequence[AnyEvent], exc: PermanentDeliveryError) -> None:
         """Write undeliverable events to the sink's dead-letter file (fsynced), then forget."""
-        failed_at = datetime.now(UTC).isoformat()
-        lines = "".join(
-            json.dumps(
-                {
-                    "sink": self.sink.name,
-                    "failed_at": failed_at,
-                    "error": str(exc),
-                    "event": json.loads(to_json(event)),
-                }
-            )
-            + "\n"
-            for event in events
-        )
-        await asyncio.to_thread(_append_synced, self.dead_letter, lines)
+        await dead_letter_events(self.dead_letter, self.sink.name, events, str(exc))
         self.dead_lettered += len(events)
-        log.error(
-            "sink %s: %d event(s) rejected and written to %s: %s",
-            self.sink.name,
-            len(events),
-            self.dead_letter,
-            exc,
-        )
+
+    async def _dead_letter_rows(self, rows: Sequence[Rejected]) -> None:
+        """Outbox rows that are no event (invalid JSON, unknown version): to the dead letters,
+        then out of the outbox, so the rest of the queue moves on."""
+        await dead_letter_rows(self.dead_letter, self.sink.name, rows)
+        await self.outbox.discard_rejected(rows)
+        self.dead_lettered += len(rows)
 
     # -- gaps (drop_oldest) ------------------------------------------------------------------
 
@@ -376,14 +404,6 @@ class SinkWorker:
             self.dropped,
         )
         self._gap.clear()
-
-
-def _append_synced(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 async def open_workers(workers: Iterable[SinkWorker]) -> None:

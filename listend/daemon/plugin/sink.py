@@ -19,14 +19,17 @@ class OutboxOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_events: int = Field(
-        default=100_000, ge=1, description="most undelivered events kept on disk"
+        default=100_000, ge=1, le=100_000_000, description="most undelivered events kept on disk"
     )
     policy: Literal["drop_oldest", "block"] = Field(
         default="drop_oldest",
         description="when full: drop the oldest (logged, counted gap) or block the sources",
     )
     drain_timeout: float = Field(
-        default=10.0, ge=0, description="seconds to keep delivering on stop; the rest stays"
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="seconds to keep delivering on stop; the rest stays",
     )
 
 
@@ -90,6 +93,15 @@ class Sink(ABC):
     def reachable(self) -> bool:
         """Whether the sink can deliver right now (for /readyz)."""
         return True
+
+    def problem(self) -> str | None:
+        """Why the sink cannot deliver right now (broker refused, ...) for /readyz and
+        STATUS=; None when it can. The default says only what :meth:`reachable` says."""
+        return None if self.reachable() else "unreachable"
+
+    def page_url(self) -> str | None:
+        """A page people open for this sink (the captions page), e.g. Home Assistant's link."""
+        return None
 
     @property
     def outbox_options(self) -> OutboxOptions:

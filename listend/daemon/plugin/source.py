@@ -10,10 +10,16 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from listend.daemon.plugin.control import DaemonControl
 from listend.daemon.plugin.stream_options import StreamOptions
 from listend.daemon.plugin.trigger_options import TriggerConfig, check_trigger_names
 
 SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
+#: What a stream may declare: Deepgram's range (a WAV header can claim anything, e.g. 1 Hz,
+#: which rounds every chunk to 0 frames, or 32767 channels).
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 192000
+MAX_CHANNELS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,19 @@ class AudioFormat:
 
     def seconds(self, nbytes: int) -> float:
         return nbytes / self.bytes_per_second
+
+    def problem(self) -> str | None:
+        """Why this format cannot be streamed (out of the supported ranges), or None."""
+        if self.encoding not in SAMPLE_WIDTH:
+            return f"encoding {self.encoding!r} is not one of {', '.join(SAMPLE_WIDTH)}"
+        if not MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE:
+            return (
+                f"a sample rate of {self.sample_rate} Hz is not supported "
+                f"({MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz)"
+            )
+        if not 1 <= self.channels <= MAX_CHANNELS:
+            return f"{self.channels} channels are not supported (1..{MAX_CHANNELS})"
+        return None
 
 
 class VadConfig(BaseModel):
@@ -88,6 +107,8 @@ class PluginContext:
     sources: tuple[str, ...] = ()
     #: For a sink: the trigger names of each source routed to it.
     triggers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Read-only stream status and the pause switch (None outside a running daemon).
+    control: DaemonControl | None = field(default=None, compare=False)
 
 
 class Source(ABC):
@@ -118,6 +139,11 @@ class Source(ABC):
     @abstractmethod
     def stream(self) -> AsyncIterator[bytes]:
         """Yield audio chunks; return when the source has ended for good."""
+
+    def problem(self) -> str | None:
+        """Why the source delivers no audio right now (missing device, program exiting), for
+        /readyz and STATUS=; None when it does, or when it cannot tell."""
+        return None
 
     @property
     def vad(self) -> VadConfig | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -26,17 +26,17 @@ class StreamOptions(BaseModel):
     encoding: str | None = Field(
         default=None, description="normally taken from the source's audio format"
     )
-    sample_rate: int | None = Field(default=None, gt=0)
-    channels: int | None = Field(default=None, gt=0)
+    sample_rate: int | None = Field(default=None, gt=0, le=192_000)
+    channels: int | None = Field(default=None, gt=0, le=32)
     multichannel: bool | None = None
     punctuate: bool | None = None
     smart_format: bool | None = None
     diarize: bool | None = None
-    endpointing: int | bool | None = Field(
+    endpointing: Annotated[int, Field(ge=0, le=60_000)] | bool | None = Field(
         default=None, description="ms of silence that ends an utterance, or false"
     )
     interim_results: bool | None = None
-    utterance_end_ms: int | None = Field(default=None, ge=1000)
+    utterance_end_ms: int | None = Field(default=None, ge=1000, le=60_000)
     vad_events: bool | None = None
     keyterm: list[str] | None = None
     keywords: list[str] | None = Field(default=None, description="word or word:boost")

@@ -23,19 +23,21 @@ from listend.daemon.errors import AuthError, ListendError, PluginError
 from listend.daemon.plugin.manager import PluginHost
 from listend.daemon.plugin.sink import Sink
 from listend.daemon.plugin.source import PluginContext, Source
+from listend.daemon.service.control import Controls
 from listend.daemon.service.control_socket import ControlServer, control_socket_path
 from listend.daemon.service.drain import drain, settle
 from listend.daemon.service.local_engine import LocalEndpoint, LocalEngineFactory, no_local_engine
 from listend.daemon.service.metrics import Metrics, SinkState, status_line
 from listend.daemon.service.reload import apply_reload, routed_to, routes_of
 from listend.daemon.service.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
-from listend.daemon.stream.endpoint import Endpoint, build_endpoint
+from listend.daemon.service.sessions import new_session
 from listend.daemon.stream.session import StreamSession
 from listend.daemon.stream.spool import Spool
-from listend.daemon.stream.stats import SessionStats
+from listend.daemon.stream.stats import AUDIO_GRACE, SessionStats
 
 if TYPE_CHECKING:
     from listend.daemon.service.health import HealthServer
+    from listend.daemon.wyoming.server import WyomingServer
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,8 @@ class Daemon:
         self.reload_config = reload_config
         self.on_reloaded = on_reloaded
         self.notifier = notifier or Notifier({})
-        self.context = PluginContext(device=config.device, state_dir=config.state_dir)
+        self.control = Controls(config.state_dir, self)
+        self.context = PluginContext(config.device, config.state_dir, control=self.control)
         self.router = Router(*routes_of(config))
         self.sinks: dict[str, Sink] = {}
         self.workers: dict[str, SinkWorker] = {}
@@ -79,6 +82,7 @@ class Daemon:
         self._retiring: set[asyncio.Task[None]] = set()  # sessions a reload is replacing
         self._ready = asyncio.Event()
         self.health: HealthServer | None = None
+        self.wyoming: WyomingServer | None = None
         self._local_engine = local_engine  # injected: the core knows no engine
         self.local_engine: LocalEndpoint | None = None  # runs while the config needs it
         self._checks: list[ProgressCheck] = [
@@ -110,6 +114,8 @@ class Daemon:
                 delivered=worker.delivered,
                 failed=worker.failed,
                 reachable=self.sinks[name].reachable(),
+                refused=worker.refusal.total,
+                problem=worker.problem(),
             )
             for name, worker in self.workers.items()
         }
@@ -154,28 +160,22 @@ class Daemon:
         return SinkWorker(sink)
 
     def make_session(self, config: ListendConfig, name: str) -> StreamSession:
+        cfg = config.sources[name]
         source = self.make_source(config, name)
-        engine = self.local_engine
-        endpoint = build_endpoint(config, engine.url if engine is not None else None)
-        fallback = None
-        if config.sources[name].fallback == "local" and endpoint.engine != "local":
-            if engine is None:  # a reload asked for it: the engine starts with the daemon
-                log.warning("source %s: fallback: local takes effect after a restart", name)
-            else:
-                fallback = Endpoint(engine.url, None, engine="local")
-        return StreamSession(
+        session = new_session(
+            config,
             name=name,
-            device=config.device,
             source=source,
-            options=config.stream_options_for(name),
-            deepgram=config.deepgram,
-            endpoint=endpoint,
+            options=cfg.stream,
+            fallback_local=cfg.fallback == "local",
+            engine=self.local_engine,
             publish=self.router.publish,
             kinds=functools.partial(self.router.kinds_for, name),
-            fallback=fallback,
             spool=Spool.of_source(config.state_dir, source, config.deepgram.spool_max_mb),
             triggers=config.triggers_for(name),
         )
+        session.pause(name in self.control.paused)  # muted stays muted across restarts
+        return session
 
     def start_worker(self, name: str, worker: SinkWorker) -> None:
         """Route to an (opened) worker and run it."""
@@ -227,8 +227,9 @@ class Daemon:
                     self._phase = "stopping"
                     self.notifier.stopping()
                 await self._drain()
-                for name in ("ready", "heartbeat", "reloader", "control-socket"):
-                    self.task(name).cancel()
+                for name in ("ready", "heartbeat", "reloader", "wyoming", "control-socket"):
+                    if (task := self._tasks.get(f"listend[{name}]")) is not None:
+                        task.cancel()
         finally:
             if self.health is not None:
                 await self.health.stop()
@@ -254,6 +255,11 @@ class Daemon:
 
             self.health = HealthServer(config.health, self, self.metrics)
             await self.health.start()
+        if config.wyoming is not None:
+            from listend.daemon.service.wyoming import wyoming_server  # noqa: PLC0415 - on demand
+
+            self.wyoming = wyoming_server(config, self.context, lambda: self.local_engine)
+            self._spawn("wyoming", self.wyoming.run())
         self._spawn(
             "heartbeat", run_heartbeat(self.notifier, checks=self._checks, status=self.status)
         )
@@ -265,16 +271,19 @@ class Daemon:
             self.start_session(session)
         self._spawn("ready", self._announce_ready())
         self._spawn("reloader", self._reloader())
-        self._spawn("control-socket", ControlServer(self, control_socket_path(config.state_dir)).serve())
+        self._spawn(
+            "control-socket", ControlServer(self, control_socket_path(config.state_dir)).serve()
+        )
 
     async def _first_attempt(self, name: str) -> None:
-        attempt = asyncio.ensure_future(self.sessions[name].stats.first_attempt.wait())
-        try:
-            await asyncio.wait(
-                [attempt, self.task(f"source:{name}")], return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            attempt.cancel()
+        """First connection attempt, then first audio for up to AUDIO_GRACE s (honest READY)."""
+        stats, task = self.sessions[name].stats, self.task(f"source:{name}")
+        for event, timeout in ((stats.first_attempt, None), (stats.first_audio, AUDIO_GRACE)):
+            waiter = asyncio.ensure_future(event.wait())
+            try:
+                await asyncio.wait([waiter, task], timeout=timeout, return_when="FIRST_COMPLETED")
+            finally:
+                waiter.cancel()
 
     async def _announce_ready(self) -> None:
         """READY=1 once every source has made its first connection attempt (or ended)."""
@@ -339,8 +348,9 @@ class Daemon:
             new = await asyncio.to_thread(self.reload_config)
             await apply_reload(self, new)
             ok = True
-        except ListendError as exc:
-            log.error("reload failed, still running the previous configuration: %s", exc)  # noqa: TRY400
+        except Exception as exc:  # any: a bad file or a plugin's surprise must not end the daemon
+            why = str(exc) if isinstance(exc, ListendError) else f"{type(exc).__name__}: {exc}"
+            log.error("reload failed, still running the previous configuration: %s", why)  # noqa: TRY400
         finally:
             self.metrics.reloads["ok" if ok else "failed"] += 1
             if self._phase == "reloading":

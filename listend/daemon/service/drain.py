@@ -39,6 +39,25 @@ async def settle(tasks: Iterable[asyncio.Task[None]], limit: float | None) -> No
         await asyncio.wait(late)
 
 
+def report_untranscribed(
+    sessions: Mapping[str, tuple[StreamSession, asyncio.Task[None]]], seconds: float
+) -> None:
+    """One line for the sessions the drain deadline cut off (cancelled before their finals):
+    how much of each source's audio was never transcribed. (A session that gave up by itself
+    has already said so.)"""
+    cut = {
+        name: session.buffer.to_seconds(session.buffer.lost() + session.buffer.uncovered)
+        for name, (session, task) in sessions.items()
+        if task.cancelled()
+    }
+    if lost := {name: left for name, left in cut.items() if left > 0}:
+        log.error(
+            "drain_timeout (%gs) reached before the final transcripts: audio never transcribed: %s",
+            seconds,
+            ", ".join(f"source {name} {left:.1f}s" for name, left in sorted(lost.items())),
+        )
+
+
 async def drain(
     *,
     sessions: Mapping[str, tuple[StreamSession, asyncio.Task[None]]],
@@ -55,8 +74,9 @@ async def drain(
 
     log.info("draining: finalizing %d stream(s), flushing outboxes", len(sessions))
     for session, _task in sessions.values():
-        session.stop()
+        session.stop(left())  # a stream that is down retries until (nearly) the deadline
     await settle([task for _session, task in sessions.values()], left())
+    report_untranscribed(sessions, seconds)
     with contextlib.suppress(TimeoutError):  # a full queue behind a stuck sink
         async with asyncio.timeout(left()):
             await router[0].close()

@@ -24,6 +24,12 @@ class LocalEndpoint(Protocol):
         """Its base URL (loopback), where sessions connect as they would to Deepgram."""
         ...
 
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header it requires (a per-process token: any local user can
+        reach a loopback port)."""
+        ...
+
 
 #: Runs the local engine the config needs while the context is open; yields None if none.
 LocalEngineFactory = Callable[[ListendConfig], AbstractAsyncContextManager[LocalEndpoint | None]]

@@ -5,6 +5,10 @@ through the voice gate when the source has one. :class:`EventQueue` hands events
 from a bounded queue, so a slow sink never stalls the WebSocket; each final carries where the
 audio it covers ends, and once the router reports the final committed to every outbox the
 session frees that audio (the end-to-end acknowledgement).
+
+A paused source is still read (a live device must be drained) but nothing is kept, so nothing
+is sent to Deepgram or billed; the buffer marks the pause like a gate close, and audio after a
+resume keeps its source offset, so event times stay in source time.
 """
 
 from __future__ import annotations
@@ -50,7 +54,10 @@ class Capture:
         vad = None if recovering is not None else source.vad  # spooled audio is gated already
         fmt = source.audio_format
         self.gate = VoiceGate(fmt, vad, name) if vad is not None and vad.enabled else None
+        self.paused = False
         self.failure: ListendError | None = None  # why the source stopped, if it had to
+        self._offset = 0  # source bytes read so far
+        self._skipping = False  # the last chunk was dropped for a pause
 
     async def drain(self, stop: asyncio.Event) -> None:
         """No credentials and no local engine yet: read the source so the daemon still runs."""
@@ -74,29 +81,38 @@ class Capture:
             async for chunk in stream:
                 if not chunk:
                     continue  # an empty frame would close Deepgram's stream
-                self.stats.audio_seconds_captured += self.buffer.to_seconds(len(chunk))
-                if gate is None:
-                    await self._keep(chunk)
-                else:
-                    await self._keep_gated(gate.feed(chunk))
+                self.stats.heard(self.buffer.to_seconds(len(chunk)))
+                at = self._offset
+                self._offset += len(chunk)
+                passages = [Passage(at, chunk)] if gate is None else gate.feed(chunk)
+                if self.paused:
+                    await self._skip()
+                    continue
+                await self._keep_passages(passages)
         except ListendError as exc:
             log.error("source %s failed: %s", self.name, exc)  # noqa: TRY400 - a user error
             self.failure = exc
         finally:
             if isinstance(stream, AsyncGenerator):
                 await stream.aclose()
-            if gate is not None:
-                await self._keep_gated(gate.flush())
+            if gate is not None and not self.paused:
+                await self._keep_passages(gate.flush())
             await self.buffer.finish()
 
-    async def _keep(self, audio: bytes, at: int | None = None) -> None:
-        """Into the replay buffer (``at``: its source offset, when the gate skipped audio)."""
+    async def _skip(self) -> None:
+        if not self._skipping:
+            self._skipping = True
+            await self.buffer.pause()
+
+    async def _keep(self, audio: bytes, at: int) -> None:
+        """Into the replay buffer at source offset ``at`` (after a skip, the timeline jumps)."""
         if not self.live and self.buffer.full():
             await self.buffer.wait_for_room()
         await self.buffer.append(audio, at)
         self.stats.audio_seconds_gated_in += self.buffer.to_seconds(len(audio))
 
-    async def _keep_gated(self, passages: list[Passage]) -> None:
+    async def _keep_passages(self, passages: list[Passage]) -> None:
+        self._skipping = False
         for passage in passages:
             if passage.audio:
                 await self._keep(passage.audio, passage.offset)

@@ -71,7 +71,10 @@ def shared_client(url: str, authorization: str | None) -> AsyncDeepgramClient:
 
 
 def check_stream_format(source: str, options: StreamOptions, fmt: AudioFormat) -> None:
-    """An explicit encoding/sample_rate/channels that contradicts the source is a config error."""
+    """A format out of range, or an explicit encoding/sample_rate/channels that contradicts
+    the source, is a config error (checked by `validate` and again when the session starts)."""
+    if (problem := fmt.problem()) is not None:
+        raise ConfigError(f"source {source}: the source's audio format: {problem}")
     problems = [
         f"stream.{key} is {given!r} but the source delivers {actual!r}"
         for key, given, actual in (
@@ -126,7 +129,10 @@ def _status_failure(exc: ApiError, source: str) -> StreamError:
             retry_after=_retry_after(headers.get("retry-after")),
         )
     if status in (401, 403):
-        hint = "check deepgram.api_key / $DEEPGRAM_API_KEY, or deepgram.access_token"
+        hint = (
+            "check deepgram.api_key, $DEEPGRAM_API_KEY or the credential deepgram, "
+            "or deepgram.access_token"
+        )
         message = f"Deepgram refused the credentials for source {source}: {detail}; {hint}"
         return StreamError(message, retry=False, error=AuthError(message))
     message = f"Deepgram refused the stream of source {source}: {detail}"

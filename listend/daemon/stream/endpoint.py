@@ -29,11 +29,14 @@ class Endpoint:
         return shared_client(self.url, self.authorization)
 
 
-def build_endpoint(config: ListendConfig, local_url: str | None = None) -> Endpoint:
-    """Deepgram with the configured credentials, or the local engine at ``local_url``."""
+def build_endpoint(
+    config: ListendConfig, local_url: str | None = None, local_authorization: str | None = None
+) -> Endpoint:
+    """Deepgram with the configured credentials, or the local engine at ``local_url`` (with
+    the engine's own per-process token)."""
     dg = config.deepgram
     if dg.uses_local_engine():  # the embedded engine's URL once it runs
-        return Endpoint(local_url or LOCAL, None, engine="local")
+        return Endpoint(local_url or LOCAL, local_authorization, engine="local")
     if dg.access_token is not None:
         return Endpoint(dg.url or "https://api.deepgram.com", f"Bearer {dg.access_token.reveal()}")
     key = dg.effective_api_key()

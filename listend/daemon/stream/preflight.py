@@ -1,9 +1,13 @@
-"""Checks `listend validate` runs beyond the schema: each source is built (cheap: no device is
-opened, no process started) so a missing file, an unknown program or a stream setting that
-contradicts the source's audio format is reported before the daemon is started, at the line of
-the setting it is about."""
+"""Checks beyond the schema, run by `listend validate` and before `listend run` starts: the
+state directory is (or can be made) a writable directory, and each source is built (cheap: no
+device is opened, no process started) so a missing file, an unknown program or a stream setting
+that contradicts the source's audio format is reported before the daemon is started, at the line
+of the setting it is about."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from listend.daemon.config.issues import ConfigIssue, ConfigIssuesError, Loc, Positions
 from listend.daemon.config.models import ListendConfig
@@ -33,6 +37,9 @@ def check_sources(
     where = positions or Positions()
     context = PluginContext(device=config.device, state_dir=config.state_dir)
     issues: list[ConfigIssue] = []
+    unusable = state_dir_problem(config.state_dir)
+    if unusable:
+        issues.append(where.issue(("state_dir",), unusable))
     for name, cfg in config.sources.items():
         if not cfg.enabled:
             continue
@@ -51,8 +58,13 @@ def check_sources(
         except ListendError as exc:
             message = str(exc).removeprefix(f"source {name}: ")
             issues.append(where.issue(path, message, key=True))
+        except Exception as exc:  # a plugin's constructor failing its own way: still reported
+            message = f"the {cfg.type} source cannot be built: {type(exc).__name__}: {exc}"
+            issues.append(where.issue(path, message, key=True))
     if issues:
-        raise ConfigIssuesError(filename, issues, note="; sources that cannot start")
+        raise ConfigIssuesError(
+            filename, issues, note="; sources that cannot start, or no state directory"
+        )
 
 
 def _format_key(where: Positions, name: str, options: StreamOptions, fmt: AudioFormat) -> Loc:
@@ -65,3 +77,19 @@ def _format_key(where: Positions, name: str, options: StreamOptions, fmt: AudioF
         shared: Loc = ("deepgram", "options", key)
         return own if where.has(own) or not where.has(shared) else shared
     return ("sources", name)
+
+
+def state_dir_problem(state_dir: Path) -> str | None:
+    """Why the daemon could not keep its outboxes in ``state_dir`` (None: it can)."""
+    try:
+        existing = next(p for p in (state_dir, *state_dir.parents) if p.exists())
+        usable = existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+    except ValueError as exc:  # a NUL byte
+        return f"{str(state_dir)!r} is not a usable path: {exc}"
+    except OSError as exc:
+        return f"cannot check {state_dir}: {exc.strerror}"
+    if usable:
+        return None
+    what = "is" if existing == state_dir else f"cannot be created: {existing} is"
+    why = "not writable by this user" if existing.is_dir() else "not a directory"
+    return f"{state_dir} {what} {why}"

@@ -50,8 +50,12 @@ class ReplayBuffer:
         return self.to_bytes(self.timeline.to_stream(source_seconds))
 
     def to_bytes(self, seconds: float) -> int:
-        """Seconds of audio to bytes, on the nearest frame boundary."""
-        return round(seconds * self.format.sample_rate) * self.format.bytes_per_frame
+        """Seconds of audio to bytes, on the nearest frame boundary; any positive time is at
+        least one frame (a chunk of 0 bytes would make the sender spin)."""
+        frames = round(seconds * self.format.sample_rate)
+        if seconds > 0:
+            frames = max(frames, 1)
+        return frames * self.format.bytes_per_frame
 
     def to_seconds(self, offset: int) -> float:
         return offset / self.format.bytes_per_second
@@ -139,8 +143,13 @@ class ReplayBuffer:
     def _trim(self, offset: int) -> None:
         del self._data[: offset - self.start]
         self.start = offset
-        # results for audio no final covered may still arrive: keep mapping it until covered
-        self.timeline.forget_before(min(offset, self.covered))
+        # Chunks wholly dropped need no capture time: without this an outage grows the stamps
+        # (one per chunk) without bound while the data itself stays at capacity.
+        while len(self._stamps) > 1 and self._stamps[0][0] <= offset:
+            self._stamps.popleft()
+        # results for audio no final covered may still arrive: keep mapping it until covered,
+        # but no further back than one buffer's worth of dropped audio (bounded in an outage)
+        self.timeline.forget_before(max(min(offset, self.covered), offset - self.capacity))
         if self.pauses and self.pauses[0] < offset:
             del self.pauses[: bisect_right(self.pauses, offset - 1)]
 

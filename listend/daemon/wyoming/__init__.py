@@ -1,0 +1,1 @@
+"""The Wyoming speech-to-text server: Home Assistant's Assist transcribes through listend."""
