@@ -36,7 +36,12 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--since", help="2h, 30m, 7d ago, or a date/time (2026-12-01T08:00)")
     sub.add_argument("--until", help="the same, exclusive")
     sub.add_argument("--limit", type=int, default=50, help="the newest N matches (default 50)")
-    sub.add_argument("--format", choices=["text", "jsonl", "srt"], default="text")
+    sub.add_argument(
+        "--format",
+        choices=["text", "jsonl", "srt"],
+        default="text",
+        help="text (highlighted on a terminal), jsonl (the events) or srt (finals as cues)",
+    )
 
 
 def database_of(config: str | None, sink: str | None) -> Path:

@@ -50,10 +50,15 @@ class HistorySinkConfig(SinkConfig):
     path: str = Field(default="history.sqlite3", description="the database; relative to state_dir")
     max_age: float | None = Field(
         default=30 * 86400.0,
+        gt=0,
+        le=100 * 365 * 86400.0,
         description="delete entries older than this (seconds, or 90s/15m/2h/30d/1w); null: keep",
     )
     max_mb: float | None = Field(
-        default=512.0, gt=0, description="keep the database under this size (oldest go first)"
+        default=512.0,
+        gt=0,
+        le=1024 * 1024,
+        description="keep the database under this size (oldest go first)",
     )
     batch: int = Field(default=500, ge=1, le=10000, description="events per transaction at most")
 
