@@ -22,6 +22,7 @@ from listend.daemon.errors import ListendError
 log = logging.getLogger("listend")
 
 Command = Callable[[argparse.Namespace], int]
+CONFIG_HELP = "config file (default: $LISTEND_CONFIG, then /etc/listend/listend.yaml)"
 
 
 def _load_located(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
@@ -134,6 +135,35 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control_socket(args: argparse.Namespace):  # type: ignore[no-untyped-def]  # noqa: ANN202
+    """--socket, $LISTEND_SOCKET, the service's socket, else the config's state_dir."""
+    from listend.control_client import SERVICE_SOCKET, socket_path  # noqa: PLC0415
+
+    explicit = args.socket is not None or os.environ.get("LISTEND_SOCKET")
+    if explicit or (not (args.path or args.config) and SERVICE_SOCKET.exists()):
+        return socket_path(args, None)
+    _path, _host, config, _positions = _load_located(args)
+    return socket_path(args, config.state_dir)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from listend.control_client import status  # noqa: PLC0415
+
+    return status(_control_socket(args), as_json=args.json)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from listend.control_client import tail  # noqa: PLC0415
+
+    return tail(_control_socket(args), args)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from listend.search import database_of, run  # noqa: PLC0415
+
+    return run(args, args.db or database_of(args.config, args.sink))
+
+
 def cmd_manpage(_args: argparse.Namespace) -> int:
     from listend.manual import manpage  # noqa: PLC0415
 
@@ -204,9 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         _global_options(sub, top=False)
         sub.set_defaults(func=func)
         if config:
-            help_config = "config file (default: $LISTEND_CONFIG, then /etc/listend/listend.yaml)"
-            sub.add_argument("path", nargs="?", help=help_config)
-            sub.add_argument("-c", "--config", help=help_config)
+            sub.add_argument("path", nargs="?", help=CONFIG_HELP)
+            sub.add_argument("-c", "--config", help=CONFIG_HELP)
         return sub
 
     add("run", cmd_run, "run the daemon", config=True)
@@ -219,6 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
     from listend.transcribe import add_arguments  # noqa: PLC0415
 
     add_arguments(add("transcribe", cmd_transcribe, "transcribe a file or URL once"))
+    from listend.control_client import add_socket_arguments, add_tail_arguments  # noqa: PLC0415
+
+    status = add("status", cmd_status, "show a running daemon's streams and sinks", config=True)
+    add_socket_arguments(status)
+    status.add_argument("--json", action="store_true", help="print the JSON document")
+    tail = add("tail", cmd_tail, "print a running daemon's events as they happen", config=True)
+    add_socket_arguments(tail)
+    add_tail_arguments(tail)
+    from listend.search import add_arguments as add_search_arguments  # noqa: PLC0415
+
+    search = add("search", cmd_search, "search what the history sink stored")
+    search.add_argument("-c", "--config", help=CONFIG_HELP)
+    add_search_arguments(search)
     devices = add("devices", cmd_devices, "list audio input devices (for microphone sources)")
     devices.add_argument("--json", action="store_true", help="print a JSON array")
     add(

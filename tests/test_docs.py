@@ -20,12 +20,13 @@ from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig, VadConfig
 from listend.daemon.plugin.stream_options import StreamOptions
+from listend.daemon.plugin.trigger_options import TriggerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 #: Nested models documented on a page of their own, not row by row.
-DOCUMENTED_ELSEWHERE = (StreamOptions, VadConfig)
+DOCUMENTED_ELSEWHERE = (StreamOptions, VadConfig, TriggerConfig)
 PLUGINS = load_plugins()
 
 
@@ -111,6 +112,7 @@ def test_every_sink_option_is_documented_with_its_default(type_name):
         ("sources.md", "Options every source has", SourceConfig),
         ("sources.md", "Voice-activity gating (`vad:`)", VadConfig),
         ("sinks.md", "Options every sink has", SinkConfig),
+        ("triggers.md", "Options", TriggerConfig),
     ],
 )
 def test_shared_options_are_documented(page, heading, model):

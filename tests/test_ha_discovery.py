@@ -121,3 +121,33 @@ def test_sensor_state_always_fits(text):
     payload = to_json(transcript("hall", 1, text, device="kiosk-1"))
     state = render(components["hall_last_transcript"]["value_template"], payload)
     assert len(state) <= HA_STATE_LIMIT
+
+
+def test_a_source_with_triggers_gets_a_phrase_event_entity():
+    config = MqttSinkConfig.model_validate({"type": "mqtt", "homeassistant": {}})
+    context = PluginContext(
+        "kiosk-1", Path("/nonexistent"), ("hall", "door"), triggers={"hall": ("help", "desk")}
+    )
+    sink = MqttSink("broker", config, context)
+    assert sink.discovery is not None
+    [(_topic, payload)] = sink.discovery.messages(["hall", "door"])
+    components = json.loads(payload)["components"]
+    assert "door_phrase" not in components  # no triggers there
+    entity = components["hall_phrase"]
+    assert entity["platform"] == "event"
+    assert set(entity) <= EVENT_KEYS
+    assert entity["event_types"] == ["desk", "help"]
+    assert entity["state_topic"] == sink.topic_for_source("hall", "phrase")
+    assert entity["default_entity_id"] == "event.listend_kiosk_1_hall_phrase"
+    phrase = {
+        "id": "kiosk-1/hall/1/9",
+        "source": "hall",
+        "trigger": "help",
+        "status": "detected",
+        "text": "help me",
+        "confidence": 0.9,
+        "at": "2026-12-01T22:12:47+00:00",
+    }
+    rendered = json.loads(render(entity["value_template"], json.dumps(phrase)))
+    assert rendered["event_type"] == "help"
+    assert rendered["text"] == "help me"

@@ -129,3 +129,16 @@ def test_device_and_state_dir_need_a_restart(parse) -> None:
     assert len(plan.refused) == 2
     assert "device changed" in plan.refused[0]
     assert "systemctl restart listend" in plan.refused[0]
+
+
+def test_changed_triggers_restart_their_sources_and_the_sinks_they_reach(parse) -> None:
+    with_triggers = BASE + "triggers:\n  help: {phrases: [help]}\n"
+    plan = plan_reload(parse(BASE), parse(with_triggers))
+    assert plan.stop_sources == plan.start_sources == ["hall", "door"]  # matching, boosting
+    assert plan.stop_sinks == plan.start_sinks == ["a", "b"]  # HA discovery's event types
+    own = BASE.replace(
+        "    sinks: [a]\n", "    sinks: [a]\n    triggers: {door: {phrases: [open the door]}}\n"
+    )
+    plan = plan_reload(parse(BASE), parse(own))
+    assert plan.stop_sources == ["door"]
+    assert plan.stop_sinks == ["a"]  # b does not receive door

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
 
 SCHEMA_VERSION = 1
 
-EventKind = Literal["final", "interim", "utterance_end", "speech_started", "metadata"]
+EventKind = Literal["final", "interim", "utterance_end", "speech_started", "metadata", "phrase"]
+PhraseStatus = Literal["detected", "confirmed", "retracted"]
 
 
 def _to_ms(value: float) -> float:
@@ -110,8 +111,34 @@ class MetadataEvent(_EventBase):
         return "metadata"
 
 
+class PhraseEvent(_EventBase):
+    """A trigger's phrase was heard: ``detected`` as soon as it appears (often in an interim
+    result), then settled by the final as ``confirmed`` or ``retracted``."""
+
+    type: Literal["phrase"] = "phrase"
+    trigger: str = Field(description="the trigger's name")
+    status: PhraseStatus
+    text: str = Field(description="the words that matched, as transcribed")
+    start: float = Field(description="seconds since the source started")
+    end: float
+    started_at: datetime = Field(description="UTC wall time of `start`")
+    at: datetime = Field(description="UTC wall time of `end`")
+    confidence: float = 0.0
+    engine: str = "deepgram"
+    final_id: str | None = Field(
+        default=None, description="id of the final it belongs to (unset while only interim)"
+    )
+    detection: str | None = Field(
+        default=None, description="confirmed/retracted: id of the `detected` event settled"
+    )
+
+    @property
+    def kind(self) -> EventKind:
+        return "phrase"
+
+
 Event = Annotated[
-    TranscriptEvent | UtteranceEndEvent | SpeechStartedEvent | MetadataEvent,
+    TranscriptEvent | UtteranceEndEvent | SpeechStartedEvent | MetadataEvent | PhraseEvent,
     Field(discriminator="type"),
 ]
 
@@ -124,7 +151,7 @@ def to_json(event: AnyEvent) -> str:
     return event.model_dump_json(exclude_none=True)
 
 
-AnyEvent = TranscriptEvent | UtteranceEndEvent | SpeechStartedEvent | MetadataEvent
+AnyEvent = TranscriptEvent | UtteranceEndEvent | SpeechStartedEvent | MetadataEvent | PhraseEvent
 
 
 _EVENT_ADAPTER: TypeAdapter[AnyEvent] | None = None

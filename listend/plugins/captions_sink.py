@@ -32,6 +32,7 @@ from listend.api import (
     hookimpl,
 )
 from listend.plugins.captions_board import CaptionBoard, CaptionLine
+from listend.plugins.history_http import search_handler
 
 if TYPE_CHECKING:  # aiohttp (10 MB of RSS) is imported once a captions sink runs
     from aiohttp import web
@@ -104,6 +105,10 @@ class CaptionsSinkConfig(SinkConfig):
         default=50, ge=1, le=1000, description="committed lines per source kept for new pages"
     )
     title: str = Field(default="Live captions", max_length=200, description="page title")
+    search_db: str | None = Field(
+        default="history.sqlite3",
+        description="history database (relative to state_dir) that /search reads; null: none",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -176,6 +181,10 @@ class CaptionsSink(Sink):
         app.router.add_get("/", self._page)
         app.router.add_get("/source/{source}", self._page)
         app.router.add_get("/ws", self._websocket)
+        if self.config.search_db is not None:  # read-only, like the page
+            app.router.add_get(
+                "/search", search_handler(self.context.state_dir / self.config.search_db)
+            )
         app.on_shutdown.append(self._close_pages)
         errors = _ClientErrorLog(logging.getLogger("aiohttp.server"), {"name": self.name})
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, logger=errors)

@@ -7,7 +7,10 @@ Per source, two entities on the source's final-transcript topic:
 - a ``sensor`` holding the last transcript, cut to Home Assistant's 255-character state
   limit, with the full text as an attribute.
 
-Both are tied to listend's retained status topic (Last Will ``offline``), so they show as
+A source with phrase triggers also gets an ``event`` entity on its ``<topic>/phrase`` topic
+whose event types are the trigger names (fired on each detection).
+
+All are tied to listend's retained status topic (Last Will ``offline``), so they show as
 unavailable when the daemon dies. The payload on the topic stays listend's own event JSON
 (the consumer contract): templates map it to what Home Assistant expects, and keep the
 attributes small (no word list) so the recorder stores them (it drops attributes > 16 KiB).
@@ -20,8 +23,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from listend.api import __version__
@@ -36,6 +39,11 @@ EVENT_VALUE_TEMPLATE = (
     "'text': value_json.text, 'confidence': value_json.confidence, "
     "'speech_final': value_json.speech_final, 'started_at': value_json.started_at, "
     "'ended_at': value_json.ended_at} | to_json }}"
+)
+PHRASE_VALUE_TEMPLATE = (
+    "{{ {'event_type': value_json.trigger, 'id': value_json.id, 'source': value_json.source, "
+    "'text': value_json.text, 'confidence': value_json.confidence, "
+    "'status': value_json.status, 'at': value_json.at} | to_json }}"
 )
 SENSOR_VALUE_TEMPLATE = "{{ value_json.text[:%d] }}" % HA_STATE_LIMIT  # noqa: UP031 - Jinja braces
 SENSOR_ATTRIBUTES_TEMPLATE = (
@@ -61,6 +69,8 @@ class Discovery:
     prefix: str = "homeassistant"
     qos: int = 1
     mode: Literal["device", "entity"] = "device"
+    phrase_topic: Callable[[str], str] | None = None
+    triggers: Mapping[str, Sequence[str]] = field(default_factory=dict)  # names, per source
     #: The switch and diagnostics (see :mod:`ha_controls`), when running inside a daemon.
     controls: ControlTopics | None = None
     sinks: tuple[str, ...] = ()  # whose outbox depth is shown
@@ -99,7 +109,7 @@ class Discovery:
         ]
 
     def components(self, source: str) -> dict[str, dict[str, Any]]:
-        """The ``event`` and ``sensor`` configs for one source, keyed by component id."""
+        """The ``event`` and ``sensor`` configs (and the phrase ``event``) for one source."""
         topic = self.final_topic(source)
         base = f"{self.node_id}_{_NOT_ID.sub('_', source)}"
         entity = f"listend_{slug(self.device)}_{slug(source)}"
@@ -108,7 +118,7 @@ class Discovery:
             if self.controls is None
             else source_controls(self.controls, source, base_id=base, entity=entity, qos=self.qos)
         )
-        return controls | {
+        components = controls | {
             f"{source}_transcript": {
                 "platform": "event",
                 "unique_id": f"{base}_transcript",
@@ -133,6 +143,20 @@ class Discovery:
                 "qos": self.qos,
             },
         }
+        triggers = self.triggers.get(source)
+        if triggers and self.phrase_topic is not None:
+            components[f"{source}_phrase"] = {
+                "platform": "event",
+                "unique_id": f"{base}_phrase",
+                "name": f"{source} phrase",
+                "default_entity_id": f"event.{entity}_phrase",
+                "state_topic": self.phrase_topic(source),
+                "event_types": sorted(triggers),
+                "value_template": PHRASE_VALUE_TEMPLATE,
+                "icon": "mdi:bullhorn",
+                "qos": self.qos,
+            }
+        return components
 
     def sink_components(self, sink: str) -> dict[str, dict[str, Any]]:
         if self.controls is None:

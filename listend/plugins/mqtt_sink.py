@@ -2,7 +2,9 @@
 
 Topics (``topic`` template, default ``listend/{device}/{source}/transcript``): finals on the
 topic itself, other kinds it receives on ``<topic>/interim``, ``<topic>/utterance_end`` and
-``<topic>/speech_started``. Payloads are the event JSON (never retained). The retained
+``<topic>/speech_started``; ``phrase`` events on ``<topic>/phrase/<trigger>``, detections also
+on ``<topic>/phrase`` (Home Assistant's event entity). Payloads are the event JSON (never
+retained). The retained
 ``listend/{device}/status`` is ``online`` while connected and ``offline`` after a clean stop
 or, through the Last Will, when the daemon dies.
 
@@ -32,6 +34,7 @@ from listend.api import (
     DeliveryError,
     EventKind,
     Outage,
+    PhraseEvent,
     PluginContext,
     RegisterSink,
     Sink,
@@ -54,6 +57,7 @@ KIND_SUFFIX: dict[EventKind, str] = {
     "utterance_end": "/utterance_end",
     "speech_started": "/speech_started",
     "metadata": "/metadata",
+    "phrase": "/phrase",
 }
 #: Home Assistant waits this long at most (random) before re-sending discovery on its birth.
 BIRTH_RESEND_MAX_DELAY = 3.0
@@ -100,6 +104,8 @@ class MqttSink(Sink):
                 device=context.device,
                 status_topic=self.status_topic,
                 final_topic=self.topic_for_source,
+                phrase_topic=lambda source: self.topic_for_source(source, "phrase"),
+                triggers=context.triggers,
                 prefix=ha.prefix,
                 qos=max(cfg.qos, 1),
                 mode=ha.mode,
@@ -310,13 +316,21 @@ class MqttSink(Sink):
             for event in events:
                 kind = event.kind
                 qos = 0 if kind == "interim" else self.config.qos
-                topic = self.topic_for_source(event.source, kind)
-                waiter = conn.publish_nowait(topic, to_json(event), qos=qos)
-                if waiter is not None:
-                    waiters.append(waiter)
+                payload = to_json(event)
+                for topic in self._topics(event):
+                    waiter = conn.publish_nowait(topic, payload, qos=qos)
+                    if waiter is not None:
+                        waiters.append(waiter)
             await conn.wait_acks(waiters)
         except MqttError as exc:
             raise DeliveryError(str(exc)) from None
+
+    def _topics(self, event: AnyEvent) -> list[str]:
+        topic = self.topic_for_source(event.source, event.kind)
+        if not isinstance(event, PhraseEvent):
+            return [topic]
+        per_trigger = f"{topic}/{event.trigger}"
+        return [per_trigger, topic] if event.status == "detected" else [per_trigger]
 
     async def _discover_new_sources(self, conn: MqttConnection, events: Sequence[AnyEvent]) -> None:
         """A source not known at start (e.g. added by a reload) gets its entities now."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import wave
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
@@ -132,6 +133,13 @@ class Script:
         return path
 
 
+def _misheard(word: RecognizedWord, instead: str | None) -> RecognizedWord:
+    if instead is None:
+        return word
+    punctuated = None if word.punctuated_word is None else instead
+    return replace(word, word=instead, punctuated_word=punctuated)
+
+
 def interleave(*scripts: Script) -> bytes:
     """Multichannel PCM with one mono script per channel (shorter ones padded with silence)."""
     monos = [Script.pcm(replace(s, channels=1)) for s in scripts]
@@ -173,6 +181,7 @@ class ScriptedRecognizer(Recognizer):
         final_every: int = 6,
         silence_final: float = 2.0,
         min_word: float = 0.02,
+        misheard: Mapping[str, str] | None = None,
     ) -> None:
         if params.encoding != "linear16":
             raise UnsupportedParams(
@@ -183,6 +192,7 @@ class ScriptedRecognizer(Recognizer):
         self.rate = params.sample_rate
         self.frame_bytes = 2 * params.channels
         self.final_every = final_every
+        self.misheard = dict(misheard or {})  # word -> what interim results show instead
         self.silence_final_frames = round(silence_final * self.rate)
         self.min_word_frames = round(min_word * self.rate)
         self.endpoint_frames = (
@@ -311,11 +321,14 @@ class ScriptedRecognizer(Recognizer):
         return min(due) if due else None
 
     def _interim(self, end: int) -> Hypothesis:
+        words = self.seg_words
+        if self.misheard:  # a hypothesis the final revises (retracted phrase triggers)
+            words = [_misheard(w, self.misheard.get(w.word)) for w in words]
         return Hypothesis(
             is_final=False,
             start=self.seg_start / self.rate,
             duration=(end - self.seg_start) / self.rate,
-            words=tuple(self.seg_words),
+            words=tuple(words),
             confidence=0.99 if self.seg_words else 0.0,
         )
 

@@ -14,6 +14,7 @@ from listend.daemon.config.urls import reject_userinfo
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig
 from listend.daemon.plugin.stream_options import StreamOptions
+from listend.daemon.plugin.trigger_options import TriggerConfig, boosted, check_trigger_names
 
 DEFAULT_CONFIG_PATH = Path("/etc/listend/listend.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/listend")
@@ -248,6 +249,10 @@ class ListendConfig(BaseModel):
     health: HealthConfig | None = Field(
         default=None, description="HTTP health and metrics endpoint; off unless set"
     )
+    triggers: dict[str, TriggerConfig] = Field(
+        default_factory=dict,
+        description="phrase triggers for every source: name -> phrases/regex (docs/triggers.md)",
+    )
     wyoming: WyomingConfig | None = Field(
         default=None, description="Wyoming speech-to-text server for Home Assistant; off unless set"
     )
@@ -263,6 +268,21 @@ class ListendConfig(BaseModel):
     @classmethod
     def _device_id(cls, value: str) -> str:
         return check_identifier(value)
+
+    @field_validator("triggers")
+    @classmethod
+    def _trigger_names(cls, value: dict[str, TriggerConfig]) -> dict[str, TriggerConfig]:
+        return check_trigger_names(value)
+
+    def triggers_for(self, source: str) -> dict[str, TriggerConfig]:
+        """The source's triggers: the global ones, replaced or added to by its own."""
+        merged = {**self.triggers, **self.sources[source].triggers}
+        return {name: trigger for name, trigger in merged.items() if trigger.enabled}
+
+    def stream_options_for(self, source: str) -> StreamOptions:
+        """The source's stream options over deepgram.options, with its trigger phrases boosted."""
+        merged = self.sources[source].stream.merged_over(self.deepgram.options)
+        return boosted(merged, self.triggers_for(source))
 
     def shown(self) -> dict[str, object]:
         """The config as `validate --show` prints it: secrets as their references.

@@ -43,7 +43,8 @@ class SinkConfig(BaseModel):
     receive: list[EventKind] = Field(
         default_factory=lambda: list[EventKind](["final"]),
         description=(
-            "event kinds this sink gets: final, interim, utterance_end, speech_started, metadata"
+            "event kinds this sink gets: final, interim, utterance_end, speech_started, "
+            "metadata, phrase"
         ),
     )
     outbox: OutboxOptions = Field(default_factory=OutboxOptions)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from listend.daemon.plugin.control import DaemonControl
 from listend.daemon.plugin.stream_options import StreamOptions
+from listend.daemon.plugin.trigger_options import TriggerConfig, check_trigger_names
 
 SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
 #: What a stream may declare: Deepgram's range (a WAV header can claim anything, e.g. 1 Hz,
@@ -84,6 +85,16 @@ class SourceConfig(BaseModel):
     fallback: Literal["local"] | None = Field(
         default=None, description="use the local engine while Deepgram is unreachable"
     )
+    triggers: dict[str, TriggerConfig] = Field(
+        default_factory=dict,
+        description="phrase triggers for this source, added to (by name: replacing) the "
+        "global `triggers`",
+    )
+
+    @field_validator("triggers")
+    @classmethod
+    def _trigger_names(cls, value: dict[str, TriggerConfig]) -> dict[str, TriggerConfig]:
+        return check_trigger_names(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,8 @@ class PluginContext:
     state_dir: Path
     #: For a sink: the sources routed to it (e.g. for Home Assistant discovery).
     sources: tuple[str, ...] = ()
+    #: For a sink: the trigger names of each source routed to it.
+    triggers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Read-only stream status and the pause switch (None outside a running daemon).
     control: DaemonControl | None = field(default=None, compare=False)
 

@@ -24,6 +24,7 @@ from listend.daemon.plugin.manager import PluginHost
 from listend.daemon.plugin.sink import Sink
 from listend.daemon.plugin.source import PluginContext, Source
 from listend.daemon.service.control import Controls
+from listend.daemon.service.control_socket import ControlServer, control_socket_path
 from listend.daemon.service.drain import drain, settle
 from listend.daemon.service.local_engine import LocalEndpoint, LocalEngineFactory, no_local_engine
 from listend.daemon.service.metrics import Metrics, SinkState, status_line
@@ -144,7 +145,9 @@ class Daemon:
         cls = self.host.sinks.get(cfg.type)
         if cls is None:  # the loader reports it first, with file and line
             raise PluginError(f"sink {name}: unknown type {cfg.type!r}")
-        return cls(name, cfg, dataclasses.replace(self.context, sources=routed_to(config, name)))
+        sources = routed_to(config, name)
+        triggers = {source: tuple(config.triggers_for(source)) for source in sources}
+        return cls(name, cfg, dataclasses.replace(self.context, sources=sources, triggers=triggers))
 
     def make_source(self, config: ListendConfig, name: str) -> Source:
         cfg = config.sources[name]
@@ -169,6 +172,7 @@ class Daemon:
             publish=self.router.publish,
             kinds=functools.partial(self.router.kinds_for, name),
             spool=Spool.of_source(config.state_dir, source, config.deepgram.spool_max_mb),
+            triggers=config.triggers_for(name),
         )
         session.pause(name in self.control.paused)  # muted stays muted across restarts
         return session
@@ -223,7 +227,7 @@ class Daemon:
                     self._phase = "stopping"
                     self.notifier.stopping()
                 await self._drain()
-                for name in ("ready", "heartbeat", "reloader", "wyoming"):
+                for name in ("ready", "heartbeat", "reloader", "wyoming", "control-socket"):
                     if (task := self._tasks.get(f"listend[{name}]")) is not None:
                         task.cancel()
         finally:
@@ -267,6 +271,9 @@ class Daemon:
             self.start_session(session)
         self._spawn("ready", self._announce_ready())
         self._spawn("reloader", self._reloader())
+        self._spawn(
+            "control-socket", ControlServer(self, control_socket_path(config.state_dir)).serve()
+        )
 
     async def _first_attempt(self, name: str) -> None:
         """First connection attempt, then first audio for up to AUDIO_GRACE s (honest READY)."""

@@ -91,12 +91,14 @@ def plan_reload(old: ListendConfig, new: ListendConfig) -> ReloadPlan:
 
     def source_key(config: ListendConfig, name: str) -> object:
         source = config.sources[name]
-        merged = source.stream.merged_over(config.deepgram.options)
-        return _fields(source, exclude=("sinks",)), merged
+        merged = config.stream_options_for(name)
+        return _fields(source, exclude=("sinks",)), merged, config.triggers_for(name)
 
     def sink_key(config: ListendConfig, name: str) -> object:
         # a sink is told its sources at start (e.g. for Home Assistant discovery)
-        return _fields(config.sinks[name], exclude=("receive",)), routed_to(config, name)
+        sources = routed_to(config, name)  # and their triggers (discovery's event types)
+        triggers = [tuple(config.triggers_for(source)) for source in sources]
+        return _fields(config.sinks[name], exclude=("receive",)), sources, triggers
 
     plan.stop_sources, plan.start_sources = _diff(
         [name for name, source in old.sources.items() if source.enabled],

@@ -7,12 +7,13 @@ One place for the daemon's sources and the Wyoming server's requests, so both re
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 from listend.daemon.config.models import ListendConfig
 from listend.daemon.events import EventKind
 from listend.daemon.plugin.source import Source
 from listend.daemon.plugin.stream_options import StreamOptions
+from listend.daemon.plugin.trigger_options import TriggerConfig, boosted
 from listend.daemon.service.local_engine import LocalEndpoint
 from listend.daemon.stream.capture import Publish
 from listend.daemon.stream.endpoint import Endpoint, build_endpoint
@@ -33,8 +34,10 @@ def new_session(
     publish: Publish,
     kinds: Callable[[], Collection[EventKind]] | None = None,
     spool: Spool | None = None,
+    triggers: Mapping[str, TriggerConfig] | None = None,
 ) -> StreamSession:
-    """A session for ``source``; ``options`` override ``deepgram.options``."""
+    """A session for ``source``; ``options`` override ``deepgram.options``; the ``triggers``'
+    phrases are boosted."""
     url, token = (engine.url, engine.authorization) if engine is not None else (None, None)
     endpoint = build_endpoint(config, url, token)
     fallback = None
@@ -47,11 +50,12 @@ def new_session(
         name=name,
         device=config.device,
         source=source,
-        options=options.merged_over(config.deepgram.options),
+        options=boosted(options.merged_over(config.deepgram.options), triggers or {}),
         deepgram=config.deepgram,
         endpoint=endpoint,
         publish=publish,
         kinds=kinds,
         fallback=fallback,
         spool=spool,
+        triggers=triggers,
     )

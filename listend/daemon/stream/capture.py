@@ -24,6 +24,7 @@ from listend.daemon.plugin.source import Source
 from listend.daemon.stream.replay import ReplayBuffer
 from listend.daemon.stream.spool import SpoolRun
 from listend.daemon.stream.stats import SessionStats
+from listend.daemon.stream.triggers import PhraseTracker
 from listend.daemon.stream.voice_gate import Passage, VoiceGate
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,15 @@ class Capture:
 
 class EventQueue:
     def __init__(
-        self, name: str, buffer: ReplayBuffer, publish: Publish, acked: Callable[[int], None]
+        self,
+        name: str,
+        buffer: ReplayBuffer,
+        publish: Publish,
+        acked: Callable[[int], None],
+        phrases: PhraseTracker | None = None,
     ) -> None:
         self.name = name
+        self.phrases = phrases  # matches triggers on what is emitted, queues the phrase events
         self.buffer = buffer
         self.publish = publish
         self.acked = acked  # called with the stream offset a committed final covers
@@ -145,11 +152,14 @@ class EventQueue:
             self.dropped_interims += 1  # superseded by the final anyway; never block for them
             if self.dropped_interims % 100 == 1:
                 log.warning("source %s: sinks are slow, dropping interim results", self.name)
-            return
-        covered = None
-        if event.kind == "final":
-            covered = self.last_final = self.buffer.covered
-        await self._queue.put((event, covered))
+        else:
+            covered = None
+            if event.kind == "final":
+                covered = self.last_final = self.buffer.covered
+            await self._queue.put((event, covered))
+        if self.phrases is not None:  # even on a dropped interim: a trigger fires at once
+            for phrase in self.phrases.observe(event):
+                await self._queue.put((phrase, None))
 
     async def run(self) -> None:
         """The publisher task: until :meth:`close` (after what was queued)."""

@@ -85,7 +85,7 @@ class EventFactory:
             self._channels = max(self._channels, index[1])
         return index[0] if index else 0
 
-    def _next(self, request_id: str | None = None) -> dict[str, Any]:
+    def numbered(self, request_id: str | None = None) -> dict[str, Any]:
         self.seq += 1
         return {
             "id": event_id(self.device, self.source, self.epoch, self.seq),
@@ -144,7 +144,7 @@ class EventFactory:
             return None
         first = max(start, floor)
         return TranscriptEvent(
-            **self._next(message.metadata.request_id),
+            **self.numbered(message.metadata.request_id),
             channel=channel,
             start=first,
             end=end,
@@ -166,7 +166,7 @@ class EventFactory:
             return None
         self._last_utterance_end[channel] = last_word_end
         return UtteranceEndEvent(
-            **self._next(),
+            **self.numbered(),
             channel=channel,
             last_word_end=last_word_end,
             at=self.wall(last_word_end),
@@ -178,7 +178,7 @@ class EventFactory:
         if timestamp < self.emitted_until(channel) - EPSILON:
             return None  # speech in replayed audio that is already transcribed
         return SpeechStartedEvent(
-            **self._next(),
+            **self.numbered(),
             channel=channel,
             timestamp=timestamp,
             at=self.wall(timestamp),
@@ -186,7 +186,7 @@ class EventFactory:
 
     def metadata(self, message: ListenV1Metadata) -> MetadataEvent:
         return MetadataEvent(
-            **self._next(message.request_id),
+            **self.numbered(message.request_id),
             duration=message.duration,
             channels=message.channels,
             created=message.created,

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from deepgram import AsyncDeepgramClient
@@ -30,6 +30,7 @@ from listend.daemon.errors import ListendError
 from listend.daemon.events import EventKind
 from listend.daemon.plugin.source import Source
 from listend.daemon.plugin.stream_options import StreamOptions
+from listend.daemon.plugin.trigger_options import TriggerConfig
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.outage import Outage
 from listend.daemon.stream.capture import Capture, EventQueue, Publish
@@ -49,6 +50,7 @@ from listend.daemon.stream.schedule import HEALTHY_AFTER, RetrySchedule
 from listend.daemon.stream.spool import Spool, SpoolRun
 from listend.daemon.stream.spooling import SpoolKeeper
 from listend.daemon.stream.stats import SessionStats
+from listend.daemon.stream.triggers import PhraseTracker
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class StreamSession:
         fallback: Endpoint | None = None,
         spool: Spool | None = None,
         recovering: SpoolRun | None = None,
+        triggers: Mapping[str, TriggerConfig] | None = None,
     ) -> None:
         self.name = name
         self.device = device
@@ -110,8 +113,6 @@ class StreamSession:
         self._recovery: StreamSession | None = None  # transcribing a spooled run now
         self.capture = Capture(name, source, self.buffer, self.stats, recovering=recovering)
         self.gate = self.capture.gate
-        self.events = EventQueue(name, self.buffer, publish, self._acked)
-        self.emit = self.events.emit
         self.factory = EventFactory(
             device=device,
             source=name,
@@ -121,11 +122,17 @@ class StreamSession:
             timeline=self.buffer.timeline,
             recovered=recovering is not None,
         )
+        self.triggers = triggers or {}  # the source's phrase triggers (PhraseTracker)
+        phrases = PhraseTracker.of(self.triggers, self.factory)
+        self.events = EventQueue(name, self.buffer, publish, self._acked, phrases)
+        self.emit = self.events.emit
 
     @property
     def wants_interims(self) -> bool:
-        """Whether any sink receives interim results (if not, they are never built)."""
-        return self._kinds is None or "interim" in self._kinds()
+        """Whether a sink receives interims or phrases (if not, interims are never built)."""
+        kinds = None if self._kinds is None else self._kinds()
+        wanted = {"interim", "phrase"} if self.events.phrases is not None else {"interim"}
+        return kinds is None or not wanted.isdisjoint(kinds)
 
     @property
     def failure(self) -> ListendError | None:
@@ -213,6 +220,7 @@ class StreamSession:
                 fallback=None if self.fallback is None else self.fallback.local,
                 spool=self.keeper.spool,
                 recovering=run,
+                triggers=self.triggers,
             )
             self._recovery.backoff = self.backoff
             await self._recovery.run(epoch=self.factory.epoch - 1 - index)
@@ -274,12 +282,7 @@ class StreamSession:
     def _abandon(self, failure: StreamError) -> None:
         lost = self.buffer.to_seconds(self.buffer.lost() + self.buffer.uncovered)
         self.stats.gap_seconds += lost
-        log.error(
-            "source %s: stopping with %.1fs of audio never transcribed (%s)",
-            self.name,
-            lost,
-            failure,
-        )
+        log.error("source %s: stopping with %.1fs never transcribed (%s)", self.name, lost, failure)
 
     def _falling_back(self, endpoint: Endpoint, failure: StreamError) -> bool:
         """Deepgram failed (again): True when the next connection goes to the local engine."""
