@@ -23,3 +23,14 @@ class SessionStats:
     unspooled_seconds: float = 0.0  # audio that did not fit in the spool (lost on a crash)
     last_final_at: float | None = None  # time.monotonic() of the last final
     final_latencies: list[float] = field(default_factory=list)  # drained by the metrics exporter
+    #: Set when the stream goes down (:meth:`mark_down`): the spool writer waits on it
+    #: instead of polling while the stream keeps up.
+    lost: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
+
+    def mark_up(self) -> None:
+        self.connected = True
+        self.lost.clear()
+
+    def mark_down(self) -> None:
+        self.connected = False
+        self.lost.set()
