@@ -1,15 +1,21 @@
-"""The local engine measured through the Deepgram SDK, as the daemon uses it.
+"""The local engines measured through the Deepgram SDK, as the daemon uses them.
 
     .venv/bin/python bench/engine_bench.py [--no-write]
 
-- accuracy and speed: the fixed utterances of bench/corpus.py (espeak-ng, deterministic) in one
-  stream with 1.2 s pauses, sent as fast as the engine takes them: word error rate (WER) and
-  real-time factor (RTF = processing time / audio time), without and with ``keyterm`` boosting
-  of the corpus's phrases (also: how many boosted phrases were heard, and how many were
-  inserted where nobody said them);
+Each engine (pocketsphinx; Whisper when listend[whisper] is installed) and pocketsphinx alone
+(its Decoder on whole utterances, no listend) runs in a process of its own, so peak RSS and
+CPU are its own:
+
+- accuracy and CPU: the fixed utterances of bench/corpus.py (espeak-ng, deterministic) in one
+  stream with 1.2 s pauses ("joined"), sent as fast as the engine takes them, and each
+  utterance as a file of its own through the REST API ("separate"): word error rate (WER),
+  CPU seconds per audio second (the engine's process and its workers); with ``keyterm``
+  boosting of the corpus's phrases: how many were heard, how many inserted where not said;
 - latency: a stream paced in real time; the time from the last sample of speech leaving the
-  client to the utterance's final (``speech_final``) arriving;
-- memory: the worker process's peak RSS.
+  client to the utterance's final (``speech_final``) arriving, p50 / p90;
+- memory: peak RSS of the engine's processes (the server and its decoding worker);
+- natural speech: ``bench/out/natural.wav`` with its reference text in ``natural.txt``, if
+  present (a public recording a user fetches; never committed), through the REST API.
 
 Writes its table between the engine_bench markers of bench/RESULTS.md.
 """
@@ -18,8 +24,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
+import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import time
 import wave
@@ -36,7 +47,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.corpus import KEYTERMS, SENTENCES  # noqa: E402
+from listend.engine.choice import whisper_settings  # noqa: E402
 from listend.engine.server import LocalEngine  # noqa: E402
+from tests.support.audio import wav_bytes  # noqa: E402
 from tests.support.evaluation import normalize, synthesize, word_error_rate  # noqa: E402
 
 RATE = 16000
@@ -45,6 +58,7 @@ CHUNK = 3200  # 100 ms
 LATENCY_SENTENCES = 10
 RESULTS = ROOT / "bench" / "RESULTS.md"
 START, END = "<!-- engine_bench:start -->", "<!-- engine_bench:end -->"
+NATURAL = ROOT / "bench" / "out" / "natural.wav"
 
 
 def clips(folder: Path) -> list[bytes]:
@@ -130,41 +144,126 @@ def contains(text: str, phrase: str) -> bool:
     return f" {' '.join(normalize(phrase))} " in f" {' '.join(normalize(text))} "
 
 
-async def accuracy(engine: LocalEngine, audio: list[bytes]) -> list[dict[str, Any]]:
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU time of this process (all its threads) and of ``pids`` (the decoding workers)."""
+    total = time.process_time()
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _peak_rss_mb(pids: list[int]) -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    own += int(line.split()[1])
+    return own / 1024
+
+
+def _keyterm_counts(finals: list[tuple[float, ListenV1Results]]) -> tuple[str, int]:
+    by_sentence = list(zip(SENTENCES, texts(finals), strict=False))
+    present = [(k, s) for k in KEYTERMS for s in SENTENCES if contains(s, k)]
+    found = sum(1 for k, s in present for ref, hyp in by_sentence if ref == s and contains(hyp, k))
+    inserted = sum(
+        1 for k in KEYTERMS for ref, hyp in by_sentence if contains(hyp, k) and not contains(ref, k)
+    )
+    return f"{found}/{len(present)}", inserted
+
+
+async def _rest_text(url: str, pcm: bytes) -> str:
+    response = await client(url).listen.v1.media.transcribe_file(request=wav_bytes(pcm))
+    return str(response.results.channels[0].alternatives[0].transcript)
+
+
+async def fresh_each(name: str, audio: list[bytes]) -> float:
+    """WER with each utterance a file through an engine of its own (``transcribe --local``)."""
+    heard = []
+    for clip in audio:
+        async with LocalEngine(workers=1, whisper=whisper_settings(name)) as engine:
+            heard.append(await _rest_text(engine.url, clip + silence(0.3)))
+    return word_error_rate(list(zip(SENTENCES, heard, strict=True)))
+
+
+async def measure_engine(name: str, audio: list[bytes]) -> dict[str, Any]:
+    """One engine through the SDK: the numbers of one row."""
+    started = time.monotonic()
+    engine = LocalEngine(workers=1, whisper=whisper_settings(name))
+    async with engine:
+        start_s = time.monotonic() - started
+        url = engine.url
+        pids = [w.pid for w in engine.pool.workers if w.pid is not None]
+        pcm = silence(GAP) + b"".join(clip + silence(GAP) for clip in audio)
+        seconds = len(pcm) / 2 / RATE
+        await stream(url, pcm, realtime=False)  # warm (pocketsphinx's cepstral mean)
+        cpu = _cpu_seconds(pids)
+        finals, _sent, _wall = await stream(url, pcm, realtime=False)
+        cpu = _cpu_seconds(pids) - cpu
+        joined = word_error_rate([(" ".join(SENTENCES), " ".join(texts(finals)))])
+        separate = [await _rest_text(url, clip + silence(0.3)) for clip in audio]
+        boosted, _sent, _wall = await stream(url, pcm, realtime=False, keyterm=list(KEYTERMS))
+        heard, inserted = _keyterm_counts(boosted)
+        delay = await latency(url, audio)
+        natural = None
+        if NATURAL.exists() and NATURAL.with_suffix(".txt").exists():
+            with wave.open(str(NATURAL)) as wav:
+                natural_pcm = wav.readframes(wav.getnframes())
+            text = await _rest_text(url, natural_pcm)
+            natural = word_error_rate([(NATURAL.with_suffix(".txt").read_text(), text)])
+        rss_mb = _peak_rss_mb(pids)  # while the worker lives
+    fresh = await fresh_each(name, audio)
+    return {
+        "engine": engine.description,
+        "joined": joined,
+        "separate": word_error_rate(list(zip(SENTENCES, separate, strict=True))),
+        "fresh": fresh,
+        "keyterm_wer": word_error_rate([(" ".join(SENTENCES), " ".join(texts(boosted)))]),
+        "keyterms": heard,
+        "inserted": inserted,
+        "natural": natural,
+        "cpu": cpu / seconds,
+        "latency": delay,
+        "rss_mb": rss_mb,
+        "start_s": start_s,
+        "audio": seconds,
+    }
+
+
+def measure_alone(audio: list[bytes]) -> dict[str, Any]:
+    """pocketsphinx 5.1.1 without listend: one whole-utterance decode per file."""
+    import pocketsphinx  # noqa: PLC0415
+
+    def decode(decoder: Any, pcm: bytes) -> str:
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+    decoder = pocketsphinx.Decoder(loglevel="ERROR")
     pcm = silence(GAP) + b"".join(clip + silence(GAP) for clip in audio)
-    seconds = len(pcm) / 2 / RATE
-    reference = " ".join(SENTENCES)
-    rows = []
-    await stream(engine, pcm, realtime=False)  # warm the decoder's cepstral mean first
-    runs: list[tuple[str, dict[str, Any]]] = [
-        ("no keywords", {}),
-        (f"keyterm: {len(KEYTERMS)} phrases", {"keyterm": list(KEYTERMS)}),
-    ]
-    for label, options in runs:
-        finals, _sent, wall = await stream(engine, pcm, realtime=False, **options)
-        heard = " ".join(texts(finals))
-        by_sentence = [(s, t) for s, t in zip(SENTENCES, texts(finals), strict=False)]
-        present = [(k, s) for k in KEYTERMS for s in SENTENCES if contains(s, k)]
-        found = sum(
-            1 for k, s in present for ref, hyp in by_sentence if ref == s and contains(hyp, k)
-        )
-        inserted = sum(
-            1
-            for k in KEYTERMS
-            for ref, hyp in by_sentence
-            if contains(hyp, k) and not contains(ref, k)
-        )
-        rows.append(
-            {
-                "run": label,
-                "wer": word_error_rate([(reference, heard)]),
-                "rtf": wall / seconds,
-                "keyterms": f"{found}/{len(present)}",
-                "inserted": inserted,
-                "audio": seconds,
-            }
-        )
-    return rows
+    cpu = time.process_time()
+    joined = decode(decoder, pcm)
+    cpu = time.process_time() - cpu
+    separate = [decode(decoder, clip) for clip in audio]
+    natural = None
+    if NATURAL.exists() and NATURAL.with_suffix(".txt").exists():
+        with wave.open(str(NATURAL)) as wav:
+            text = decode(decoder, wav.readframes(wav.getnframes()))
+        natural = word_error_rate([(NATURAL.with_suffix(".txt").read_text(), text)])
+    return {
+        "engine": "pocketsphinx alone, one utterance per file (no listend)",
+        "joined": word_error_rate([(" ".join(SENTENCES), joined)]),
+        "separate": word_error_rate(list(zip(SENTENCES, separate, strict=True))),
+        "fresh": word_error_rate(list(zip(SENTENCES, separate, strict=True))),  # batch CMN
+        "natural": natural,
+        "cpu": cpu / (len(pcm) / 2 / RATE),
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 async def latency(engine: LocalEngine, audio: list[bytes]) -> dict[str, float]:
@@ -186,48 +285,54 @@ async def latency(engine: LocalEngine, audio: list[bytes]) -> dict[str, float]:
     return {
         "median": statistics.median(delays),
         "p90": sorted(delays)[max(0, round(0.9 * len(delays)) - 1)],
-        "max": max(delays),
         "count": len(delays),
     }
 
 
-def table(
-    rows: list[dict[str, Any]], delay: dict[str, float], rss_mb: float, start_s: float
-) -> str:
+def _cell(value: float | None, form: str = ".2f") -> str:
+    return "-" if value is None else format(value, form)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
     cpu = "unknown CPU"
     with Path("/proc/cpuinfo").open() as info:
         for line in info:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    seconds = next(r["audio"] for r in rows if "audio" in r)
     lines = [
         (
-            f"Local engine (pocketsphinx 5.1.1, en-us), {datetime.now(UTC):%Y-%m-%d}, {cpu}, "
-            f"Python {platform.python_version()}; `make bench`. Audio: {len(SENTENCES)} espeak-ng "
-            f"utterances ({rows[0]['audio']:.0f} s with pauses), synthetic speech, so absolute "
-            "accuracy says little about real voices; compare runs with each other."
-        ),
-        "",
-        "| run | WER | RTF | boosted phrases heard | phrases inserted where not said |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['run']} | {r['wer']:.2f} | {r['rtf']:.3f} | {r['keyterms']} | {r['inserted']} |"
-        for r in rows
-    ]
-    lines += [
-        "",
-        (
-            "Streaming latency, end of speech -> final (`endpointing=300`, real-time pacing, "
-            f"{delay['count']} utterances): median {delay['median']:.2f} s, "
-            f"p90 {delay['p90']:.2f} s, max {delay['max']:.2f} s."
+            f"Local engines, {datetime.now(UTC):%Y-%m-%d}, {cpu} ({os.cpu_count()} cores, shared "
+            f"with other jobs), Python {platform.python_version()}; `make bench`. Audio: "
+            f"{len(SENTENCES)} espeak-ng utterances ({seconds:.0f} s with pauses), synthetic "
+            "speech: compare the rows with each other. WER: lower case, punctuation stripped. "
+            "CPU: seconds per audio second, the engine's processes (joined run). Latency: end "
+            "of speech -> final, real-time pacing, `endpointing=300`."
         ),
         "",
         (
-            f"Worker process peak RSS {rss_mb:.0f} MB (one warm decoder); engine start (worker "
-            f"process, model load, first decoder) {start_s:.1f} s."
+            "| engine | WER joined | WER separate files | ... each a fresh engine | WER natural | "
+            "WER with keyterm (heard, inserted) | CPU per audio s | latency p50 / p90 s | "
+            "peak RSS MB | start s |"
         ),
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    for r in rows:
+        delay = r.get("latency")
+        lines.append(
+            f"| {r['engine']} | {r['joined']:.2f} | {r['separate']:.2f} | "
+            f"{_cell(r.get('fresh'))} | "
+            f"{_cell(r.get('natural'))} | "
+            + (
+                f"{r['keyterm_wer']:.2f} ({r['keyterms']}, {r['inserted']})"
+                if "keyterms" in r
+                else "-"
+            )
+            + f" | {r['cpu']:.3f} | "
+            + (f"{delay['median']:.2f} / {delay['p90']:.2f}" if delay else "-")
+            + f" | {r['rss_mb']:.0f} | {_cell(r.get('start_s'), '.1f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -242,16 +347,29 @@ def write_results(text: str) -> None:
     RESULTS.write_text(current.rstrip() + "\n")
 
 
-async def main(write: bool) -> None:
+def run_child(which: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, __file__, "--only", which],
+        check=False,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=1800,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"engine_bench --only {which} failed (its stderr is above)")
+    row: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return row
+
+
+def main(write: bool, only: str | None) -> None:
     audio = clips(ROOT / "bench" / "out" / "corpus")
-    started = time.monotonic()
-    async with LocalEngine(workers=1) as engine:
-        start_s = time.monotonic() - started
-        rows = await accuracy(engine, audio)
-        delay = await latency(engine, audio)
-        stats = await engine.pool.stats()
-    rss_mb = max(s["max_rss_kib"] for s in stats) / 1024
-    text = table(rows, delay, rss_mb, start_s)
+    if only is not None:
+        row = measure_alone(audio) if only == "alone" else asyncio.run(measure_engine(only, audio))
+        print(json.dumps(row))
+        return
+    engines = ["pocketsphinx"] + (["whisper"] if whisper_settings("auto") is not None else [])
+    rows = [run_child(name) for name in engines] + [run_child("alone")]
+    text = table(rows)
     print(text)
     if write:
         write_results(text)
@@ -261,4 +379,6 @@ async def main(write: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print only")
-    asyncio.run(main(write=not parser.parse_args().no_write))
+    parser.add_argument("--only", choices=["pocketsphinx", "whisper", "alone"], help="one row")
+    options = parser.parse_args()
+    main(write=not options.no_write, only=options.only)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from listend import __version__
 from listend.daemon.child_env import child_environment
+from listend.daemon.config.paths import ConfigPath
 from listend.daemon.config.secrets import Secret, SecretRef, SecretResolutionError, resolve_secret
 from listend.daemon.config.urls import redact_url, reject_userinfo
 from listend.daemon.errors import ConfigError, ListendError, PluginError
@@ -50,11 +51,12 @@ from listend.daemon.retry.restarting import (
     RestartingSourceConfig,
     RestartStats,
     SourceInterrupted,
+    restart_problem,
     restarting,
 )
 from listend.daemon.retry.retrying import retrying
 from listend.daemon.tasks import cancel_and_wait
-from listend.subtitles import VTT_HEADER, printable, srt_cue, text_line, vtt_cue
+from listend.subtitles import VTT_HEADER, final_cues, printable, srt_cue, text_line, vtt_cue
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -63,6 +65,7 @@ __all__ = [
     "AudioFormat",
     "Backoff",
     "ConfigError",
+    "ConfigPath",
     "DaemonControl",
     "DeliveryError",
     "EventKind",
@@ -95,12 +98,14 @@ __all__ = [
     "__version__",
     "cancel_and_wait",
     "child_environment",
+    "final_cues",
     "from_json",
     "hookimpl",
     "printable",
     "redact_url",
     "reject_userinfo",
     "resolve_secret",
+    "restart_problem",
     "restarting",
     "retrying",
     "srt_cue",

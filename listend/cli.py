@@ -1,4 +1,10 @@
-"""Command line: maps :class:`ListendError` to one message and its exit code, nothing else."""
+"""listend: an edge speech-to-text daemon. Audio sources (microphones, files, programs) are
+streamed to Deepgram, or to the embedded offline engine, and the transcripts go to sinks (MQTT,
+HTTP, files, the terminal, a captions page) through a durable outbox.
+
+Run `listend COMMAND --help` for a command's options; the docs/ pages have the details."""
+
+# This module maps ListendError to one message and its exit code, nothing else.
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -45,7 +52,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_sources(config, host, filename=str(path), positions=positions)
     print(f"{path}: ok ({len(config.sources)} sources, {len(config.sinks)} sinks)")
     if args.show:
-        print(json.dumps(config.shown(), indent=2))
+        import yaml  # noqa: PLC0415
+
+        print(yaml.safe_dump(config.shown(), sort_keys=False), end="")
     return 0
 
 
@@ -82,8 +91,15 @@ def cmd_schema(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_line() -> str:
+    from listend.engine.choice import describe  # noqa: PLC0415 - numpy: only when asked
+
+    return f"offline engine: {describe()}"
+
+
 def cmd_plugins(_args: argparse.Namespace) -> int:
     host = _plugins()
+    print(_engine_line())
     for info in sorted(host.infos, key=lambda i: i.name):
         version = f" {info.version}" if info.version else ""
         print(f"{info.name}  ({info.package}{version})")
@@ -118,18 +134,74 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="listend", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"listend {__version__}")
+def cmd_manpage(_args: argparse.Namespace) -> int:
+    from listend.manual import manpage  # noqa: PLC0415
+
+    print(manpage(build_parser()), end="")
+    return 0
+
+
+def cmd_completion(_args: argparse.Namespace) -> int:
+    from listend.manual import bash_completion  # noqa: PLC0415
+
+    print(bash_completion(build_parser()), end="")
+    return 0
+
+
+def versions() -> str:
+    """listend, and what decides its behaviour: the Deepgram SDK and the offline engine."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    lines = [f"listend {__version__}"]
+    for label, package in (
+        ("deepgram-sdk", "deepgram-sdk"),
+        ("engine: pocketsphinx", "pocketsphinx"),
+    ):
+        try:
+            lines.append(f"{label} {version(package)}")
+        except PackageNotFoundError:
+            lines.append(f"{label} (not installed)")
+    lines.append(_engine_line())
+    lines.append(f"python {sys.version.split()[0]}")
+    return "\n".join(lines)
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
+        print(versions())
+        parser.exit()
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Options every command takes, before or after its name (``validate --log-level debug``)."""
     parser.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="overrides log.level"
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=None if top else argparse.SUPPRESS,
+        help="log verbosity; overrides the config's log.level",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="listend",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action=_Version, help="print the versions of listend, the SDK and the engine"
+    )
+    _global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
         name: str, func: Command, help_text: str, *, config: bool = False
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        _global_options(sub, top=False)
         sub.set_defaults(func=func)
         if config:
             help_config = "config file (default: $LISTEND_CONFIG, then /etc/listend/listend.yaml)"
@@ -149,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(add("transcribe", cmd_transcribe, "transcribe a file or URL once"))
     devices = add("devices", cmd_devices, "list audio input devices (for microphone sources)")
     devices.add_argument("--json", action="store_true", help="print a JSON array")
+    add(
+        "manpage",
+        cmd_manpage,
+        "print the listend(1) man page (roff), generated from these help texts",
+    )
+    completion = add("completion", cmd_completion, "print a shell completion script")
+    completion.add_argument("shell", choices=["bash"], help="the shell to complete for")
     return parser
 
 
@@ -159,9 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=args.log_level.upper())
     try:
         result: int = args.func(args)
+        sys.stdout.flush()
     except ListendError as exc:
         print(f"listend: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `listend schema | head`: the reader is gone, which is not an error worth a traceback.
+        # Point stdout at /dev/null so the flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
     return result

@@ -15,6 +15,7 @@ import os
 import stat
 import sys
 import time
+import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,34 +29,34 @@ log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
 REFRESH = 0.1  # seconds between progress bar redraws
 TIMEOUT = 3600.0  # a long file on the local engine takes a while; Deepgram answers sooner
-FLAGS = (
-    "punctuate",
-    "smart_format",
-    "diarize",
-    "utterances",
-    "paragraphs",
-    "multichannel",
-    "numerals",
-    "profanity_filter",
-    "filler_words",
-    "dictation",
-    "measurements",
-    "detect_language",
-    "detect_entities",
-    "sentiment",
-    "topics",
-    "intents",
-)
-LISTS = (
-    "keywords",
-    "keyterm",
-    "search",
-    "replace",
-    "tag",
-    "extra",
-    "custom_topic",
-    "custom_intent",
-)
+FLAGS = {  # Deepgram's boolean options, with what `--help` says about them
+    "punctuate": "add punctuation and capitalisation",
+    "smart_format": "format dates, numbers, currency, ... for reading (implies punctuate)",
+    "diarize": "tell speakers apart (speaker numbers in json)",
+    "utterances": "split into utterances (on by default for srt/vtt)",
+    "paragraphs": "split into paragraphs",
+    "multichannel": "transcribe each channel on its own",
+    "numerals": "write numbers as digits",
+    "profanity_filter": "mask profanity",
+    "filler_words": "keep 'uh', 'um', ...",
+    "dictation": "spoken punctuation commands ('comma', 'period') become punctuation",
+    "measurements": "write measurements as abbreviations",
+    "detect_language": "detect the spoken language",
+    "detect_entities": "detect names, places, ... (json)",
+    "sentiment": "sentiment analysis (json)",
+    "topics": "topic detection (json)",
+    "intents": "intent recognition (json)",
+}
+LISTS = {  # Deepgram's repeatable options
+    "keywords": "boost a word, WORD or WORD:INTENSIFIER (older models)",
+    "keyterm": "boost a term (nova-3)",
+    "search": "search for a term; hits in json",
+    "replace": "replace a term, FIND:REPLACE",
+    "tag": "a tag for Deepgram's usage reports",
+    "extra": "extra KEY:VALUE echoed in the response metadata",
+    "custom_topic": "a topic to detect (with --topics)",
+    "custom_intent": "an intent to detect (with --intents)",
+}
 FORMATTERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "text": to_text,
     "json": lambda result: json.dumps(result, indent=2) + "\n",
@@ -72,24 +73,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     where.add_argument("--url", help="Deepgram-compatible base URL (self-hosted)")
     parser.add_argument("--model", help="e.g. nova-3 (Deepgram's default when omitted)")
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "pocketsphinx", "whisper", "wyoming"],
+        default="auto",
+        help="with --local: auto (Whisper when listend[whisper] is installed), or one of them",
+    )
+    parser.add_argument(
+        "--engine-model",
+        type=Path,
+        metavar="DIR",
+        help="with --local: a CTranslate2 Whisper model directory (default: bundled tiny.en)",
+    )
+    parser.add_argument(
+        "--wyoming", metavar="tcp://HOST:PORT", help="with --engine wyoming: the server"
+    )
     parser.add_argument("--language", help="e.g. en, en-US, de")
-    for name in FLAGS:
-        parser.add_argument(f"--{name.replace('_', '-')}", action="store_true", default=None)
-    for name in LISTS:
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", action="append", metavar="VALUE", help="repeatable"
+    deepgram = parser.add_argument_group("Deepgram options (the offline engine ignores them)")
+    for name, text in FLAGS.items():
+        deepgram.add_argument(
+            f"--{name.replace('_', '-')}", action="store_true", default=None, help=text
         )
-    parser.add_argument("--summarize", nargs="?", const="v2", help="summary (v2)")
-    parser.add_argument("--redact", help="pci, pii, numbers, ...")
-    parser.add_argument("--utt-split", type=float, metavar="SECONDS")
-    parser.add_argument("--model-version", metavar="VERSION", help="Deepgram model version")
+    for name, text in LISTS.items():
+        deepgram.add_argument(
+            f"--{name.replace('_', '-')}",
+            action="append",
+            metavar="VALUE",
+            help=text + "; repeatable",
+        )
+    deepgram.add_argument("--summarize", nargs="?", const="v2", help="add a summary (v2)")
+    deepgram.add_argument("--redact", help="redact pci, pii, numbers, ...")
+    deepgram.add_argument(
+        "--utt-split", type=float, metavar="SECONDS", help="pause that ends an utterance"
+    )
+    deepgram.add_argument("--model-version", metavar="VERSION", help="Deepgram model version")
     raw = parser.add_argument_group("raw audio (no container)")
     raw.add_argument("--encoding", help="linear16, mulaw, ...")
-    raw.add_argument("--sample-rate", type=int)
-    raw.add_argument("--channels", type=int)
+    raw.add_argument("--sample-rate", type=int, metavar="HZ", help="samples per second")
+    raw.add_argument("--channels", type=int, metavar="N", help="interleaved channels")
     parser.add_argument("--callback", metavar="URL", help="print the request id; result goes there")
-    parser.add_argument("--callback-method", choices=["POST", "PUT"], type=str.upper)
-    parser.add_argument("--format", choices=sorted(FORMATTERS), default="text")
+    parser.add_argument(
+        "--callback-method", choices=["POST", "PUT"], type=str.upper, help="for --callback"
+    )
+    parser.add_argument(
+        "--format",
+        choices=sorted(FORMATTERS),
+        default="text",
+        help="text (paragraphs), json (Deepgram's response), srt or vtt captions (default: text)",
+    )
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
 
 
@@ -150,24 +181,42 @@ async def _run(args: argparse.Namespace, size: int | None) -> int:
     if local and not args.local:
         log.warning("no DEEPGRAM_API_KEY: transcribing with the offline engine (English only)")
     if local:
-        from listend.engine.server import LocalEngine  # noqa: PLC0415
+        from listend.engine.choice import start_engine  # noqa: PLC0415
+        from listend.engine.workers import EngineError  # noqa: PLC0415
 
         workers = 2 if args.multichannel else 1
-        # the engine fetches a URL or calls back only when this command line asks it to
-        engine = LocalEngine(
-            workers=workers, allow_url=size is None, allow_callback="callback" in options
-        )
-        async with engine:
-            log.info("transcribing with the local engine at %s", engine.url)
-            result = await _request(args, options, engine.url, engine.token, size)
+        try:
+            # the engine fetches a URL or calls back only when this command line asks it to
+            engine = await start_engine(
+                args.engine,
+                args.engine_model,
+                workers=workers,
+                wyoming=args.wyoming,
+                allow_url=size is None,
+                allow_callback="callback" in options,
+            )
+        except EngineError as exc:
+            raise ListendError(f"cannot start the local engine: {exc}") from exc
+        try:
+            log.info(
+                "transcribing with the local engine (%s) at %s", engine.description, engine.url
+            )
+            progress = Progress(size or 0, sys.stderr, duration=_duration(args.source))
+            engine.rest.on_decoded = progress.decoded_to
+            result = await _request(
+                args, options, engine.url, engine.token, size, progress=progress
+            )
             if "callback" in options:
                 _print_request_id(result)
                 # The engine lives in this process: stay until it has called back.
                 log.info("waiting for the local engine to deliver the callback")
                 await engine.rest.wait_for_callbacks()
                 return 0
+        finally:
+            await engine.stop()
     else:
-        result = await _request(args, options, args.url, key or "none", size)
+        progress = Progress(size or 0, sys.stderr)
+        result = await _request(args, options, args.url, key or "none", size, progress=progress)
     if "callback" in options:
         _print_request_id(result)
         return 0
@@ -185,6 +234,8 @@ async def _request(
     base_url: str | None,
     api_key: str,
     size: int | None,
+    *,
+    progress: Progress,
 ) -> dict[str, Any]:
     import httpx  # noqa: PLC0415 - the SDK (and its httpx) are slow to import
     from deepgram import AsyncDeepgramClient  # noqa: PLC0415
@@ -208,7 +259,9 @@ async def _request(
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=True) as http:
             client = AsyncDeepgramClient(**client_args, httpx_client=http)
-            response = await _send(client.listen.v1.media, args, options, request_options, size)
+            response = await _send(
+                client.listen.v1.media, args, options, request_options, size, progress=progress
+            )
     except ApiError as exc:
         raise _api_failure(exc) from None
     except (OSError, httpx.TransportError) as exc:
@@ -224,18 +277,33 @@ async def _send(
     options: dict[str, Any],
     request_options: dict[str, Any],
     size: int | None,
+    *,
+    progress: Progress,
 ) -> Any:
-    if size is None:
-        return await media.transcribe_url(
-            url=args.source, request_options=request_options, **options
-        )
-    progress = Progress(size, sys.stderr)
+    ticker = asyncio.create_task(progress.tick(), name="transcribe-progress")
     try:
+        if size is None:
+            return await media.transcribe_url(
+                url=args.source, request_options=request_options, **options
+            )
         return await media.transcribe_file(
-            request=_read(Path(args.source), progress), request_options=request_options, **options
+            request=_read(Path(args.source), progress),
+            request_options=request_options,
+            **options,
         )
     finally:
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
         progress.done()
+
+
+def _duration(source: str) -> float | None:
+    """Seconds of audio in a WAV file (the local engine's progress shows it), else None."""
+    try:
+        with wave.open(source, "rb") as wav:
+            return wav.getnframes() / wav.getframerate()
+    except (OSError, EOFError, wave.Error):
+        return None
 
 
 def _print_request_id(result: dict[str, Any]) -> None:
@@ -265,30 +333,73 @@ async def _read(path: Path, progress: Progress) -> AsyncIterator[bytes]:
 
 
 class Progress:
-    """A one-line upload bar on stderr, only when it is a terminal."""
+    """One line on stderr (only when it is a terminal): the upload, then the decode.
 
-    def __init__(self, total: int, stream: TextIO) -> None:
+    The local engine reports the seconds it has decoded (of the file's duration, when the
+    file says); for Deepgram, which says nothing until it answers, the time spent waiting.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO,
+        *,
+        duration: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.total = max(total, 1)
+        self.upload = total > 0  # a URL is fetched by the server: nothing to upload
         self.sent = 0
         self.stream = stream
         self.enabled = stream.isatty()
+        self.duration = duration
+        self.decoded: float | None = None
+        self._clock = clock
+        self._started = clock()
+        self._uploaded_at: float | None = None if self.upload else self._started
         self._shown_at = 0.0
 
     def advance(self, count: int) -> None:
         self.sent += count
-        now = time.monotonic()
-        if self.enabled and (now - self._shown_at >= REFRESH or self.sent >= self.total):
-            self._shown_at = now
+        if self.sent >= self.total and self._uploaded_at is None:
+            self._uploaded_at = self._clock()
+        self._draw(force=self.sent >= self.total)
+
+    def decoded_to(self, seconds: float) -> None:
+        self.decoded = seconds
+        self._draw()
+
+    async def tick(self) -> None:
+        """Redraw while nothing else moves (Deepgram thinking): the elapsed time goes on."""
+        while True:
+            await asyncio.sleep(REFRESH * 5)
+            self._draw()
+
+    def line(self) -> str:
+        uploaded = f"{self.sent / 1e6:.1f}/{self.total / 1e6:.1f} MB" if self.upload else "URL"
+        if self.decoded is not None:
+            if self.duration:
+                fraction = min(1.0, self.decoded / self.duration)
+                what = f"decoded {self.decoded:.0f}/{self.duration:.0f} s, uploaded {uploaded}"
+            else:
+                fraction = min(1.0, self.sent / self.total)
+                what = f"decoded {self.decoded:.0f} s, uploaded {uploaded}"
+        else:
             fraction = min(1.0, self.sent / self.total)
-            bar = "#" * int(fraction * 30)
-            self.stream.write(
-                f"\r[{bar:<30}] {fraction:4.0%} {self.sent / 1e6:.1f}/{self.total / 1e6:.1f} MB"
-            )
-            if self.sent >= self.total:
-                self.stream.write("  waiting for the transcript...")
+            what = uploaded
+            if self._uploaded_at is not None:
+                what += f", transcribing... {self._clock() - self._uploaded_at:.0f} s"
+        bar = "#" * int(fraction * 30)
+        return f"[{bar:<30}] {fraction:4.0%} {what}"
+
+    def _draw(self, *, force: bool = False) -> None:
+        now = self._clock()
+        if self.enabled and (force or now - self._shown_at >= REFRESH):
+            self._shown_at = now
+            self.stream.write(f"\r\x1b[K{self.line()}")
             self.stream.flush()
 
     def done(self) -> None:
-        if self.enabled and self.sent:
+        if self.enabled and (self.sent or self.decoded is not None):
             self.stream.write("\r\x1b[K")
             self.stream.flush()

@@ -30,6 +30,46 @@ def test_reset_only_after_stable_period():
     assert backoff.next_delay() == 1
 
 
+def test_a_connection_that_was_answered_resets_the_next_failure():
+    now = [0.0]
+    backoff = Backoff(initial=1, cap=8, stable_after=30, rng=lambda: 1.0, clock=lambda: now[0])
+    for _ in range(3):
+        backoff.next_delay()
+    backoff.connected()
+    now[0] = 2  # long before stable_after: only the answer proves it healthy
+    backoff.healthy()
+    backoff.failed()
+    assert backoff.next_delay() == 1  # a blip retries from the first delay
+    backoff.failed()
+    assert backoff.next_delay() == 2  # ... and a refusal after it backs off again
+
+
+def test_accepting_and_failing_at_once_backs_off_to_the_cap():
+    backoff = Backoff(initial=0.5, cap=30, stable_after=5, rng=lambda: 1.0, clock=lambda: 0.0)
+    ceilings = []
+    for _ in range(9):
+        backoff.connected()  # accepted ...
+        backoff.failed()  # ... and dropped before any answer
+        ceilings.append(backoff.ceiling)
+        backoff.next_delay()
+    assert ceilings == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+
+
+def test_healthy_counts_only_for_what_is_up():
+    backoff = Backoff(initial=1, cap=8, rng=lambda: 1.0, clock=lambda: 0.0)
+    backoff.next_delay()
+    backoff.healthy()  # nothing connected(): a stale signal changes nothing
+    backoff.failed()
+    assert backoff.ceiling == 2
+    backoff.connected()
+    backoff.healthy()
+    backoff.failed()
+    assert backoff.ceiling == 1
+    backoff.next_delay()
+    backoff.failed()  # the healthy connection is over: its answer does not reset again
+    assert backoff.ceiling == 2
+
+
 def test_wait_honours_at_least():
     slept: list[float] = []
 

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,13 +19,10 @@ from tests.support.paths import ROOT
 BENCH = ROOT / "bench"
 
 
-@pytest.mark.slow
-def test_streams_smoke_run_measures_both_sides(tmp_path):
+def run_bench(script: str, *args: str, workdir: Path) -> list[dict]:
+    """Run ``bench/SCRIPT ARGS --workdir WORKDIR``; the JSON lines it printed."""
     done = subprocess.run(
-        [
-            *(sys.executable, str(BENCH / "streams.py"), "--streams", "2", "--seconds", "9"),
-            *("--workdir", str(tmp_path)),
-        ],
+        [sys.executable, str(BENCH / script), *args, "--workdir", str(workdir)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -32,7 +30,12 @@ def test_streams_smoke_run_measures_both_sides(tmp_path):
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.slow
+def test_streams_smoke_run_measures_both_sides(tmp_path):
+    runs = run_bench("streams.py", "--streams", "2", "--seconds", "9", workdir=tmp_path)
     assert [r["side"] for r in runs] == ["listend", "baseline"]
     for run in runs:
         assert run["exit_code"] == 0
@@ -41,6 +44,18 @@ def test_streams_smoke_run_measures_both_sides(tmp_path):
         assert run["rss_mb"] > 10
         assert run["finals"] > 0  # finals matched between the server and the subscriber
         assert 0 < run["latency_p50_ms"] <= run["latency_p99_ms"]
+
+
+@pytest.mark.slow
+def test_catchup_smoke_run_measures_a_reconnect(tmp_path):
+    args = ("--outage", "2", "--speeds", "10", "--give-up", "20")
+    (run,) = run_bench("catchup.py", *args, workdir=tmp_path)
+    assert run["catchup_speed"] == 10
+    assert run["backlog_s"] >= 2  # at least the outage
+    assert run["reconnect_after_s"] >= 2
+    assert run["caught_up_s"] is None or run["caught_up_s"] >= 0
+    assert run["words_delivered"] > 0
+    assert run["each_word_once"] is True
 
 
 def test_report_replaces_only_its_own_section(tmp_path):

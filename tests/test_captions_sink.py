@@ -19,7 +19,7 @@ from tests.support.captions import make_sink
 from tests.support.cli import run_listend
 from tests.support.events import said, utterance_end
 from tests.support.net import free_port
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, SAMPLE
 from tests.support.waiting import wait_until_async
 
 
@@ -243,7 +243,7 @@ def test_documented_example_is_valid(write_config, tmp_path):
     assert example is not None
     path = write_config(
         f"device: t\nstate_dir: {tmp_path}\n"
-        "sources:\n  hall:\n    type: file\n    path: config/samples/hello.wav\n" + example[1]
+        f"sources:\n  hall:\n    type: file\n    path: {SAMPLE}\n" + example[1]
     )
     result = run_listend("validate", str(path))
     assert result.returncode == 0, result.stderr

@@ -15,7 +15,7 @@ from listend.daemon.config.loader import (
 from listend.daemon.plugin.manager import load_plugins
 from listend.daemon.stream.preflight import check_sources
 from tests.support.cli import run_listend
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, SAMPLE
 
 #: The smallest valid config has a source; tests about other keys append this one.
 A_SOURCE = "sources: {idle: {type: file, path: config/samples/hello.wav, enabled: false}}\n"
@@ -178,7 +178,7 @@ def test_schema_is_valid_json_schema_with_plugin_options():
 def test_validate_reports_sources_that_cannot_start(write_config, tmp_path):
     path = write_config(
         "sources:\n"
-        "  hall:\n    type: file\n    path: config/samples/hello.wav\n"
+        f"  hall:\n    type: file\n    path: {SAMPLE}\n"
         "    stream: {sample_rate: 8000}\n"
         f"  gone:\n    type: file\n    path: {tmp_path}/missing.wav\n"
     )
@@ -210,7 +210,7 @@ def test_preflight_problems_carry_the_line_of_their_key(host, tmp_path, monkeypa
     text = (
         "deepgram:\n  options: {channels: 2}\n"
         "sources:\n"
-        "  hall:\n    type: file\n    path: config/samples/hello.wav\n"
+        f"  hall:\n    type: file\n    path: {SAMPLE}\n"
         "    stream: {sample_rate: 8000}\n"
         f"  gone:\n    type: file\n    path: {tmp_path}/missing.wav\n"
         "  lobby:\n    type: file\n    path: config/samples/hello.wav\n"

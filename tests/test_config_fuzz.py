@@ -3,12 +3,12 @@ never a traceback, never unbounded memory or time; numbers have bounds; `--show`
 
 from __future__ import annotations
 
-import json
 import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from listend.cli import main
 from listend.daemon.config.loader import ConfigIssuesError, parse_config
@@ -109,7 +109,7 @@ def test_validate_show_prints_every_plugin_option_and_only_secret_references(
     secrets = {"SHOW_DG": "dg-sekrit", "SHOW_TOKEN": "token-sekrit", "SHOW_PW": "pw-sekrit"}
     result = run_listend("validate", "--show", str(path), env={**_environ(), **secrets})
     assert result.returncode == 0, result.stderr
-    shown = json.loads(result.stdout.split("\n", 1)[1])
+    shown = yaml.safe_load(result.stdout.split("\n", 1)[1])  # validate --show prints YAML
     assert shown["sources"]["hall"]["path"] == str(HELLO)
     assert shown["sources"]["cmd"]["command"] == ["cat"]
     assert shown["sinks"]["hook"]["url"] == "http://127.0.0.1:9/x"

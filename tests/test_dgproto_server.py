@@ -188,10 +188,12 @@ def test_bad_params_are_400_with_the_reason(options, problem):
 
 def test_idle_stream_is_closed_1011_net0001_unless_kept_alive():
     async def main():
-        async with DeepgramTestServer(idle_timeout=0.6) as dg:
+        # KeepAlives every 0.5 s hold a 1.5 s idle timeout open for 2 s (slack for a loaded
+        # machine: a late KeepAlive may come a second after its time and still count).
+        async with DeepgramTestServer(idle_timeout=1.5) as dg:
             async with connect(dg) as sock:
                 for _ in range(4):
-                    await asyncio.sleep(0.3)
+                    await asyncio.sleep(0.5)
                     await sock.send_keep_alive()
                 with pytest.raises(ConnectionClosedError) as caught:
                     await collect(sock)

@@ -177,11 +177,12 @@ RESULT = {
 
 def test_subtitles_split_at_pauses_and_format_times():
     assert [c.text for c in cues(RESULT)] == ["Hello world", "again"]
-    assert to_srt(RESULT).splitlines()[:3] == ["1", "00:00:00,500 --> 00:00:01,300", "Hello world"]
+    # a cue stays on screen at least a second (the next one starts much later)
+    assert to_srt(RESULT).splitlines()[:3] == ["1", "00:00:00,500 --> 00:00:01,500", "Hello world"]
     vtt = to_vtt(RESULT)
-    assert vtt.startswith("WEBVTT\n\n00:00:00.500 --> 00:00:01.300\nHello world\n")
-    assert "01:01:01.000 --> 01:01:01.500\nagain" in vtt
-    assert to_text(RESULT) == "hello world again\n"
+    assert vtt.startswith("WEBVTT\n\n00:00:00.500 --> 00:00:01.500\nHello world\n")
+    assert "01:01:01.000 --> 01:01:02.000\nagain" in vtt
+    assert to_text(RESULT) == "Hello world\n\nagain\n"  # a new paragraph after a long pause
 
 
 def test_transcribed_vtt_escapes_markup_and_srt_keeps_it():
@@ -209,5 +210,21 @@ def test_progress_bar_only_on_a_terminal():
     assert piped.getvalue() == ""
     shown = terminal.getvalue()
     assert "[#######                       ]  25% 1.0/4.0 MB" in shown
-    assert "100% 4.0/4.0 MB  waiting for the transcript..." in shown
+    assert "100% 4.0/4.0 MB, transcribing... 0 s" in shown
     assert shown.endswith("\r\x1b[K")
+
+
+def test_progress_goes_on_through_the_decode():
+    now = [100.0]
+    # the local engine: seconds decoded of the file's duration, while the upload is done
+    local = Progress(4_000_000, _Terminal(), duration=200.0, clock=lambda: now[0])
+    local.advance(4_000_000)
+    local.decoded_to(50.0)
+    assert local.line() == f"[{'#' * 7:<30}]  25% decoded 50/200 s, uploaded 4.0/4.0 MB"
+    local.decoded_to(200.0)
+    assert local.line().startswith(f"[{'#' * 30}] 100% decoded 200/200 s")
+    # Deepgram says nothing until it answers: the time it has been working
+    remote = Progress(4_000_000, _Terminal(), clock=lambda: now[0])
+    remote.advance(4_000_000)
+    now[0] += 12
+    assert remote.line().endswith("100% 4.0/4.0 MB, transcribing... 12 s")

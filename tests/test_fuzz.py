@@ -2,7 +2,7 @@
 to `listend validate` in a child under memory, CPU and time limits. Every case must end with
 exit 0, 78 or 1 and one `listend:` message, never a traceback, never past the limits.
 
-Only configs for now: WAV headers for `transcribe --local` join once their checks land.
+Generated WAV files (for the engine and ``validate``) are the other half: test_fuzz_wav.py.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ def healthy_probe() -> Probe:
     hall.audio_seconds_sent = 12.5
     hall.gap_seconds = 0.5
     hall.last_final_at = time.monotonic() - 2
+    hall.last_audio_at = time.monotonic()
     hall.final_latencies.extend([0.2, 0.4, 1.2])
     return Probe(
         streams={"hall": hall},
@@ -82,11 +83,17 @@ def test_readyz_reports_why_and_turns_ready() -> None:
         assert kind.startswith("application/json")
         assert '"ready": true' in body
         probe.streams["hall"].connected = False
+        probe.streams["hall"].stream_error = "Deepgram refused the credentials"
         probe.sinks["mqtt"] = SinkState(depth=3, delivered=10, failed=3, reachable=False)
+        probe.sinks["http"] = SinkState(0, 0, 1, reachable=True, problem="HTTP 500 from x")
         status, _kind, body = await fetch(port, "/readyz")
         assert status == 503
-        assert '"stream hall: not connected"' in body
+        assert '"stream hall: not connected (Deepgram refused the credentials)"' in body
         assert '"sink mqtt: unreachable"' in body
+        assert '"sink http: HTTP 500 from x"' in body
+        probe.streams["hall"].connected = True
+        probe.streams["hall"].last_audio_at = time.monotonic() - 60
+        assert '"source hall: no audio for 60s"' in (await fetch(port, "/readyz"))[2]
         assert (await fetch(port, "/healthz"))[0] == 200  # alive, just not ready
         probe.stuck.append("router: 5 waiting, none moved for 90s")
         status, _kind, body = await fetch(port, "/healthz")
@@ -152,7 +159,10 @@ def test_status_line_is_short_and_true() -> None:
     hall_final = probe.streams["hall"].last_final_at
     assert hall_final is not None
     line = status_line(probe, now=hall_final + 7)
-    assert line == "1/2 streams up, outbox 3, last final 7s ago"
+    assert line == (
+        "1/2 streams up, 1/1 sinks up, outbox 3, last final 7s ago; "
+        "not up: source door: no audio yet; stream door: not connected"
+    )
     probe.phase = "stopping"
     assert status_line(probe, now=hall_final).startswith("stopping: 1/2 streams up")
     assert readiness(probe)[0] == "daemon is stopping"

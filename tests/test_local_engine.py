@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
 import struct
 import subprocess
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
-from deepgram import AsyncDeepgramClient
 from deepgram.core.api_error import ApiError
-from deepgram.environment import DeepgramClientEnvironment
 from deepgram.listen.v1.types import (
     ListenV1Metadata,
     ListenV1Results,
@@ -26,9 +22,15 @@ from deepgram.listen.v1.types import (
 )
 
 from listend.dgproto.server import serve
-from listend.engine.server import LocalEngine
 from tests.support.audio import wav_bytes
 from tests.support.cli import run_listend
+from tests.support.engine import (
+    check_words,
+    client_for,
+    silence,
+    spaced,
+    streaming,
+)
 from tests.support.evaluation import word_error_rate
 
 pytestmark = pytest.mark.xdist_group("local-engine")
@@ -44,75 +46,35 @@ SENTENCES = (
 WER_BOUND = 0.45
 COLD_WER_BOUND = 0.65
 RATE = 16000
-CHUNK = 3200  # 100 ms
-
-
-def silence(seconds: float) -> bytes:
-    return b"\x00\x00" * int(RATE * seconds)
-
-
-@contextlib.asynccontextmanager
-async def client_for(engine: LocalEngine) -> AsyncIterator[AsyncDeepgramClient]:
-    url = engine.url
-    ws = url.replace("http://", "ws://")
-    env = DeepgramClientEnvironment(base=url, production=ws, agent=ws, agent_rest=url)
-    async with httpx.AsyncClient(timeout=60) as http:
-        yield AsyncDeepgramClient(api_key=engine.token, environment=env, httpx_client=http)
-
-
-def check_words(words: list[Any], spans: list[tuple[float, float]]) -> None:
-    """Word times are ordered, inside the audio that holds speech, with sane confidences."""
-    starts = [w.start for w in words]
-    assert starts == sorted(starts)
-    for word in words:
-        assert word.start < word.end
-        assert 0.0 <= word.confidence <= 1.0
-        assert any(a - 0.15 <= word.start and word.end <= b + 0.15 for a, b in spans)
 
 
 def test_streaming_through_the_sdk(local_engine, engine_loop, speech):
     clips = [speech(s) for s in SENTENCES]
 
     async def main() -> tuple[list[Any], list[tuple[float, float]]]:
-        spans: list[tuple[float, float]] = []
-        sent = 0
-
-        async def send(sock, pcm: bytes, *, is_speech: bool) -> None:
-            nonlocal sent
-            if is_speech:
-                spans.append((sent / 2 / RATE, (sent + len(pcm)) / 2 / RATE))
-            for offset in range(0, len(pcm), CHUNK):
-                await sock.send_media(pcm[offset : offset + CHUNK])
-            sent += len(pcm)
-
-        async with (
-            client_for(local_engine) as client,
-            client.listen.v1.connect(
-                model="nova-3",
-                encoding="linear16",
-                sample_rate=RATE,
-                interim_results=True,
-                utterance_end_ms=1000,
-                vad_events=True,
-                endpointing=300,
-                punctuate=True,
-            ) as sock,
-        ):
-            receiver = asyncio.create_task(collect(sock))
-            await send(sock, silence(0.5), is_speech=False)
-            await send(sock, clips[0], is_speech=True)
-            await send(sock, silence(1.5), is_speech=False)
+        async with streaming(
+            local_engine,
+            interim_results=True,
+            utterance_end_ms=1000,
+            vad_events=True,
+            endpointing=300,
+            punctuate=True,
+        ) as (sender, receiver):
+            sock = sender.sock
+            await sender.send(silence(0.5), is_speech=False)
+            await sender.send(clips[0], is_speech=True)
+            await sender.send(silence(1.5), is_speech=False)
             # Longer than the engine's idle timeout (3 s), kept open by KeepAlive alone.
             for _ in range(5):
                 await asyncio.sleep(1.0)
                 await sock.send_keep_alive()
-            await send(sock, clips[1], is_speech=True)  # no trailing silence: in flight
+            await sender.send(clips[1], is_speech=True)  # no trailing silence: in flight
             await sock.send_finalize()
-            await send(sock, clips[2], is_speech=True)
-            await send(sock, silence(1.5), is_speech=False)
+            await sender.send(clips[2], is_speech=True)
+            await sender.send(silence(1.5), is_speech=False)
             await sock.send_close_stream()
             received = await asyncio.wait_for(receiver, 60)
-        return received, spans
+        return received, sender.spans
 
     received, spans = engine_loop.run(main())
     results = [m for m in received if isinstance(m, ListenV1Results)]
@@ -134,18 +96,8 @@ def test_streaming_through_the_sdk(local_engine, engine_loop, speech):
     assert metadata.duration == pytest.approx(total, abs=0.01)
 
 
-async def collect(sock) -> list[Any]:
-    return [message async for message in sock]
-
-
 def test_transcribe_file_and_url_through_the_sdk(local_engine, engine_loop, speech):
-    pcm = silence(0.3)
-    spans = []
-    for sentence in SENTENCES:
-        start = len(pcm) / 2 / RATE
-        pcm += speech(sentence)
-        spans.append((start, len(pcm) / 2 / RATE))
-        pcm += silence(1.2)
+    pcm, spans = spaced([speech(s) for s in SENTENCES])
     audio = wav_bytes(pcm)
 
     async def talk(_request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ import pytest
 from listend.daemon.service.logs import JournalFormatter
 from listend.testing import ThreadedDeepgramTestServer
 from tests.support.cli import listend_cmd
-from tests.support.paths import ROOT
+from tests.support.paths import ROOT, SAMPLE
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 SECRET = "dg-secret-value-0123456789"
@@ -29,7 +29,7 @@ deepgram:
 sources:
   hall:
     type: file
-    path: config/samples/hello.wav
+    path: {sample}
     realtime: false
 sinks:
   out:
@@ -62,7 +62,7 @@ def dg_url():
 
 def write_config(tmp_path: Path, url: str, level: str = "info") -> Path:
     config = tmp_path / "listend.yaml"
-    text = CONFIG.format(state=tmp_path / "state", level=level, url=url)
+    text = CONFIG.format(state=tmp_path / "state", level=level, url=url, sample=SAMPLE)
     config.write_text(text, encoding="utf-8")
     return config
 

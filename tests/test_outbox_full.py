@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -93,7 +94,7 @@ async def test_a_full_disk_refuses_with_one_error_then_resumes_and_delivers(
 
         (small_disk / "ballast").unlink()  # space returns
         await wait_until_async(lambda: not worker.refusal.active, timeout=60)
-        assert worker.problem() is None
+        assert worker.refusal.describe() is None  # (problem() still names the failing hook)
         assert "were refused meanwhile" in caplog.text
         after = transcript("b", 0, "stored once space returned")
         await worker.put(after)
@@ -209,7 +210,7 @@ class RefusingProbe:
     phase = "running"
 
     def stream_stats(self) -> dict[str, SessionStats]:
-        return {"hall": SessionStats(connected=True)}
+        return {"hall": SessionStats(connected=True, last_audio_at=time.monotonic())}
 
     def sink_states(self) -> dict[str, SinkState]:
         problem = "outbox cannot be written (database or disk is full); 7 event(s) refused"
@@ -227,7 +228,7 @@ def test_readyz_status_and_metrics_name_the_refusing_sink() -> None:
     probe = RefusingProbe()
     reason = "sink hook: outbox cannot be written (database or disk is full); 7 event(s) refused"
     assert readiness(probe) == [reason]
-    assert status_line(probe).endswith(f"; {reason}")
+    assert status_line(probe).endswith(f"; not up: {reason}")
     metrics = Metrics(probe)
     text = generate_latest(metrics.registry).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}

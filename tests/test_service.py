@@ -308,7 +308,9 @@ def test_readyz_follows_the_deepgram_server_and_metrics_parse(
     )
     status, body = get(port, "/readyz")
     reasons = json.loads(body)["reasons"]
-    assert "stream hall: not connected" in reasons or "stream door: not connected" in reasons
+    assert any(
+        r.startswith(("stream hall: not connected", "stream door: not connected")) for r in reasons
+    )
     assert get(port, "/healthz")[0] == 200  # alive, only not ready
 
     dg_thread.call(dg.start())  # same port
@@ -342,7 +344,15 @@ def test_second_signal_exits_at_once(
     daemon.signal(signal.SIGTERM)
     notify.wait_for("STOPPING")
     daemon.wait_for_log("draining")
-    daemon.signal(signal.SIGTERM)
+
+    def second_signal_seen() -> bool:
+        # The same signal again within SAME_SIGNAL_WITHIN is one stop delivered twice (a process
+        # group signal); resend until one arrives late enough to count as a second request.
+        if daemon.proc.poll() is None:
+            daemon.signal(signal.SIGTERM)
+        return "exiting without draining" in daemon.log()
+
+    wait_until(second_signal_seen, DEADLINE, "a second SIGTERM exiting at once")
     assert daemon.stop(timeout=15) != 0
     assert "exiting without draining" in daemon.log()
 

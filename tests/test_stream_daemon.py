@@ -91,7 +91,10 @@ def test_wrong_api_key_one_clear_line_and_exit_77(tmp_path):
     assert proc.returncode == 77, err
     assert len(refusals) == 1  # no retry loop
     assert exited - refusals[0].at < 2.0
-    lines = [line for line in err.splitlines() if "INVALID_AUTH" in line]
+    # (the `ready:` status line, when it comes after the refusal, names it as what is not up)
+    status = [line for line in err.splitlines() if "daemon: ready: " in line]
+    assert all("stream hall: not connected (Deepgram refused" in line for line in status), err
+    lines = [line for line in err.splitlines() if "INVALID_AUTH" in line and line not in status]
     assert len(lines) == 1, err
     assert lines[0].startswith("listend: Deepgram refused the credentials for source hall")
     assert refusals[0].request_id in lines[0]

@@ -125,6 +125,7 @@ def parse_params(
         vad_events=flags.get("vad_events", False),
         punctuate=flags.get("punctuate", False),
         smart_format=flags.get("smart_format", False),
+        numerals=flags.get("numerals", False),
         model=model,
         language=_one(query, "language") or DEFAULTS.language,
         keywords=_keywords(query.get("keywords", ())),

@@ -25,11 +25,13 @@ class StreamParams:
     vad_events: bool = False
     punctuate: bool = False
     smart_format: bool = False
+    numerals: bool = False
     model: str = "general"
     language: str = "en"
     keywords: tuple[str, ...] = ()
     keyterm: tuple[str, ...] = ()
     multichannel: bool = False
+    prerecorded: bool = False  # not a query parameter: the REST API's whole-file requests
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
+from listend.daemon.tasks import cancel_and_wait
 from listend.dgproto import messages
 from listend.dgproto.channels import SAMPLE_WIDTH, ChannelRecognizers, Tagged
 from listend.dgproto.hooks import Rejection, ServerHooks
@@ -131,6 +132,12 @@ class DeepgramProtocolServer:
         await self.close_all(1001, "server shutting down")
 
 
+#: Messages read ahead of the recognizer. A reader task keeps receiving (which is also what
+#: answers the client's WebSocket pings) while a slow recognizer call (a Whisper decode) runs;
+#: a client that floods the socket (a replay) is not dropped for a ping timeout meanwhile.
+INBOX_LIMIT = 4096
+
+
 class _Connection:
     """One accepted stream: the receive loop and the recognizer calls (a :class:`Stream`)."""
 
@@ -154,6 +161,23 @@ class _Connection:
         self.ended = False
 
     async def run(self) -> None:
+        inbox: asyncio.Queue[WSMessage] = asyncio.Queue(INBOX_LIMIT)
+        reader = asyncio.create_task(
+            self._read(inbox), name=f"listend[dgproto-read:{self.record.request_id}]"
+        )
+        try:
+            await self._process(inbox)
+        finally:
+            await cancel_and_wait(reader)
+
+    async def _read(self, inbox: asyncio.Queue[WSMessage]) -> None:
+        while True:
+            msg = await self.ws.receive()
+            await inbox.put(msg)
+            if msg.type not in {WSMsgType.BINARY, WSMsgType.TEXT}:
+                return
+
+    async def _process(self, inbox: asyncio.Queue[WSMessage]) -> None:
         last_activity = time.monotonic()
         while not self.ended:
             now = time.monotonic()
@@ -166,12 +190,15 @@ class _Connection:
                     await self.record.on_deadline(self)
                     last_activity = time.monotonic()
                     continue
-                await self.close(1011, messages.IDLE_CLOSE_REASON)
-                return
-            try:
-                msg = await self.ws.receive(timeout=timeout)
-            except TimeoutError:
-                continue
+                if inbox.empty():  # read but not yet processed is not idle
+                    await self.close(1011, messages.IDLE_CLOSE_REASON)
+                    return
+                msg = inbox.get_nowait()
+            else:
+                try:
+                    msg = await asyncio.wait_for(inbox.get(), timeout)
+                except TimeoutError:
+                    continue
             if msg.type is WSMsgType.BINARY:
                 last_activity = time.monotonic()
                 await self._on_audio(msg.data)

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: ``deepgram.finalize_timeout`` when the engine decodes finals with Whisper (or a Wyoming
+#: server) and the config leaves it unset: a Finalize waits for every utterance still queued
+#: for a decode (0.6 s each on two x86 cores, 2-5 s on a Raspberry Pi 4), not 3 s.
+SLOW_FINALS_FINALIZE_TIMEOUT = 15.0
+
 
 def local_sources(config: ListendConfig) -> list[str]:
     """Enabled sources (and the Wyoming server) that may stream to the local engine."""
@@ -44,24 +49,37 @@ async def embedded_engine(config: ListendConfig) -> AsyncIterator[LocalEngine | 
         yield None
         return
     # aiohttp, numpy and pocketsphinx only for a daemon that uses the engine (15 MB of RSS)
-    from listend.engine.server import LocalEngine  # noqa: PLC0415
+    from listend.engine.choice import start_engine  # noqa: PLC0415
     from listend.engine.workers import EngineError  # noqa: PLC0415
 
-    engine = LocalEngine(workers=min(len(users), os.cpu_count() or 1))
+    chosen = config.local_engine
+    workers = min(len(users), os.cpu_count() or 1)
     try:
-        await engine.start()
+        engine = await start_engine(
+            chosen.engine, chosen.model, workers=workers, wyoming=chosen.wyoming
+        )
     except (OSError, ImportError, EngineError) as exc:
         raise ListendError(f"cannot start the local engine: {exc}") from exc
+    if engine.finals is not None and "finalize_timeout" not in config.deepgram.model_fields_set:
+        timeout = max(config.deepgram.finalize_timeout, SLOW_FINALS_FINALIZE_TIMEOUT)
+        config.deepgram.finalize_timeout = timeout
+        log.debug("deepgram.finalize_timeout: %gs for the %s engine", timeout, engine.description)
     try:
         if config.deepgram.uses_local_engine():
             why = "deepgram.url is local" if config.deepgram.url else "no Deepgram API key"
             log.info(
-                "%s: transcribing with the embedded offline engine (pocketsphinx, English) at %s",
+                "%s: transcribing with the embedded offline engine (%s, English) at %s",
                 why,
+                engine.description,
                 engine.url,
             )
         else:
-            log.info("offline engine ready at %s for fallback (%s)", engine.url, ", ".join(users))
+            log.info(
+                "offline engine (%s) ready at %s for fallback (%s)",
+                engine.description,
+                engine.url,
+                ", ".join(users),
+            )
         yield engine
     finally:
         await engine.stop()

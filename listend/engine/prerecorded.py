@@ -45,6 +45,7 @@ class PrerecordedOptions:
     language: str = "en"
     punctuate: bool = False
     smart_format: bool = False
+    numerals: bool = False
     utterances: bool = False
     paragraphs: bool = False
     multichannel: bool = False
@@ -93,6 +94,7 @@ class PrerecordedOptions:
             language=one("language") or "en",
             punctuate=flag("punctuate"),
             smart_format=flag("smart_format"),
+            numerals=flag("numerals"),
             utterances=flag("utterances"),
             paragraphs=flag("paragraphs"),
             multichannel=flag("multichannel"),

@@ -11,6 +11,7 @@ engine's token (401 otherwise).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,12 +24,12 @@ from aiohttp import web
 
 from listend.daemon.config.urls import redact_url
 from listend.daemon.retry.backoff import Backoff
-from listend.dgproto.recognizer import Hypothesis, StreamParams
+from listend.dgproto.recognizer import Hypothesis, Recognizer, StreamParams
 from listend.dgproto.records import Credentials
 from listend.engine.containers import CHUNK, PcmFormat, open_audio
 from listend.engine.formats import SAMPLE_WIDTHS, UnsupportedAudio
 from listend.engine.prerecorded import BadOptions, PrerecordedOptions, build_response
-from listend.engine.workers import ENGINE_INFO, EngineError, PocketsphinxRecognizer, WorkerPool
+from listend.engine.workers import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,9 @@ MAX_CALLBACK_BODY = 512 * 1024 * 1024  # a callback request's upload is kept unt
 CALLBACK_ATTEMPTS = 5
 _CAST: dict[int, Literal["B", "h", "i"]] = {1: "B", 2: "h", 4: "i"}
 Chunks = AsyncIterator[bytes]
+RecognizerFactory = Callable[[StreamParams], Recognizer]
+#: What the Whisper engine does of the features pocketsphinx cannot.
+SUPPORTED_BY = {"whisper": frozenset({"numerals"}), "wyoming": frozenset({"numerals"})}
 
 
 class RequestFailed(Exception):  # noqa: N818 - reads as the reason in `raise`
@@ -47,19 +51,21 @@ class RequestFailed(Exception):  # noqa: N818 - reads as the reason in `raise`
 class PrerecordedRoute:
     def __init__(
         self,
-        pool: WorkerPool,
+        recognizer: RecognizerFactory,
         credentials: Credentials,
         *,
         allow_url: bool = False,
         allow_callback: bool = False,
         callback_backoff: Backoff | None = None,
     ) -> None:
-        self._pool = pool
+        self._recognizer = recognizer
         self._credentials = credentials
         self.allow_url = allow_url
         self.allow_callback = allow_callback
         self._jobs: set[asyncio.Task[None]] = set()
         self._backoff = callback_backoff or Backoff(initial=1.0, cap=30.0)
+        #: Called with the seconds of audio decoded so far (`listend transcribe`'s progress).
+        self.on_decoded: Callable[[float], None] | None = None
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post("/v1/listen", self.handle)
@@ -122,13 +128,14 @@ class PrerecordedRoute:
             channels=1 if split else fmt.channels,
             endpointing=round(options.utt_split * 1000),
             punctuate=options.punctuated,
+            smart_format=options.smart_format,
+            numerals=options.numerals,
+            prerecorded=True,
             language=options.language,
             keywords=options.keywords,
             keyterm=options.keyterm,
         )
-        recognizers = [
-            PocketsphinxRecognizer(self._pool, params) for _ in range(fmt.channels if split else 1)
-        ]
+        recognizers = [self._recognizer(params) for _ in range(fmt.channels if split else 1)]
         finals: list[list[Hypothesis]] = [[] for _ in recognizers]
         frame_bytes = SAMPLE_WIDTHS[fmt.encoding] * fmt.channels
         frames = 0
@@ -144,17 +151,22 @@ class PrerecordedRoute:
                     *(r.feed(part) for r, part in zip(recognizers, parts, strict=True))
                 )
                 _collect(finals, outputs)
+                if self.on_decoded is not None:
+                    self.on_decoded(frames / fmt.sample_rate)
             _collect(finals, await asyncio.gather(*(r.close() for r in recognizers)))
         finally:
             await asyncio.gather(*(r.aclose() for r in recognizers), return_exceptions=True)
-        warnings = sorted({w for r in recognizers for w in r.warnings})
+        warnings = sorted({w for r in recognizers for w in getattr(r, "warnings", ())})
+        info = recognizers[0].info
+        supported = SUPPORTED_BY.get(info.arch, frozenset())
+        ignored = tuple(key for key in options.ignored if key not in supported)
         return build_response(
             request_id=request_id,
             sha256=digest.hexdigest(),
             duration=frames / fmt.sample_rate,
             channels=finals,
-            options=options,
-            info=ENGINE_INFO,
+            options=dataclasses.replace(options, ignored=ignored),
+            info=info,
             warnings=warnings,
         )
 

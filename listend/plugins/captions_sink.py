@@ -58,7 +58,6 @@ def _address(listen: str) -> tuple[str, int]:
 
 
 _CSS_LENGTH = r"^\d+(\.\d+)?(px|pt|em|rem|vh|vw|vmin|vmax)$"
-_SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _PLACEHOLDER = re.compile(r"\{\{(lang|theme|title|settings)\}\}")
 _PAGE_SECURITY_HEADERS = {
     # Self-contained page: inline style and script, its own WebSocket, nothing else.
@@ -92,6 +91,10 @@ class CaptionsSinkConfig(SinkConfig):
         description="CSS length: 48px, 3rem, 6vh (6% of the screen height) ...",
     )
     theme: Literal["dark", "light"] = Field(default="dark", description="page colours")
+    position: Literal["bottom", "middle", "full"] = Field(
+        default="bottom",
+        description="where the text sits: bottom, middle, or full (as many rows as fit)",
+    )
     lang: str = Field(
         default="en",
         pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
@@ -219,8 +222,8 @@ class CaptionsSink(Sink):
         from aiohttp import web  # noqa: PLC0415
 
         source = request.match_info.get("source")
-        if source is not None and not _SOURCE_NAME.match(source):
-            raise web.HTTPNotFound(text="no such source name\n")
+        if source is not None and source not in self.known_sources():
+            return self._no_such_source(source)
         cfg = self.config
         settings = {"source": source, "version": __version__, **self._look()}
         title = f"{cfg.title} \N{EM DASH} {source}" if source else cfg.title
@@ -235,9 +238,42 @@ class CaptionsSink(Sink):
             text=page, content_type="text/html", charset="utf-8", headers=_PAGE_SECURITY_HEADERS
         )
 
+    def known_sources(self) -> list[str]:
+        """The sources routed to this sink, and any it has shown captions of."""
+        return sorted({*self.context.sources, *self.board.sources()})
+
+    def _no_such_source(self, source: str) -> web.Response:
+        from aiohttp import web  # noqa: PLC0415
+
+        known = self.known_sources()
+        items = "".join(
+            f'<li><a href="/source/{html.escape(name)}">{html.escape(name)}</a></li>'
+            for name in known
+        )
+        listing = f"<ul>{items}</ul>" if known else "<p>No sources yet.</p>"
+        body = (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>No source {html.escape(source)}</title></head><body>"
+            f"<h1>No source {html.escape(source)!s}</h1>"
+            f'<p>The sources here are listed below; <a href="/">all of them together</a>.</p>'
+            f"{listing}</body></html>"
+        )
+        return web.Response(
+            status=404,
+            text=body,
+            content_type="text/html",
+            charset="utf-8",
+            headers=_PAGE_SECURITY_HEADERS,
+        )
+
     def _look(self) -> dict[str, Any]:
         cfg = self.config
-        return {"lines": cfg.lines, "fontSize": cfg.font_size, "theme": cfg.theme}
+        return {
+            "lines": cfg.lines,
+            "fontSize": cfg.font_size,
+            "theme": cfg.theme,
+            "position": cfg.position,
+        }
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         from aiohttp import WSCloseCode, web  # noqa: PLC0415

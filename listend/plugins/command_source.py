@@ -35,6 +35,7 @@ from listend.api import (
     SourceInterrupted,
     child_environment,
     hookimpl,
+    restart_problem,
     restarting,
 )
 
@@ -121,6 +122,9 @@ class CommandSource(Source):
         return restarting(
             self._run_once, label=self._label, backoff=self._backoff, stats=self.stats
         )
+
+    def problem(self) -> str | None:
+        return restart_problem(self.stats)
 
     async def _run_once(self) -> AsyncGenerator[bytes, None]:
         cfg = self.config

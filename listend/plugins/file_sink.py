@@ -35,6 +35,7 @@ from listend.api import (
     Sink,
     SinkConfig,
     TranscriptEvent,
+    final_cues,
     hookimpl,
     srt_cue,
     text_line,
@@ -149,11 +150,17 @@ class FileSink(Sink):
             return None
         if fmt == "text":
             return text_line(event.text)
+        cues = final_cues(event)
         if fmt == "vtt":
-            cue = vtt_cue(event.start, event.end, event.text, identifier=event.id)
-            return (VTT_HEADER if file.size == 0 else "") + cue
-        file.srt_index += 1
-        return srt_cue(file.srt_index, event.start, event.end, event.text)
+            ids = [event.id] if len(cues) == 1 else [f"{event.id}/{n}" for n in range(len(cues))]
+            text = "".join(
+                vtt_cue(c.start, c.end, c.text, identifier=i)
+                for c, i in zip(cues, ids, strict=True)
+            )
+            return (VTT_HEADER if file.size == 0 else "") + text
+        first = file.srt_index + 1
+        file.srt_index += len(cues)
+        return "".join(srt_cue(first + n, c.start, c.end, c.text) for n, c in enumerate(cues))
 
     def _write(self, events: Sequence[AnyEvent]) -> None:
         pending: dict[Path, list[str]] = {}

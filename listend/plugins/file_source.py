@@ -13,7 +13,6 @@ import logging
 import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from pydantic import Field
@@ -21,6 +20,7 @@ from pydantic import Field
 from listend.api import (
     AudioFormat,
     ConfigError,
+    ConfigPath,
     ListendError,
     PluginContext,
     RegisterSource,
@@ -35,8 +35,42 @@ log = logging.getLogger(__name__)
 READ_BLOCK_CHUNKS = 10  # chunks read per trip to the thread
 
 
+_MAGIC = (
+    (b"ID3", "an MP3 file"),
+    (b"OggS", "an Ogg file"),
+    (b"fLaC", "a FLAC file"),
+    (b"\x1aE\xdf\xa3", "a Matroska/WebM file"),
+)
+_FRAME_SYNC = 0xFFE0  # the 11 set bits an MPEG audio frame starts with
+_SUFFIXES = {
+    ".mp3": "an MP3 file",
+    ".m4a": "an AAC/MP4 file",
+    ".mp4": "an MP4 file",
+    ".aac": "an AAC file",
+    ".ogg": "an Ogg file",
+    ".opus": "an Opus file",
+    ".flac": "a FLAC file",
+    ".webm": "a WebM file",
+    ".mkv": "a Matroska file",
+}
+
+
+def compressed_container(head: bytes, suffix: str) -> str | None:
+    """What compressed format a non-WAV file is (by its first bytes, else its name), if any."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[4:8] == b"ftyp":
+        return "an MP4/M4A file"
+    if head[:2] and int.from_bytes(head[:2]) & _FRAME_SYNC == _FRAME_SYNC:
+        return "an MP3/AAC stream"
+    return _SUFFIXES.get(suffix.lower())
+
+
 class FileSourceConfig(SourceConfig):
-    path: Path = Field(description="WAV file, or raw PCM with `format: raw`")
+    path: ConfigPath = Field(
+        description="WAV file, or raw PCM with `format: raw`; relative: to the config file"
+    )
     format: Literal["wav", "raw"] = Field(default="wav", description="wav reads its header")
     sample_rate: int = Field(default=16000, ge=8000, le=192000, description="raw only")
     channels: int = Field(default=1, ge=1, le=32, description="raw only")
@@ -122,7 +156,15 @@ class FileSource(Source):
         try:
             info = read_wav_info(file, size)
         except WavError as exc:
-            raise self._error(str(exc)) from None
+            file.seek(0)
+            container = compressed_container(file.read(12), cfg.path.suffix)
+            if container is None:
+                raise self._error(str(exc)) from None
+            raise self._error(
+                f"is {container}, not WAV: decode it with a `command` source, e.g. command: "
+                f"[ffmpeg, -nostdin, -loglevel, error, -re, -i, {cfg.path}, -f, s16le, -ac, 1, "
+                "-ar, 16000, '-'] (or convert it once: ffmpeg -i IN -ac 1 -ar 16000 OUT.wav)"
+            ) from None
         audio_format = AudioFormat(info.sample_rate, info.channels)
         if (problem := audio_format.problem()) is not None:
             raise self._error(f"has a WAV header that cannot be right: {problem}")

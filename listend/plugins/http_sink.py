@@ -21,7 +21,6 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from listend.api import (
     AnyEvent,
+    ConfigPath,
     DeliveryError,
     PermanentDeliveryError,
     PluginContext,
@@ -70,7 +70,7 @@ class HttpSinkConfig(SinkConfig):
     )
     batch: int = Field(default=1, ge=1, le=1000, description=">1: POST JSON arrays of events")
     timeout: float = Field(default=10.0, gt=0, le=600, description="seconds per request")
-    ca_file: Path | None = Field(default=None, description="CA bundle for https")
+    ca_file: ConfigPath | None = Field(default=None, description="CA bundle for https")
     verify_tls: bool = Field(default=True, description="false: skip certificate checks")
 
     @field_validator("url")

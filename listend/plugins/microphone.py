@@ -29,6 +29,7 @@ from listend.api import (
     Source,
     SourceInterrupted,
     hookimpl,
+    restart_problem,
     restarting,
 )
 from listend.plugins.portaudio import (
@@ -278,6 +279,9 @@ class MicrophoneSource(Source):
         return restarting(
             self._capture_once, label=self._label, backoff=self._backoff, stats=self.stats
         )
+
+    def problem(self) -> str | None:
+        return restart_problem(self.stats)
 
     async def _capture_once(self) -> AsyncGenerator[bytes, None]:
         capture = _CaptureThread(self._label, self.config, self.stats)

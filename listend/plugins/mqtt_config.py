@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from listend.api import SecretRef, SinkConfig
+from listend.api import ConfigPath, SecretRef, SinkConfig
 
 
 class MqttTls(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ca_file: Path | None = Field(default=None, description="CA bundle; default: system CAs")
-    cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
-    key_file: Path | None = Field(default=None, description="client key (PEM)")
+    ca_file: ConfigPath | None = Field(default=None, description="CA bundle; default: system CAs")
+    cert_file: ConfigPath | None = Field(default=None, description="client certificate (PEM)")
+    key_file: ConfigPath | None = Field(default=None, description="client key (PEM)")
     insecure: bool = Field(
         default=False, description="skip certificate and host name checks (testing only)"
     )

@@ -70,6 +70,7 @@ class MqttSink(Sink):
         cfg = self.config
         self.status_topic = cfg.status_topic.format(device=context.device, source="")
         self._ready = asyncio.Event()
+        self._outage: Outage | None = None  # the connection's: why it is down, for problem()
         self._conn: MqttConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -172,11 +173,17 @@ class MqttSink(Sink):
     def reachable(self) -> bool:
         return self._ready.is_set()
 
+    def problem(self) -> str | None:
+        if self._ready.is_set():
+            return None
+        outage = self._outage
+        return outage.last_error if outage is not None and outage.last_error else "connecting"
+
     async def _maintain(self, settings: MqttSettings) -> None:
         """Keep a connection up: connect, announce, wait for it to drop, back off, repeat."""
         backoff = Backoff(cap=self.config.reconnect_max_delay)
         where = f"{settings.host}:{settings.port}"
-        outage = Outage(
+        outage = self._outage = Outage(
             f"sink {self.name}",
             retrying="retrying",
             recovered=f"connected to MQTT broker {where} again",

@@ -10,6 +10,8 @@ the last screen row. Writes happen in a thread: a slow pipe must not stall the e
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +21,7 @@ from pydantic import Field
 
 from listend.api import (
     AnyEvent,
+    DeliveryError,
     PluginContext,
     RegisterSink,
     Sink,
@@ -128,18 +131,32 @@ class StdoutSink(Sink):
         fmt = self.config.format
         self.captions = fmt == "captions" or (fmt == "auto" and sys.stdout.isatty())
         self.renderer = CaptionRenderer()
+        self.closed = False  # the reader of stdout went away (`listend run | head`)
 
     async def deliver(self, events: Sequence[AnyEvent]) -> None:
+        if self.closed:
+            raise DeliveryError("stdout is closed (its reader went away); events stay queued")
         if self.captions:
             text = "".join(self.renderer.render(event) for event in events)
         else:
             text = "".join(to_json(event) + "\n" for event in events)
         if text:
-            await asyncio.to_thread(_write, text)
+            await self._write(text)
 
     async def stop(self) -> None:
-        if self.captions and (text := self.renderer.close()):
+        if self.captions and not self.closed and (text := self.renderer.close()):
+            with contextlib.suppress(DeliveryError):
+                await self._write(text)
+
+    async def _write(self, text: str) -> None:
+        try:
             await asyncio.to_thread(_write, text)
+        except BrokenPipeError:
+            # No traceback and no "Exception ignored" at exit: what is left goes nowhere,
+            # and the outbox keeps the events this delivery did not get out.
+            self.closed = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise DeliveryError("stdout is closed (its reader went away)") from None
 
 
 def _write(text: str) -> None:

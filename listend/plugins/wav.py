@@ -22,8 +22,13 @@ FORMAT_NAMES = {
     0x0031: "GSM 6.10",
     0x0050: "MPEG",
     0x0055: "MP3",
+    EXTENSIBLE: "extensible (with a cut or unknown subformat)",
 }
 CONVERT_HINT = "convert it with: ffmpeg -i IN -ac 1 -ar 16000 -c:a pcm_s16le OUT.wav"
+#: the standard subformat GUID after its first two bytes (the format tag); other GUIDs
+#: (ambisonic, vendor formats) are not PCM whatever their first bytes say
+_GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+_EXTENSIBLE_SIZE = 40
 _UNKNOWN_SIZE = 0xFFFFFFFF  # streamed WAV (written to a pipe) and RF64 leave the size unset
 
 
@@ -71,7 +76,7 @@ def _parse_fmt(body: bytes) -> tuple[int, int]:
     if len(body) < 16:  # noqa: PLR2004
         raise WavError("is not a valid WAV file (fmt chunk too short)")
     tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", body[:16])
-    if tag == EXTENSIBLE and len(body) >= 26:  # noqa: PLR2004
+    if tag == EXTENSIBLE and len(body) >= _EXTENSIBLE_SIZE and body[26:40] == _GUID_TAIL:
         tag = struct.unpack("<H", body[24:26])[0]  # first two bytes of the SubFormat GUID
     if tag != PCM:
         name = FORMAT_NAMES.get(tag, f"format {tag:#06x}")

@@ -10,7 +10,8 @@
 - http: Receiver (a real HTTP server recording requests; the `receiver` fixture)
 - audio: wav_bytes (also the odd formats a source must refuse), read_pcm
 - sessions: MemorySource, Collector, make_session, watermark, source_ranges, config_text
-- engine: LoopThread, warm_up (the local engine fixtures' machinery)
+- engine: LoopThread, warm_up (the local engine fixtures' machinery), client_for (the SDK on a
+  local engine), collect, check_words, silence
 - evaluation: normalize, word_errors, word_error_rate, synthesize (WER of the local engine)
 - captions, browser: the captions page tests (headless Chromium over DevTools)
 - homeassistant: the keys HA's MQTT platforms accept, render (templates as HA renders them)

@@ -10,9 +10,13 @@ from listend.daemon.plugin.source import PluginContext
 from listend.plugins.captions_sink import CaptionsSink, CaptionsSinkConfig
 
 
-def make_sink(state_dir: Path, port: int, **options: Any) -> CaptionsSink:
+def make_sink(
+    state_dir: Path, port: int, sources: tuple[str, ...] = ("hall", "lobby"), **options: Any
+) -> CaptionsSink:
+    """A captions sink on ``port``, routed ``sources`` (what its /source/ pages may show)."""
     config = CaptionsSinkConfig(type="captions", listen=f"127.0.0.1:{port}", **options)
-    return CaptionsSink("captions", config, PluginContext(device="t", state_dir=state_dir))
+    context = PluginContext(device="t", state_dir=state_dir, sources=sources)
+    return CaptionsSink("captions", config, context)
 
 
 # The page's lines as the user sees them: committed text, interim text, whether it ended.

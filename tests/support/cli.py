@@ -82,6 +82,10 @@ class DaemonProcess:
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM (drain), then the exit code."""
         self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """The exit code once the daemon exits (killed after ``timeout`` seconds)."""
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -25,6 +25,7 @@ from listend.daemon.config.models import (
     PluginsConfig,
     check_identifier,
 )
+from listend.daemon.config.paths import CONFIG_DIR
 from listend.daemon.config.reading import compose_config, read_config_text
 from listend.daemon.errors import ConfigError
 from listend.daemon.plugin.manager import PluginHost, TypeRegistry
@@ -78,7 +79,7 @@ def parse_config_located(
         found = type(data).__name__
         issues.append(ConfigIssue((), f"expected a mapping of settings, found {found}", 1, 1))
         raise ConfigIssuesError(filename, issues)
-    config, found_issues = _validate(data, host)
+    config, found_issues = _validate(data, host, {CONFIG_DIR: Path(filename).absolute().parent})
     issues.extend(
         positions.issue(path, message, key=is_key) for path, message, is_key in found_issues
     )
@@ -108,13 +109,15 @@ def read_disabled_plugins(text: str, filename: str) -> list[str]:
 _Found = list[tuple[Loc, str, bool]]
 
 
-def _validate(data: dict[str, Any], host: PluginHost) -> tuple[ListendConfig | None, _Found]:
+def _validate(
+    data: dict[str, Any], host: PluginHost, context: dict[str, Any]
+) -> tuple[ListendConfig | None, _Found]:
     found: _Found = []
     top = {k: v for k, v in data.items() if k not in ("sources", "sinks")}
-    sources = _typed_section(data, "sources", host, host.sources, found)
-    sinks = _typed_section(data, "sinks", host, host.sinks, found)
+    sources = _typed_section(data, "sources", host, host.sources, found, context=context)
+    sinks = _typed_section(data, "sinks", host, host.sinks, found, context=context)
     try:
-        config = ListendConfig.model_validate(top)
+        config = ListendConfig.model_validate(top, context=context)
     except ValidationError as exc:
         found.extend(_pydantic_issues(exc, (), ListendConfig, top))
         return None, found
@@ -142,6 +145,8 @@ def _typed_section(
     host: PluginHost,
     registry: TypeRegistry[Any],
     found: _Found,
+    *,
+    context: dict[str, Any],
 ) -> dict[str, Any]:
     raw = data.get(section) or {}
     if not isinstance(raw, dict):
@@ -177,7 +182,7 @@ def _typed_section(
             )
             continue
         try:
-            out[str(name)] = cls.config_model.model_validate(options)
+            out[str(name)] = cls.config_model.model_validate(options, context=context)
         except ValidationError as exc:
             found.extend(_pydantic_issues(exc, path, cls.config_model, options))
         except Exception as exc:  # a plugin validator failing its own way: still a config issue

@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from listend.daemon.config.secrets import SecretRef
+from listend.daemon.config.paths import ConfigPath
+from listend.daemon.config.secrets import SecretRef, default_credential
 from listend.daemon.config.urls import reject_userinfo
 from listend.daemon.plugin.sink import SinkConfig
 from listend.daemon.plugin.source import SourceConfig
@@ -16,6 +17,8 @@ from listend.daemon.plugin.stream_options import StreamOptions
 
 DEFAULT_CONFIG_PATH = Path("/etc/listend/listend.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/listend")
+#: The systemd credential read when `deepgram.api_key` is unset (what the installer stores).
+DEFAULT_CREDENTIAL = "deepgram"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -32,7 +35,8 @@ class DeepgramConfig(BaseModel):
 
     api_key: SecretRef | None = Field(
         default=None,
-        description="secret reference; unset: $DEEPGRAM_API_KEY, else the local engine",
+        description="secret reference; unset: $DEEPGRAM_API_KEY, else the systemd credential "
+        "`deepgram` if the service has one, else the local engine",
     )
     access_token: SecretRef | None = Field(
         default=None, description="temporary token (sent as Bearer) instead of an API key"
@@ -60,6 +64,13 @@ class DeepgramConfig(BaseModel):
     finalize_timeout: float = Field(
         default=3.0, gt=0, le=60, description="seconds to wait for the from_finalize final on stop"
     )
+    catchup_speed: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="after a reconnect, how many times faster than real time a live source's "
+        "backlog is sent (0: as fast as Deepgram takes it); 10 catches up a 30 s outage in ~3 s",
+    )
     fallback_after: float = Field(
         default=10.0,
         gt=0,
@@ -82,12 +93,39 @@ class DeepgramConfig(BaseModel):
     def effective_api_key(self) -> str | None:
         if self.api_key is not None:
             return self.api_key.reveal()
-        return os.environ.get("DEEPGRAM_API_KEY") or None
+        return os.environ.get("DEEPGRAM_API_KEY") or default_credential(DEFAULT_CREDENTIAL)
 
     def uses_local_engine(self) -> bool:
         if self.url == "local":
             return True
         return self.url is None and self.access_token is None and not self.effective_api_key()
+
+
+class LocalEngineConfig(BaseModel):
+    """The embedded offline engine (``deepgram.url: local``, no key, or ``fallback: local``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: Literal["auto", "pocketsphinx", "whisper", "wyoming"] = Field(
+        default="auto",
+        description="auto: Whisper when listend[whisper] is installed, else pocketsphinx; "
+        "wyoming: finals from the Wyoming server at `wyoming`",
+    )
+    model: Path | None = Field(
+        default=None,
+        description="a CTranslate2 Whisper model directory (base.en, small.en ...); "
+        "default: the bundled tiny.en",
+    )
+    wyoming: str | None = Field(
+        default=None,
+        description="tcp://HOST:PORT of a Wyoming speech-to-text server (engine: wyoming)",
+    )
+
+    @model_validator(mode="after")
+    def _wyoming_needs_an_address(self) -> LocalEngineConfig:
+        if (self.engine == "wyoming") != (self.wyoming is not None):
+            raise ValueError("set wyoming: tcp://HOST:PORT together with engine: wyoming")
+        return self
 
 
 class LogConfig(BaseModel):
@@ -199,7 +237,8 @@ class ListendConfig(BaseModel):
 
     device: str = Field(default_factory=lambda: os.uname().nodename.split(".")[0])
     deepgram: DeepgramConfig = Field(default_factory=DeepgramConfig)
-    state_dir: Path = Field(
+    local_engine: LocalEngineConfig = Field(default_factory=LocalEngineConfig)
+    state_dir: ConfigPath = Field(
         default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIR))
     )
     sources: dict[str, SourceConfig] = Field(default_factory=dict)

@@ -11,9 +11,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationInfo
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
+
+from listend.daemon.config.paths import config_dir
 
 
 class SecretResolutionError(ValueError):
@@ -51,7 +53,7 @@ class Secret:
     def __get_pydantic_core_schema__(
         cls, _source: Any, _handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
+        return core_schema.with_info_plain_validator_function(
             _validate,
             serialization=core_schema.plain_serializer_function_ser_schema(
                 lambda secret: secret.reference, return_schema=core_schema.str_schema()
@@ -70,8 +72,11 @@ class Secret:
 
 
 def resolve_secret(
-    reference: str, environ: os._Environ[str] | dict[str, str] | None = None
+    reference: str,
+    environ: os._Environ[str] | dict[str, str] | None = None,
+    base: Path | None = None,
 ) -> Secret:
+    """The value ``reference`` points at; a relative ``$file:`` path is relative to ``base``."""
     env = os.environ if environ is None else environ
     if reference.startswith("$env:"):
         name = reference.removeprefix("$env:")
@@ -79,7 +84,10 @@ def resolve_secret(
             raise SecretResolutionError(f"environment variable {name} is not set")
         return Secret(reference, env[name])
     if reference.startswith("$file:"):
-        return Secret(reference, _read(Path(reference.removeprefix("$file:"))))
+        path = Path(reference.removeprefix("$file:")).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+        return Secret(reference, _read(path))
     if reference.startswith("$credential:"):
         name = reference.removeprefix("$credential:")
         directory = env.get("CREDENTIALS_DIRECTORY")
@@ -93,6 +101,21 @@ def resolve_secret(
 
 #: Longest secret file read: keys and tokens are short; /dev/zero must not fill the memory.
 MAX_SECRET_BYTES = 64 * 1024
+
+
+def default_credential(name: str) -> str | None:
+    """The systemd credential ``name`` if the service was given one, else None.
+
+    The installer stores the key as a credential; a config that leaves ``api_key`` out then
+    works with the key and without it (the local engine), with no edit in between.
+    """
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    try:
+        return (Path(directory) / name).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def _read(path: Path) -> str:
@@ -118,12 +141,12 @@ def _head(path: Path, size: int) -> bytes:
         return file.read(size)
 
 
-def _validate(value: Any) -> Secret:
+def _validate(value: Any, info: ValidationInfo) -> Secret:
     if isinstance(value, Secret):
         return value
     if not isinstance(value, str):
         raise SecretResolutionError("expected a secret reference string")
-    return resolve_secret(value)
+    return resolve_secret(value, base=config_dir(info))
 
 
 #: Field type for secrets in config models (plugins use it too).

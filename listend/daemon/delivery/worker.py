@@ -152,8 +152,13 @@ class SinkWorker:
         return self.commits.committed()
 
     def problem(self) -> str | None:
-        """Why this sink is not ready although it may be reachable (its outbox), or None."""
-        return self.refusal.describe()
+        """Why this sink is not up: its outbox (a full disk), the sink's own account (broker
+        refused, ...), or failing deliveries; None when it is."""
+        if (problem := self.refusal.describe()) is not None:
+            return problem
+        if (problem := self.sink.problem()) is not None:
+            return problem
+        return self.outage.last_error if self.outage.down else None
 
     def depth(self) -> int:
         """Events waiting for this sink (stored and interim)."""

@@ -93,6 +93,11 @@ class Sink(ABC):
         """Whether the sink can deliver right now (for /readyz)."""
         return True
 
+    def problem(self) -> str | None:
+        """Why the sink cannot deliver right now (broker refused, ...) for /readyz and
+        STATUS=; None when it can. The default says only what :meth:`reachable` says."""
+        return None if self.reachable() else "unreachable"
+
     def page_url(self) -> str | None:
         """A page people open for this sink (the captions page), e.g. Home Assistant's link."""
         return None

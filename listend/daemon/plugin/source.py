@@ -127,6 +127,11 @@ class Source(ABC):
     def stream(self) -> AsyncIterator[bytes]:
         """Yield audio chunks; return when the source has ended for good."""
 
+    def problem(self) -> str | None:
+        """Why the source delivers no audio right now (missing device, program exiting), for
+        /readyz and STATUS=; None when it does, or when it cannot tell."""
+        return None
+
     @property
     def vad(self) -> VadConfig | None:
         """Voice gating for this source (its ``vad:`` key); None streams everything."""

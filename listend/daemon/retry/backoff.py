@@ -2,6 +2,11 @@
 
 Sources, stream sessions, MQTT and HTTP sinks each hold a :class:`Backoff`; none writes its
 own loop of sleeps. Randomness, sleeping and the clock are injectable for tests.
+
+What resets the delays: a connection that proved itself, because the caller saw it work
+(:meth:`Backoff.healthy`, e.g. a stream got results back) or because it stayed up for
+``stable_after`` seconds. A blip then retries from the first delay; something that accepts
+and fails at once, or keeps refusing, still backs off to the cap.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class Backoff:
-    """``delay = random() * min(cap, initial * factor**attempt)``; reset after a stable period."""
+    """``delay = random() * min(cap, initial * factor**attempt)``; reset once proven healthy."""
 
     def __init__(
         self,
@@ -39,15 +44,21 @@ class Backoff:
         self._clock = clock
         self.attempt = 0
         self._up_since: float | None = None
+        self._healthy = False
+
+    @property
+    def ceiling(self) -> float:
+        """The most the next delay can be (what the jitter draws below)."""
+        return min(self.cap, self.initial * self.factor ** min(self.attempt, 32))
 
     def next_delay(self) -> float:
-        exponent = min(self.attempt, 32)  # cap the exponent, not only the result
-        ceiling = min(self.cap, self.initial * self.factor**exponent)
+        ceiling = self.ceiling  # the exponent is capped too, not only the result
         self.attempt += 1
         return self._rng() * ceiling
 
     def _delay(self, at_least: float, at_most: float) -> float:
         self._up_since = None
+        self._healthy = False
         return max(0.0, min(max(self.next_delay(), at_least), at_most))
 
     async def wait(self, *, at_least: float = 0.0, at_most: float = math.inf) -> float:
@@ -88,17 +99,28 @@ class Backoff:
     def connected(self) -> None:
         """Mark the start of a (possibly) stable period."""
         self._up_since = self._clock()
+        self._healthy = False
+
+    def healthy(self) -> None:
+        """What :meth:`connected` marked has proven to work (it was answered): the next
+        failure is a blip, retried from the first delay however soon it comes."""
+        if self._up_since is not None:
+            self._healthy = True
 
     def settle(self) -> None:
-        """Reset the attempt counter if the connection has been stable long enough."""
-        if self._up_since is not None and self._clock() - self._up_since >= self.stable_after:
+        """Reset the attempt counter if the connection proved healthy or stayed up long enough."""
+        up_since = self._up_since
+        stable = up_since is not None and self._clock() - up_since >= self.stable_after
+        if self._healthy or stable:
             self.attempt = 0
 
     def failed(self) -> None:
-        """A failure: reset first if we had been up long enough, so a blip retries quickly."""
+        """A failure: reset first if what failed had proven itself, so a blip retries quickly."""
         self.settle()
         self._up_since = None
+        self._healthy = False
 
     def reset(self) -> None:
         self.attempt = 0
         self._up_since = None
+        self._healthy = False

@@ -54,6 +54,13 @@ class RestartStats:
     down_since: float | None = None  # time.monotonic() when the current outage began
 
 
+def restart_problem(stats: RestartStats) -> str | None:
+    """A restarting source's :meth:`Source.problem`: its last error while it is not up."""
+    if stats.up:
+        return None
+    return stats.last_error or "starting"
+
+
 async def restarting(
     attempt: Callable[[], AsyncGenerator[T, None]],
     *,

@@ -32,7 +32,7 @@ from listend.daemon.service.sdnotify import Notifier, ProgressCheck, run_heartbe
 from listend.daemon.service.sessions import new_session
 from listend.daemon.stream.session import StreamSession
 from listend.daemon.stream.spool import Spool
-from listend.daemon.stream.stats import SessionStats
+from listend.daemon.stream.stats import AUDIO_GRACE, SessionStats
 
 if TYPE_CHECKING:
     from listend.daemon.service.health import HealthServer
@@ -269,13 +269,14 @@ class Daemon:
         self._spawn("reloader", self._reloader())
 
     async def _first_attempt(self, name: str) -> None:
-        attempt = asyncio.ensure_future(self.sessions[name].stats.first_attempt.wait())
-        try:
-            await asyncio.wait(
-                [attempt, self.task(f"source:{name}")], return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            attempt.cancel()
+        """First connection attempt, then first audio for up to AUDIO_GRACE s (honest READY)."""
+        stats, task = self.sessions[name].stats, self.task(f"source:{name}")
+        for event, timeout in ((stats.first_attempt, None), (stats.first_audio, AUDIO_GRACE)):
+            waiter = asyncio.ensure_future(event.wait())
+            try:
+                await asyncio.wait([waiter, task], timeout=timeout, return_when="FIRST_COMPLETED")
+            finally:
+                waiter.cancel()
 
     async def _announce_ready(self) -> None:
         """READY=1 once every source has made its first connection attempt (or ended)."""

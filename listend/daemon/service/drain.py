@@ -74,7 +74,7 @@ async def drain(
 
     log.info("draining: finalizing %d stream(s), flushing outboxes", len(sessions))
     for session, _task in sessions.values():
-        session.stop()
+        session.stop(left())  # a stream that is down retries until (nearly) the deadline
     await settle([task for _session, task in sessions.values()], left())
     report_untranscribed(sessions, seconds)
     with contextlib.suppress(TimeoutError):  # a full queue behind a stuck sink

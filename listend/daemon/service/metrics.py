@@ -37,7 +37,7 @@ class SinkState:
     failed: int
     reachable: bool
     refused: int = 0  # events not stored: the outbox could not be written (a full disk)
-    problem: str | None = None  # why it is not ready although reachable (its outbox)
+    problem: str | None = None  # why it is not up: its outbox, the sink's account, deliveries
 
 
 class DaemonProbe(Protocol):
@@ -61,37 +61,41 @@ class DaemonProbe(Protocol):
         ...
 
 
-def readiness(probe: DaemonProbe) -> list[str]:
-    """Reasons the daemon is not ready; empty means every stream is up and every sink reachable."""
+def sink_problem(state: SinkState) -> str | None:
+    if state.problem is not None:
+        return state.problem
+    return None if state.reachable else "unreachable"
+
+
+def readiness(probe: DaemonProbe, now: float | None = None) -> list[str]:
+    """Reasons the daemon is not ready; empty means every stream is up (audio flowing and
+    connected) and every sink is connected and delivering."""
     reasons = [] if probe.phase in ("running", "reloading") else [f"daemon is {probe.phase}"]
-    reasons += [
-        f"stream {name}: not connected"
-        for name, stats in sorted(probe.stream_stats().items())
-        if not stats.connected
-    ]
+    for name, stats in sorted(probe.stream_stats().items()):
+        reasons += stats.problems(name, now)
     for name, state in sorted(probe.sink_states().items()):
-        if not state.reachable:
-            reasons.append(f"sink {name}: unreachable")
-        if state.problem is not None:
-            reasons.append(f"sink {name}: {state.problem}")
+        if (problem := sink_problem(state)) is not None:
+            reasons.append(f"sink {name}: {problem}")
     return reasons + probe.stalls()
 
 
 def status_line(probe: DaemonProbe, now: float | None = None) -> str:
-    """The short summary systemctl status shows: streams up/total, outbox depth, last final."""
+    """The summary systemctl status shows: what is up of how many, outbox depth, last final,
+    then what is not up and why."""
     now = time.monotonic() if now is None else now
     streams = probe.stream_stats()
-    up = sum(1 for stats in streams.values() if stats.connected)
-    depth = sum(state.depth for state in probe.sink_states().values())
+    sinks = probe.sink_states()
+    up = sum(1 for name, stats in streams.items() if not stats.problems(name, now))
+    sinks_up = sum(1 for state in sinks.values() if sink_problem(state) is None)
+    depth = sum(state.depth for state in sinks.values())
     finals = [s.last_final_at for s in streams.values() if s.last_final_at is not None]
     last = f"last final {now - max(finals):.0f}s ago" if finals else "no finals yet"
-    text = f"{up}/{len(streams)} streams up, outbox {depth}, {last}"
-    problems = [
-        f"sink {name}: {state.problem}"
-        for name, state in sorted(probe.sink_states().items())
-        if state.problem is not None
-    ]
-    text = "; ".join([text, *problems])
+    text = (
+        f"{up}/{len(streams)} streams up, {sinks_up}/{len(sinks)} sinks up, outbox {depth}, {last}"
+    )
+    not_up = [r for r in readiness(probe, now) if not r.startswith("daemon is ")]
+    if not_up:
+        text += "; not up: " + "; ".join(not_up)
     return text if probe.phase == "running" else f"{probe.phase}: {text}"
 
 

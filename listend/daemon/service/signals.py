@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from listend.daemon.errors import ListendError
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 #: After a second stop signal, exit even if a blocked thread would hold the exit up.
 FORCED_EXIT_AFTER = 3.0
+#: The same stop signal again this soon is one stop delivered twice, not a second request:
+#: `timeout -s INT 6 listend run` signals its child, then its whole process group.
+SAME_SIGNAL_WITHIN = 0.5
 
 
 def _user_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -36,8 +40,17 @@ def _user_error(group: BaseExceptionGroup[BaseException]) -> BaseException | Non
 
 def _handle_signals(daemon: Daemon, main: asyncio.Task[Any]) -> list[signal.Signals]:
     loop = asyncio.get_running_loop()
+    first: dict[signal.Signals, float] = {}
 
     def on_stop(signum: signal.Signals) -> None:
+        now = time.monotonic()
+        if now - first.setdefault(signum, now) < SAME_SIGNAL_WITHIN and daemon.stopping.is_set():
+            log.debug(
+                "%s again within %.1fs: the same stop, delivered twice",
+                signum.name,
+                SAME_SIGNAL_WITHIN,
+            )
+            return
         if daemon.stopping.is_set():
             log.warning("second %s: exiting without draining", signum.name)
             main.cancel()
@@ -63,7 +76,10 @@ def _handle_signals(daemon: Daemon, main: asyncio.Task[Any]) -> list[signal.Sign
 
 
 async def run_daemon(daemon: Daemon) -> int:
-    """Run with signals: SIGHUP reloads; SIGTERM/SIGINT drain, a second one exits at once."""
+    """Run with signals: SIGHUP reloads; SIGTERM/SIGINT drain, a second one exits at once.
+
+    The process's main: once it returns, these signals are ignored (the process is exiting).
+    """
     main = asyncio.current_task()
     if main is None:  # a second signal cancels this task: there must be one
         raise RuntimeError("run_daemon() must run in a task (asyncio.run)")
@@ -83,4 +99,7 @@ async def run_daemon(daemon: Daemon) -> int:
     finally:
         for signum in handled:
             asyncio.get_running_loop().remove_signal_handler(signum)
+            # The daemon has stopped: a signal arriving while the process exits (a SIGTERM
+            # just as every source ended) must not turn its exit status into death by signal.
+            signal.signal(signum, signal.SIG_IGN)
         daemon.notifier.close()

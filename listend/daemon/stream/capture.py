@@ -80,7 +80,7 @@ class Capture:
             async for chunk in stream:
                 if not chunk:
                     continue  # an empty frame would close Deepgram's stream
-                self.stats.audio_seconds_captured += self.buffer.to_seconds(len(chunk))
+                self.stats.heard(self.buffer.to_seconds(len(chunk)))
                 at = self._offset
                 self._offset += len(chunk)
                 passages = [Passage(at, chunk)] if gate is None else gate.feed(chunk)

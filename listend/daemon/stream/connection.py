@@ -44,8 +44,7 @@ MAX_FRAME_SECONDS = 0.5  # largest audio message (Deepgram's SDK caps messages a
 #: How far short of its Finalize a from_finalize final may end and still cover all sent before
 #: it: servers report times in milliseconds, a few samples short of the bytes sent.
 FINALIZE_SLACK_SECONDS = 0.02
-REPLAY_SPEED = 1.25  # replay a backlog at most this much faster than real time (live sources)
-REPLAY_BURST_SECONDS = 2.0  # ... after sending this much at once
+REPLAY_BURST_SECONDS = 2.0  # a backlog's first seconds go at once, then catchup_speed applies
 MAX_LATENCIES = 1000
 #: Deepgram's message types, parsed with the SDK's own models.
 MESSAGE_MODELS: dict[str, type[BaseModel]] = {
@@ -95,8 +94,9 @@ class SessionLink:
     emit: Callable[[AnyEvent | None], Awaitable[None]]
     keepalive_interval: float
     finalize_timeout: float
-    live: bool  # a live source: pace replays
+    catchup_speed: float  # a backlog goes at most this much faster than real time (0: no limit)
     stopping: Callable[[], bool]  # ... unless the session is stopping
+    answered: Callable[[], None]  # the connection proved healthy: results for its audio came
     wants_interims: bool  # whether any sink receives interim results
 
 
@@ -226,11 +226,13 @@ class StreamConnection:
             await buffer.wait_for_data(self.sent)
 
     async def _pace(self) -> None:
-        """Replay a live source's backlog at most REPLAY_SPEED x real time (not when stopping)."""
-        if not self.link.live or self.link.stopping():
+        """Send a backlog at most ``catchup_speed`` x real time (not when stopping). Live audio
+        comes slower than that: once caught up, the buffer's pace is the source's."""
+        speed = self.link.catchup_speed
+        if speed <= 0 or self.link.stopping():
             return
         sent = self.buffer.to_seconds(self.sent - self.start) - REPLAY_BURST_SECONDS
-        ahead = sent / REPLAY_SPEED - (time.monotonic() - self.opened)
+        ahead = sent / speed - (time.monotonic() - self.opened)
         if ahead > 0:
             await asyncio.sleep(ahead)
 
@@ -241,6 +243,7 @@ class StreamConnection:
         message against a union of all its types (a pydantic TypeAdapter built per message),
         the largest CPU cost per stream; the type field says which SDK model to use."""
         interims = self.link.wants_interims
+        answered = False
         try:
             async for raw in self.ws:
                 if isinstance(raw, bytes):
@@ -248,6 +251,9 @@ class StreamConnection:
                 try:
                     data = json.loads(raw)
                     kind = data.get("type")
+                    if kind == "Results" and not answered and self.sent > self.start:
+                        answered = True  # Deepgram transcribes what we send: not flapping
+                        self.link.answered()
                     if kind == "Results" and not interims and not data.get("is_final"):
                         continue  # no sink receives interim results: nothing to build
                     model = MESSAGE_MODELS.get(kind)

@@ -129,7 +129,10 @@ def _status_failure(exc: ApiError, source: str) -> StreamError:
             retry_after=_retry_after(headers.get("retry-after")),
         )
     if status in (401, 403):
-        hint = "check deepgram.api_key / $DEEPGRAM_API_KEY, or deepgram.access_token"
+        hint = (
+            "check deepgram.api_key, $DEEPGRAM_API_KEY or the credential deepgram, "
+            "or deepgram.access_token"
+        )
         message = f"Deepgram refused the credentials for source {source}: {detail}; {hint}"
         return StreamError(message, retry=False, error=AuthError(message))
     message = f"Deepgram refused the stream of source {source}: {detail}"

@@ -5,10 +5,12 @@ Four tasks per session: *capture* reads the source into the :class:`ReplayBuffer
 connection (:mod:`connection`), *send* streams the buffer (:mod:`keepalive` when quiet,
 :mod:`finalize` at the end) and *receive* turns Deepgram's messages into events; *publish*
 hands events to the router from a bounded queue, so a slow sink never stalls the WebSocket. A
-dropped connection is retried with the shared :class:`Backoff`, and the new one starts by
-replaying what no final covered. A final's audio is freed once the router says the final is
-committed to every outbox; until then, while the stream is not keeping up, it is also in the
-durable spool (:mod:`spooling`), which the next start transcribes first (:meth:`_recover`).
+dropped connection is retried on the :class:`RetrySchedule` (the shared :class:`Backoff`;
+once stopping, a short schedule until the deadline), and the new one starts by replaying what
+no final covered, as fast as ``deepgram.catchup_speed`` allows. A final's audio is freed once
+the router says the final is committed to every outbox; until then, while the stream is not
+keeping up, it is also in the durable spool (:mod:`spooling`), which the next start
+transcribes first (:meth:`_recover`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from listend.daemon.stream.endpoint import Endpoint
 from listend.daemon.stream.fallback import Fallback
 from listend.daemon.stream.replay import ReplayBuffer
 from listend.daemon.stream.results import EventFactory
+from listend.daemon.stream.schedule import HEALTHY_AFTER, RetrySchedule
 from listend.daemon.stream.spool import Spool, SpoolRun
 from listend.daemon.stream.spooling import SpoolKeeper
 from listend.daemon.stream.stats import SessionStats
@@ -88,9 +91,10 @@ class StreamSession:
             self._clients[endpoint.url] = self.client
         if self.fallback is not None and local is not None:
             self._clients[self.fallback.local.url] = local
-        self.stats = SessionStats()
+        self.stats = SessionStats(source_problem=source.problem)  # read by /readyz, STATUS=
         self._failure: ListendError | None = None  # a fatal stream error
-        self.backoff = Backoff()  # the shared retry policy; replaceable (tests use short delays)
+        self.backoff = Backoff(stable_after=HEALTHY_AFTER)  # the shared policy; replaceable
+        self.schedule = RetrySchedule(name, deepgram.finalize_timeout)
         self.outage = Outage(
             f"source {name}",
             retrying="reconnecting with backoff",
@@ -99,7 +103,6 @@ class StreamSession:
         )
         self.live = source.realtime and recovering is None
         self._stop = asyncio.Event()
-        self._stop_deadline: float | None = None
         self._capture_task: asyncio.Task[None] | None = None
         self.buffer = ReplayBuffer(self.format, deepgram.replay_buffer_seconds)
         self.recovering = recovering
@@ -141,11 +144,12 @@ class StreamSession:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def stop(self) -> None:
-        """Ask for a graceful end: stop capturing, finalize, close, then :meth:`run` returns."""
+    def stop(self, within: float | None = None) -> None:
+        """Ask for a graceful end: stop capturing, finalize, close, then :meth:`run` returns;
+        ``within``: the seconds the stop may take (a stream that is down retries until then)."""
         if not self._stop.is_set():
             self._stop.set()
-            self._stop_deadline = time.monotonic() + 2 * self.deepgram.finalize_timeout
+            self.schedule.stop(within)
         if self._capture_task is not None:
             self._capture_task.cancel()
         if self._recovery is not None:
@@ -241,38 +245,31 @@ class StreamSession:
             try:
                 handed_back = await self._connection(backoff, endpoint)
             except StreamError as failure:
-                self.stats.mark_down()
-                self.stats.first_attempt.set()
+                self.stats.attempt_failed(str(failure))
                 if not failure.retry:
                     self._failure = failure.error
                     return
                 outage.failed(str(failure))
                 if self._falling_back(endpoint, failure):
                     continue
-                if self._out_of_time():
+                if self.schedule.out_of_time():
                     self._abandon(failure)
                     return
-                backoff.failed()
-                await backoff.wait_unless(  # stop() cuts the wait: flush what was captured now
-                    None if self.stopping else self._stop,  # stopping: retry until the deadline
-                    at_least=failure.retry_after or 0.0,
-                    at_most=self._time_left(endpoint),
+                await self.schedule.wait(  # stop() cuts a backoff: flush what was captured now
+                    backoff,
+                    self._stop,
+                    retry_after=failure.retry_after,
+                    at_most=self._fallback_turn(endpoint),
                 )
             else:
                 if not handed_back:
                     return
 
-    def _out_of_time(self) -> bool:
-        return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
-
-    def _time_left(self, endpoint: Endpoint) -> float:
-        """The longest wait before the next attempt: the stop deadline, the fallback's turn."""
-        left = math.inf
+    def _fallback_turn(self, endpoint: Endpoint) -> float:
+        """The longest wait before the next attempt: until the local engine's turn."""
         if self.fallback is not None and endpoint is self.fallback.primary:
-            left = self.fallback.after - self.fallback.waited()
-        if self._stop_deadline is not None:
-            left = min(left, self._stop_deadline - time.monotonic())
-        return max(0.0, left)
+            return max(0.0, self.fallback.after - self.fallback.waited())
+        return math.inf
 
     def _abandon(self, failure: StreamError) -> None:
         lost = self.buffer.to_seconds(self.buffer.lost() + self.buffer.uncovered)
@@ -320,7 +317,8 @@ class StreamSession:
                 raise handshake_failure(exc, self.name) from exc
             ws: Any = sock._websocket  # noqa: SLF001 - the SDK does not expose headers/close code
             request_id = ws.response_headers.get("dg-request-id")
-            conn = StreamConnection(sock, ws, start=start, request_id=request_id, link=self._link())
+            link = self._link(backoff)
+            conn = StreamConnection(sock, ws, start=start, request_id=request_id, link=link)
             self.factory.engine = endpoint.engine
             self._connected(backoff, conn)
             if self.fallback is not None:
@@ -335,7 +333,7 @@ class StreamSession:
             return conn.handoff.is_set()
         raise close_failure(conn.handshake.close_code, conn.handshake.close_reason, self.name)
 
-    def _link(self) -> SessionLink:
+    def _link(self, backoff: Backoff) -> SessionLink:
         """What the next connection uses of this session."""
         return SessionLink(
             source=self.name,
@@ -345,7 +343,8 @@ class StreamSession:
             emit=self.emit,
             keepalive_interval=self.deepgram.keepalive_interval,
             finalize_timeout=self.deepgram.finalize_timeout,
-            live=self.live,
+            catchup_speed=self.deepgram.catchup_speed if self.live else 0.0,
+            answered=backoff.healthy,
             stopping=self._stop.is_set,
             wants_interims=self.wants_interims,
         )
@@ -392,6 +391,7 @@ class StreamSession:
         stats = self.stats
         stats.first_attempt.set()
         stats.mark_up()
+        stats.stream_error = None
         stats.connects += 1
         if stats.connects > 1:
             stats.reconnects += 1
