@@ -55,10 +55,14 @@ clean:
 # engine_bench.py: the offline engine. run.py: listend against the SDK-guide baseline and
 # voice-activity gating (about 10 minutes; wants both cores otherwise idle). wyoming_bench.py:
 # 20 Assist requests over Wyoming, audio-stop -> transcript latency. catchup.py: the
-# catch-up after a 30 s outage (about 4 minutes).
+# catch-up after a 30 s outage (about 4 minutes). commits.py: the outbox's commit scheduling
+# against the old fixed 50 ms window, side by side (a minute). idle.py: an idle source's
+# wake-ups per second, CPU per minute and start-up CPU against the script.
 bench: venv
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/engine_bench.py
 	$(PY) bench/run.py
 	$(PY) bench/wyoming_bench.py
 	$(PY) bench/catchup.py
+	$(PY) bench/commits.py
+	$(PY) bench/idle.py

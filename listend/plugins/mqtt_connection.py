@@ -39,6 +39,9 @@ class MqttError(Exception):
     """Connecting, publishing or subscribing failed, or the connection was lost."""
 
 
+MISC_CHECKS_PER_KEEPALIVE = 10  # paho's loop_misc, per keepalive interval
+
+
 @dataclass(frozen=True)
 class Will:
     topic: str
@@ -215,12 +218,17 @@ class MqttConnection:
         raise MqttError(f"no {what} from the broker within {self.settings.timeout:g} s")
 
     async def _misc_loop(self) -> None:
-        """Keepalive pings and ping timeouts (paho's loop_misc) while the socket is open."""
+        """Keepalive pings and ping timeouts (paho's loop_misc) while the socket is open.
+
+        Both are due in units of ``keepalive`` (60 s by default), so looking every tenth of it
+        is in time (the broker allows 1.5 keepalives of silence) without waking an idle
+        daemon every second for nothing."""
+        period = max(1.0, self.settings.keepalive / MISC_CHECKS_PER_KEEPALIVE)
         while not self.closed.done():
             if self._client.loop_misc() != paho.MQTT_ERR_SUCCESS:
                 self._teardown(MqttError("keepalive timeout"))
                 return
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(period)
 
     def _teardown(self, error: MqttError | None) -> None:
         """End the connection: unregister the socket, fail every waiter, complete ``closed``."""

@@ -2,11 +2,11 @@
 
 An event is removed from the outbox only after ``Sink.deliver`` returned for it (the sink's
 confirmation: PUBACK, HTTP 2xx, file flushed) and its commit is on disk. Delivery does not
-wait for the disk: stored events are committed together, at most COMMIT_DELAY after they
-arrived (a group commit, one fsync for all sources), while the sink already sends them. An
-event not yet confirmed is exposed to a crash for that long, as it is while it waits in the
-router's queue; once committed it survives SIGKILL and power loss. Until then it is retried
-with the shared
+wait for the disk: a commit starts as soon as events arrive (see
+:mod:`listend.daemon.delivery.commits`: batches form only while a commit is running) and the
+sink already sends them meanwhile. An event not yet committed is exposed to a crash for that
+long, as it is while it waits in the router's queue; once committed it survives SIGKILL and
+power loss, and until confirmed it is retried with the shared
 :class:`~listend.daemon.retry.backoff.Backoff`, across restarts if need be. Consumers may see an
 event twice (at-least-once) and dedupe on its ``id``.
 
@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from listend.daemon.delivery.commits import MAX_UNCOMMITTED, Commits
 from listend.daemon.delivery.dead_letter import (
     dead_letter_events,
     dead_letter_path,
@@ -46,12 +47,6 @@ log = logging.getLogger(__name__)
 
 #: A gap (dropped events) is reported at most this often while it keeps growing.
 GAP_REPORT_INTERVAL = 60.0
-#: Stored events are committed together at most this long after the first of them arrived:
-#: one fsync (and one trip to the outbox thread, 0.25 ms of CPU on a small VM) for all the
-#: sources' events of that window. Delivery does not wait for it.
-COMMIT_DELAY = 0.05
-#: ... unless this many are waiting: then the router waits for the commit (backpressure).
-MAX_UNCOMMITTED = 1024
 
 
 def outbox_path(state_dir: Path, sink: str) -> Path:
@@ -80,11 +75,14 @@ class SinkWorker:
         self.outage = Outage(  # any delivery ends it, as it resets the backoff
             f"sink {sink.name}", recovered="delivering again", logger=log
         )
-        self._uncommitted: list[tuple[int, AnyEvent]] = []
-        self._committer: asyncio.Task[None] | None = None
-        self._committing = asyncio.Lock()
-        self._commit_waiters: list[asyncio.Future[None]] = []  # see committed()
         self.refusal = Refusal(sink.name, self._probe_space)  # the outbox cannot be written
+        self.commits = Commits(
+            self.outbox,
+            self.refusal,
+            name=sink.name,
+            keep_through=lambda: self._inflight_through,
+            on_dropped=self._note_gap,
+        )
         self._gap: list[Dropped] = []
         self._gap_reported_at = 0.0
         self.delivered = 0
@@ -100,8 +98,8 @@ class SinkWorker:
         await self.put_many([event])
 
     async def put_many(self, events: Sequence[AnyEvent]) -> None:
-        """Accept events in order; stored kinds are deliverable when this returns and reach the
-        disk together (one fsync) within COMMIT_DELAY. It waits for that commit only under
+        """Accept events in order; stored kinds are deliverable when this returns, and their
+        commit starts at once (or with the next batch). It waits for that commit only under
         ``policy: block``, when the outbox is full, or when MAX_UNCOMMITTED are waiting."""
         stored: list[AnyEvent] = []
         for event in events:
@@ -134,57 +132,24 @@ class SinkWorker:
             if event.kind == "final":
                 self._interims.pop(event.source, None)  # the final supersedes it
         self._wakeup.set()  # deliver while the commit is on its way to the disk
-        self._uncommitted.extend(staged)
+        self.commits.add(staged)
         if (
             self.options.policy == "block"
             or len(self.outbox) > self.options.max_events  # full: drop what it must now
-            or len(self._uncommitted) >= MAX_UNCOMMITTED
+            or self.commits.pending >= MAX_UNCOMMITTED
         ):
             await self.commit()
         else:
-            self._commit_soon()
-
-    def _commit_soon(self) -> None:
-        committer = self._committer
-        if committer is not None and committer.done():
-            self._committer = None
-            if not committer.cancelled() and (error := committer.exception()) is not None:
-                raise error  # the outbox cannot be written: as if this append failed
-        if self._committer is None:
-            self._committer = asyncio.create_task(
-                self._commit_after(COMMIT_DELAY), name=f"listend[sink:{self.sink.name}].commit"
-            )
-
-    async def _commit_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        await self.commit()
+            self.commits.soon()
 
     async def commit(self) -> None:
         """Write the events staged so far to the outbox (fsynced), in order."""
-        async with self._committing:
-            while self._uncommitted:
-                batch, self._uncommitted = self._uncommitted, []
-                try:
-                    dropped = await self.outbox.commit(batch, keep_through=self._inflight_through)
-                except OutboxFullError as exc:  # nothing of the batch stored: refused, not fatal
-                    self.refusal.refuse(len(batch), exc)
-                    continue
-                if dropped:
-                    self._note_gap(dropped)
-            waiters, self._commit_waiters = self._commit_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+        await self.commits.commit()
 
     def committed(self) -> asyncio.Future[None]:
         """Done once every event accepted so far is in the outbox file: the end-to-end
         acknowledgement that lets a session free the audio of its finals."""
-        waiter = asyncio.get_running_loop().create_future()
-        if self._uncommitted or self._committing.locked():
-            self._commit_waiters.append(waiter)
-        else:
-            waiter.set_result(None)
-        return waiter
+        return self.commits.committed()
 
     def problem(self) -> str | None:
         """Why this sink is not up: its outbox (a full disk), the sink's own account (broker
@@ -233,7 +198,7 @@ class SinkWorker:
             if self._started:
                 await self.sink.stop()
         finally:
-            await self._commit_pending()
+            await self.commits.finish()
             await self.refusal.close()
             await self.outbox.close()
 
@@ -268,17 +233,9 @@ class SinkWorker:
             try:
                 await self.sink.stop()
             finally:
-                await self._commit_pending()
+                await self.commits.finish()
                 await self.refusal.close()
                 await self.outbox.close()
-
-    async def _commit_pending(self) -> None:
-        """Before the outbox closes: what is staged goes to disk (the next start sends it)."""
-        if self._committer is not None:
-            await asyncio.gather(self._committer, return_exceptions=True)
-            self._committer = None
-        if self.outbox.is_open:
-            await self.commit()
 
     async def _loop(self) -> None:
         while True:

@@ -3,19 +3,24 @@
 Everything is computed from the live objects when asked (a scrape, a heartbeat), from the
 sessions' :class:`SessionStats` and the sink workers' counters, so nothing is counted twice.
 Counters of a source restarted by a reload carry over, so they never go backwards.
+
+prometheus_client (34 modules, about 0.4 MB once the SDK is loaded) is imported only when
+/metrics is served (``health:``) and scraped: until then latencies are plain bucket counts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Protocol, cast
 
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import Collector
 
 from listend import __version__
 from listend.daemon.stream.stats import SessionStats
@@ -122,24 +127,43 @@ class _Totals:
         )
 
 
-class Metrics(Collector):
-    """The Prometheus registry of one daemon; ``registry`` is what /metrics serves."""
+@dataclass
+class _Latencies:
+    """One source's final latencies as a histogram: counts per LATENCY_BUCKETS (+Inf last)."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        bounds = [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]
+        cumulative, running = [], 0
+        for bound, count in zip(bounds, self.counts, strict=True):
+            running += count
+            cumulative.append((bound, float(running)))
+        return cumulative
+
+
+class Metrics:
+    """The Prometheus collector of one daemon; ``registry`` is what /metrics serves."""
 
     def __init__(self, probe: DaemonProbe) -> None:
         self.probe = probe
         self.reloads = {"ok": 0, "failed": 0}
         self._retired: dict[str, _Totals] = {}
+        self._latencies: dict[str, _Latencies] = {}
+
+    @cached_property
+    def registry(self) -> CollectorRegistry:
+        from prometheus_client import CollectorRegistry  # noqa: PLC0415 - only when served
+
         # auto_describe off: registering must not scrape a daemon that is still starting
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.latency = Histogram(
-            "listend_final_latency_seconds",
-            "Seconds from the end of the audio of a final to its arrival",
-            ["source"],
-            buckets=LATENCY_BUCKETS,
-            registry=None,
-        )
-        self.registry.register(self)  # first: its collect() moves new latencies in
-        self.registry.register(self.latency)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(cast("Collector", self))
+        return registry
 
     def retire(self, source: str, stats: SessionStats) -> None:
         """A session is being replaced: keep its counters and latencies."""
@@ -149,8 +173,7 @@ class Metrics(Collector):
     def forget(self, source: str) -> None:
         """The source was removed from the config: drop its series."""
         self._retired.pop(source, None)
-        with contextlib.suppress(KeyError):
-            self.latency.remove(source)
+        self._latencies.pop(source, None)
 
     def absorb(self) -> None:
         """Move the sessions' new final latencies into the histogram (bounds their lists)."""
@@ -159,13 +182,28 @@ class Metrics(Collector):
 
     def _observe(self, source: str, stats: SessionStats) -> None:
         latencies, stats.final_latencies[:] = list(stats.final_latencies), []
-        child = self.latency.labels(source=source)
-        for seconds in latencies:
-            child.observe(seconds)
+        if latencies:
+            histogram = self._latencies.setdefault(source, _Latencies())
+            for seconds in latencies:
+                histogram.observe(seconds)
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import (  # noqa: PLC0415 - a scrape: loaded by then
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
         self.absorb()
         now = time.monotonic()
+        latency = HistogramMetricFamily(
+            "listend_final_latency_seconds",
+            "Seconds from the end of the audio of a final to its arrival",
+            labels=["source"],
+        )
+        for source, histogram in sorted(self._latencies.items()):
+            latency.add_metric([source], histogram.buckets(), histogram.total)
+        yield latency
         yield from self._stream_metrics(now)
         yield from self._sink_metrics()
         info = GaugeMetricFamily("listend_info", "listend version", labels=["version"])
@@ -179,6 +217,8 @@ class Metrics(Collector):
         yield reloads
 
     def _stream_metrics(self, now: float) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: PLC0415
+
         live = self.probe.stream_stats()
         names = sorted(set(live) | set(self._retired))
 
@@ -230,6 +270,8 @@ class Metrics(Collector):
         yield age
 
     def _sink_metrics(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: PLC0415
+
         sinks = sorted(self.probe.sink_states().items())
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "delivered": CounterMetricFamily(

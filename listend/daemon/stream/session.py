@@ -195,7 +195,7 @@ class StreamSession:
                         await keeper.finish(self.events.last_final)
                 await self.events.close()  # the publisher drains the queue, then ends
         finally:
-            self.stats.connected = False
+            self.stats.mark_down()
             self.stats.first_attempt.set()
         log.info("source %s%s ended", self.name, " (recovering the spool)" * bool(self.recovering))
 
@@ -331,7 +331,7 @@ class StreamSession:
                     probe = self._hand_back_when_reachable(self.fallback, conn)
                     stack.push_async_callback(self._cancel, probe)
             await conn.run()
-            self.stats.connected = False
+            self.stats.mark_down()
         if conn.handshake.clean:
             return conn.handoff.is_set()
         raise close_failure(conn.handshake.close_code, conn.handshake.close_reason, self.name)
@@ -393,7 +393,7 @@ class StreamSession:
     def _connected(self, backoff: Backoff, conn: StreamConnection) -> None:
         stats = self.stats
         stats.first_attempt.set()
-        stats.connected = True
+        stats.mark_up()
         stats.stream_error = None
         stats.connects += 1
         if stats.connects > 1:

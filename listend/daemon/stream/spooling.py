@@ -2,7 +2,8 @@
 
 The session's replay buffer holds the audio; this copies what no committed final covers into
 the session's :class:`SpoolRun` once a second while the stream is disconnected or more than
-BEHIND_SECONDS behind, and once more when the session ends with audio untranscribed (finals
+BEHIND_SECONDS behind (it looks only when that could have become true: no polling while the
+stream keeps up), and once more when the session ends with audio untranscribed (finals
 already received are the stop drain's to commit). Each end-to-end acknowledgement frees the
 spool up to the committed final; when a session ends with everything transcribed, its run is
 removed once the last final is committed. A session transcribing a spooled run
@@ -12,6 +13,7 @@ removed once the last final is committed. A session transcribing a spooled run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from bisect import bisect_left
 
@@ -63,11 +65,20 @@ class SpoolKeeper:
         return self.stats.connected and behind < BEHIND_SECONDS
 
     async def keep(self) -> None:
-        """The writer task of a live session (cancelled when the session ends)."""
+        """The writer task of a live session (cancelled when the session ends).
+
+        While the stream keeps up there is nothing to write, and no reason to wake once a
+        second to find that out: it sleeps until the stream goes down, or until it could be
+        BEHIND_SECONDS behind (a live source brings audio at most in real time)."""
         while True:
             if not self.keeping_up():
                 await self.write()
-            await asyncio.sleep(SPOOL_INTERVAL)
+                await asyncio.sleep(SPOOL_INTERVAL)
+                continue
+            behind = self.buffer.to_seconds(self.buffer.end - self.buffer.covered)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(SPOOL_INTERVAL, BEHIND_SECONDS - behind)):
+                    await self.stats.lost.wait()
 
     async def write(self) -> None:
         """Append what is neither spooled nor committed (what fits under ``spool_max_mb``)."""

@@ -36,6 +36,18 @@ class SessionStats:
     unspooled_seconds: float = 0.0  # audio that did not fit in the spool (lost on a crash)
     last_final_at: float | None = None  # time.monotonic() of the last final
     final_latencies: list[float] = field(default_factory=list)  # drained by the metrics exporter
+    #: Set when the stream goes down (:meth:`mark_down`): the spool writer waits on it
+    #: instead of polling while the stream keeps up.
+    lost: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
+
+    def mark_up(self) -> None:
+        self.connected = True
+        self.lost.clear()
+
+    def mark_down(self) -> None:
+        self.connected = False
+        self.lost.set()
+
     last_audio_at: float | None = None  # time.monotonic() of the last chunk the source gave
     stream_error: str | None = None  # why the last connection attempt failed (until one works)
     source_problem: Callable[[], str | None] = _no_problem  # the source's own account
@@ -48,7 +60,7 @@ class SessionStats:
 
     def attempt_failed(self, reason: str) -> None:
         """A connection attempt failed (or a connection was lost) because of ``reason``."""
-        self.connected = False
+        self.mark_down()
         self.stream_error = reason
         self.first_attempt.set()
 
