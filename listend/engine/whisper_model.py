@@ -153,6 +153,8 @@ class WhisperModel:
         started = time.monotonic()
         verify_model(directory, digests)
         os.environ["HF_HUB_OFFLINE"] = "1"  # a directory never needs the Hub: make sure of it
+        # faster-whisper logs two INFO lines per decode: noise in a daemon's journal
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
         try:
             from faster_whisper import WhisperModel as Model  # noqa: PLC0415 - the optional extra
         except ImportError as exc:
