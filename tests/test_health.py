@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from listend.daemon.config.models import HealthConfig, ListendConfig, split_listen
 from listend.daemon.errors import ListendError
 from listend.daemon.service.health import HealthServer
-from listend.daemon.service.metrics import Metrics, SinkState, readiness, status_line
+from listend.daemon.service.metrics import Metrics
+from listend.daemon.service.readiness import SinkState, readiness, status_line
 from listend.daemon.stream.stats import SessionStats
 from tests.support.net import free_port
 

@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from listend.daemon.delivery.worker import SinkWorker
 from listend.daemon.plugin.source import PluginContext
 from listend.daemon.retry.backoff import Backoff
-from listend.daemon.service.metrics import Metrics, SinkState, readiness, status_line
+from listend.daemon.service.metrics import Metrics
+from listend.daemon.service.readiness import SinkState, readiness, status_line
 from listend.daemon.stream.stats import SessionStats
 from listend.plugins.http_sink import HttpSink, HttpSinkConfig
 from listend.testing import Script, ThreadedDeepgramTestServer

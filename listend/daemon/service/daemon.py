@@ -27,7 +27,8 @@ from listend.daemon.service.control import Controls
 from listend.daemon.service.control_socket import ControlServer, control_socket_path
 from listend.daemon.service.drain import drain, settle
 from listend.daemon.service.local_engine import LocalEndpoint, LocalEngineFactory, no_local_engine
-from listend.daemon.service.metrics import Metrics, SinkState, status_line
+from listend.daemon.service.metrics import Metrics
+from listend.daemon.service.readiness import SinkState, status_line
 from listend.daemon.service.reload import apply_reload, routed_to, routes_of
 from listend.daemon.service.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
 from listend.daemon.service.sessions import new_session

@@ -13,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from listend.daemon.config.models import HealthConfig
 from listend.daemon.errors import ListendError
-from listend.daemon.service.metrics import DaemonProbe, Metrics, readiness
+from listend.daemon.service.metrics import Metrics
+from listend.daemon.service.readiness import DaemonProbe, readiness
 
 log = logging.getLogger(__name__)
 
