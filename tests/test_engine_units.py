@@ -15,8 +15,8 @@ from listend.engine.audio import PcmConverter, Resampler
 from listend.engine.formats import UnsupportedAudio
 from listend.engine.prerecorded import BadOptions, PrerecordedOptions, build_response
 from listend.engine.vocabulary import Boost, build_aliases, parse_boosts
+from listend.progress import Progress
 from listend.subtitles import cues, to_srt, to_text, to_vtt
-from listend.transcribe import Progress
 from tests.support.evaluation import word_error_rate, word_errors
 
 
