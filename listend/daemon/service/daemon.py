@@ -28,13 +28,13 @@ from listend.daemon.service.control_socket import ControlServer, control_socket_
 from listend.daemon.service.drain import drain, settle
 from listend.daemon.service.local_engine import LocalEndpoint, LocalEngineFactory, no_local_engine
 from listend.daemon.service.metrics import Metrics
-from listend.daemon.service.readiness import SinkState, status_line
+from listend.daemon.service.readiness import SinkState, first_signs, status_line
 from listend.daemon.service.reload import apply_reload, routed_to, routes_of
 from listend.daemon.service.sdnotify import Notifier, ProgressCheck, run_heartbeat, stall_check
 from listend.daemon.service.sessions import new_session
 from listend.daemon.stream.session import StreamSession
 from listend.daemon.stream.spool import Spool
-from listend.daemon.stream.stats import AUDIO_GRACE, SessionStats
+from listend.daemon.stream.stats import SessionStats
 
 if TYPE_CHECKING:
     from listend.daemon.service.health import HealthServer
@@ -276,19 +276,14 @@ class Daemon:
             "control-socket", ControlServer(self, control_socket_path(config.state_dir)).serve()
         )
 
-    async def _first_attempt(self, name: str) -> None:
-        """First connection attempt, then first audio for up to AUDIO_GRACE s (honest READY)."""
-        stats, task = self.sessions[name].stats, self.task(f"source:{name}")
-        for event, timeout in ((stats.first_attempt, None), (stats.first_audio, AUDIO_GRACE)):
-            waiter = asyncio.ensure_future(event.wait())
-            try:
-                await asyncio.wait([waiter, task], timeout=timeout, return_when="FIRST_COMPLETED")
-            finally:
-                waiter.cancel()
-
     async def _announce_ready(self) -> None:
         """READY=1 once every source has made its first connection attempt (or ended)."""
-        await asyncio.gather(*(self._first_attempt(name) for name in list(self.sessions)))
+        await asyncio.gather(
+            *(
+                first_signs(self.sessions[name].stats, self.task(f"source:{name}"))
+                for name in list(self.sessions)
+            )
+        )
         if self._phase == "starting":
             self._phase = "running"
             self._ready.set()

@@ -7,12 +7,13 @@ a sink when it is connected and delivering.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from listend.daemon.stream.stats import SessionStats
+from listend.daemon.stream.stats import AUDIO_GRACE, SessionStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +85,14 @@ def status_line(probe: DaemonProbe, now: float | None = None) -> str:
     if not_up:
         text += "; not up: " + "; ".join(not_up)
     return text if probe.phase == "running" else f"{probe.phase}: {text}"
+
+
+async def first_signs(stats: SessionStats, task: asyncio.Task[None]) -> None:
+    """A source's first connection attempt, then its first audio for up to AUDIO_GRACE s, or
+    the end of its session: READY=1 waits for this, so it does not claim what is not up."""
+    for event, timeout in ((stats.first_attempt, None), (stats.first_audio, AUDIO_GRACE)):
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait([waiter, task], timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            waiter.cancel()
