@@ -60,7 +60,11 @@ def stop(daemon: DaemonProcess) -> tuple[int, float]:
 
 
 def test_three_drops_with_refusals_every_word_once_in_source_time(tmp_path):
-    script = Script().generate(10, seed=11)
+    # 20 s of audio: the three drops and their refusals (2.5 s + 3 x (2 s up, two refused
+    # handshakes with backoffs of up to 0.5 + 1 + 2 s of full jitter) ~ 19 s at worst) all
+    # happen while audio still flows, whatever the jitter draws. With 10 s an idle machine and
+    # long draws let the third connection end cleanly before its drop.
+    script = Script().generate(20, seed=11)
     wav = script.write_wav(tmp_path / "speech.wav")
     with running_server() as dg:
         dg.faults.drop(after_bytes=int(2.5 * 32000), code=1006).refuse(2, status=503)
