@@ -23,8 +23,9 @@ DRAIN_TIMEOUT = ListendConfig().drain_timeout  # the shipped default
 RETRYING = re.compile(r"source hall: retrying within ([0-9.]+)s")
 
 
-def shipped_config(tmp_path: Path, dg_url: str, wav: Path) -> Path:
-    """Every Deepgram, retry and drain setting at its default; a real-time file source."""
+def shipped_config(tmp_path: Path, dg_url: str, wav: Path, deepgram: str = "") -> Path:
+    """Every Deepgram, retry and drain setting at its default (but for ``deepgram`` lines);
+    a real-time file source."""
     config = tmp_path / "listend.yaml"
     config.write_text(f"""\
 device: test-box
@@ -32,7 +33,7 @@ state_dir: {tmp_path / "state"}
 deepgram:
   url: {dg_url}
   api_key: $env:DG_TEST_KEY
-sources:
+{deepgram}sources:
   hall:
     type: file
     path: {wav}
@@ -93,6 +94,41 @@ def test_three_drops_with_refusals_every_word_once_in_source_time(tmp_path):
         assert word["start"] == pytest.approx(span.start, abs=0.1), word
         assert word["end"] == pytest.approx(span.end, abs=0.1), word
     assert "never transcribed" not in daemon.log()
+
+
+def test_an_outage_longer_than_the_replay_buffer_is_transcribed_from_the_spool(tmp_path):
+    """The replay buffer (60 s shipped) is 2 s here, so that a 5 s outage outlasts it in a
+    short run; the retry policy, catch-up, spool and drain are the shipped ones."""
+    script = Script()
+    for words in ("turn on the lights", "open the door", "play some music", "good night"):
+        script.say(words, then_silence=0.7)  # each utterance shorter than the buffer
+    script.say("lock the back door", then_silence=0.7).say("thank you very much")
+    wav = script.write_wav(tmp_path / "speech.wav")
+    buffer = "  replay_buffer_seconds: 2\n"
+    with running_server() as dg:
+        dg.faults.drop(after_bytes=int(1.5 * 32000), code=1011)
+        dg.faults.refuse(1, status=503, retry_after=5.0)
+        daemon = start(tmp_path, shipped_config(tmp_path, dg.url, wav, buffer), dg.api_key)
+        try:
+            daemon.wait_log(f"source hall: end of {wav}", timeout=60)
+            ended = time.monotonic()
+            wait_until(lambda: time.monotonic() >= ended + 1.0, 5, "a second after the audio")
+            code, _took = stop(daemon)
+        finally:
+            if daemon.proc.poll() is None:
+                daemon.kill()
+    assert code == 0, daemon.log()
+    assert "from the spool first" in daemon.log()
+    events = [json.loads(line) for line in daemon.output().splitlines() if line[:1] == "{"]
+    finals = [e for e in events if e.get("type") == "transcript" and e["is_final"]]
+    words = [w for e in finals for w in e["words"]]
+    assert [w["word"] for w in words] == script.words  # every word, exactly once
+    for word, span in zip(words, script.spans, strict=True):
+        assert word["start"] == pytest.approx(span.start, abs=0.1), word
+    assert any(e.get("recovered") for e in finals)
+    assert len({e["id"] for e in events}) == len(events)
+    assert "audio lost" not in daemon.log()
+    assert not list((tmp_path / "state" / "spool").glob("*/*.pcm"))  # all of it committed
 
 
 def test_a_server_that_drops_every_connection_at_once_is_backed_off_to_the_cap(tmp_path):
