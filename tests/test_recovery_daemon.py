@@ -60,6 +60,23 @@ def stop(daemon: DaemonProcess) -> tuple[int, float]:
     return code, time.monotonic() - signalled
 
 
+def run_past_the_audio(
+    tmp_path: Path, config: Path, key: str, wav: Path
+) -> tuple[DaemonProcess, int, float]:
+    """Run the daemon; SIGTERM a second after its file source ended: the daemon, its exit
+    code and the seconds the stop took."""
+    daemon = start(tmp_path, config, key)
+    try:
+        daemon.wait_log(f"source hall: end of {wav}", timeout=90)
+        ended = time.monotonic()
+        wait_until(lambda: time.monotonic() >= ended + 1.0, 5, "a second after the audio")
+        code, took = stop(daemon)
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    return daemon, code, took
+
+
 def test_three_drops_with_refusals_every_word_once_in_source_time(tmp_path):
     # 20 s of audio: the three drops and their refusals (2.5 s + 3 x (2 s up, two refused
     # handshakes with backoffs of up to 0.5 + 1 + 2 s of full jitter) ~ 19 s at worst) all
@@ -71,15 +88,8 @@ def test_three_drops_with_refusals_every_word_once_in_source_time(tmp_path):
         dg.faults.drop(after_bytes=int(2.5 * 32000), code=1006).refuse(2, status=503)
         dg.faults.drop(after_seconds=2.0, code=1011).refuse(2, status=503)
         dg.faults.drop(after_seconds=2.0, code=1011).refuse(2, status=503)
-        daemon = start(tmp_path, shipped_config(tmp_path, dg.url, wav), dg.api_key)
-        try:
-            daemon.wait_log(f"source hall: end of {wav}", timeout=90)
-            ended = time.monotonic()
-            wait_until(lambda: time.monotonic() >= ended + 1.0, 5, "a second after the audio")
-            code, took = stop(daemon)
-        finally:
-            if daemon.proc.poll() is None:
-                daemon.kill()
+        config = shipped_config(tmp_path, dg.url, wav)
+        daemon, code, took = run_past_the_audio(tmp_path, config, dg.api_key, wav)
         connections = list(dg.connections)
         refusals = list(dg.refusals)
     assert code == 0, daemon.log()
@@ -108,16 +118,10 @@ def test_an_outage_longer_than_the_replay_buffer_is_transcribed_from_the_spool(t
     with running_server() as dg:
         dg.faults.drop(after_bytes=int(1.5 * 32000), code=1011)
         dg.faults.refuse(1, status=503, retry_after=5.0)
-        daemon = start(tmp_path, shipped_config(tmp_path, dg.url, wav, buffer), dg.api_key)
-        try:
-            daemon.wait_log(f"source hall: end of {wav}", timeout=60)
-            ended = time.monotonic()
-            wait_until(lambda: time.monotonic() >= ended + 1.0, 5, "a second after the audio")
-            code, _took = stop(daemon)
-        finally:
-            if daemon.proc.poll() is None:
-                daemon.kill()
+        config = shipped_config(tmp_path, dg.url, wav, buffer)
+        daemon, code, took = run_past_the_audio(tmp_path, config, dg.api_key, wav)
     assert code == 0, daemon.log()
+    assert took <= DRAIN_TIMEOUT
     assert "from the spool first" in daemon.log()
     events = [json.loads(line) for line in daemon.output().splitlines() if line[:1] == "{"]
     finals = [e for e in events if e.get("type") == "transcript" and e["is_final"]]
