@@ -130,3 +130,40 @@ def test_a_key_deepgram_refuses_is_the_reason_in_the_status_line(tmp_path):
     assert key not in status
     assert code == EX_NOPERM, daemon.log()
     assert key not in daemon.log()
+
+
+def test_a_source_that_stopped_with_an_error_stays_a_reason(tmp_path):
+    """A stream Deepgram refuses (400, an unknown model) stops its source; /readyz keeps
+    saying why while the other source runs, instead of forgetting it as if it had ended."""
+    port = free_port()
+    config = tmp_path / "listend.yaml"
+    with running_server(models=["nova-3"]) as dg:
+        config.write_text(
+            f"device: t\nstate_dir: {tmp_path / 'state'}\n"
+            f"deepgram:\n  url: {dg.url}\n  api_key: $env:DG_TEST_KEY\n"
+            f"health: {{listen: 127.0.0.1:{port}}}\n"
+            "sources:\n"
+            f"  good: {{type: file, path: {SAMPLE}, loop: true}}\n"
+            f"  bad: {{type: file, path: {SAMPLE}, loop: true, stream: {{model: no-such}}}}\n"
+            "sinks:\n  out: {type: stdout, format: jsonl}\n",
+            encoding="utf-8",
+        )
+        env = {**os.environ, "DG_TEST_KEY": dg.api_key}
+        daemon = DaemonProcess(config, tmp_path / "daemon.log", env=env)
+        try:
+            daemon.wait_log("source bad stopped: ", DEADLINE)
+            answers: list[tuple[int, dict[str, object]]] = []
+
+            def only_bad_is_down() -> bool:
+                answers.append(readyz(port))
+                status, body = answers[-1]
+                reasons = [str(r) for r in body["reasons"]]  # type: ignore[attr-defined]
+                assert status == 503, body
+                return len(reasons) == 1  # once the good stream is up
+
+            wait_until(only_bad_is_down, DEADLINE, "/readyz naming only the bad source")
+        finally:
+            code = daemon.terminate()
+    [reason] = answers[-1][1]["reasons"]  # type: ignore[misc]
+    assert reason.startswith("stream bad: not connected (Deepgram refused the stream"), reason
+    assert code == 0, daemon.log()
