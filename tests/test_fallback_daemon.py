@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -115,7 +116,10 @@ def test_outage_goes_to_the_local_engine_and_back_with_nothing_left_out(tmp_path
     # Deepgram: dropped, refused for longer than fallback_after, probed, then streamed to.
     streamed = [c for c in connections if c.bytes_received]
     assert [c.close_code for c in streamed] == [1011, 1000]
-    assert refusals[-1].at - refusals[0].at >= FALLBACK_AFTER - 1.0  # the retries meanwhile
+    assert refusals
+    away = re.search(r"source hall: Deepgram: reachable again after ([0-9.]+) s", log)
+    assert away is not None, log
+    assert float(away[1]) >= FALLBACK_AFTER
     last = [t for t in streamed[-1].control_types if t != "KeepAlive"]
     assert last == ["Finalize", "CloseStream"]
 
@@ -138,10 +142,13 @@ def test_outage_goes_to_the_local_engine_and_back_with_nothing_left_out(tmp_path
     # Nothing left out: the finals tile the audio; a gap between two holds no spoken word.
     assert events[0].start <= script.spans[0].start
     assert events[-1].end >= script.spans[-1].end
-    for earlier, later in pairwise(events):  # (the handback may fall inside a word: no gap)
+    for earlier, later in pairwise(events):  # and where the engine changes, no word is cut
         inside = [s.word for s in script.spans if s.end > earlier.end and s.start < later.start]
         gap = later.start - earlier.end
-        assert gap < 0.001 or not inside, f"{inside} fell in {earlier.end:.2f}s-{later.start:.2f}s"
+        switch = earlier.engine != later.engine
+        assert not inside or (gap < 0.001 and not switch), (
+            f"{inside} fell in {earlier.end:.2f}s-{later.start:.2f}s"
+        )
 
     # Deepgram's finals hold exactly the words spoken in them, at their source times ...
     for event in (e for e in events if e.engine == "deepgram"):

@@ -4,9 +4,10 @@ The session asks :meth:`Fallback.target` where to connect. Once Deepgram has fai
 than ``deepgram.fallback_after`` (or at once when the session is stopping), that is the local
 engine; its connection replays from the first audio no final covered, as any reconnect does.
 Meanwhile :meth:`Fallback.wait_for_primary` retries Deepgram's handshake with the shared
-backoff; when it answers, the session finalizes the local stream (its finals then cover
-everything sent to it) and Deepgram resumes exactly there. Each stretch of audio is thus
-transcribed by exactly one engine, and events say which in ``engine``.
+backoff; when it answers, the session finalizes the local stream, keeps its finals up to its
+last endpoint (the connection drops the rest) and Deepgram resumes exactly there, so no word
+is cut in two. Each stretch of audio is thus transcribed by exactly one engine, and events say
+which in ``engine``.
 """
 
 from __future__ import annotations
