@@ -20,6 +20,7 @@ from listend.daemon.events import TranscriptEvent
 from listend.testing import running_server
 from listend.testing.spoken import SpokenScript
 from tests.support.cli import DaemonProcess
+from tests.support.sessions import config_text
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.xdist_group("local-engine"), pytest.mark.slow]
@@ -51,22 +52,13 @@ def room() -> SpokenScript:
 
 
 def shipped_config(tmp_path: Path, dg_url: str, wav: Path, out: Path) -> Path:
+    """Every retry, timeout and fallback setting at its default but ``fallback: local``."""
     config = tmp_path / "listend.yaml"
-    config.write_text(f"""\
-device: test-box
-state_dir: {tmp_path / "state"}
-deepgram:
-  url: {dg_url}
-  api_key: $env:DG_TEST_KEY
-local_engine: {{engine: pocketsphinx}}
-sources:
-  hall:
-    type: file
-    path: {wav}
-    fallback: local
-sinks:
-  out: {{type: file, path: {out}, format: jsonl}}
-""")
+    sink = f"  out: {{type: file, path: {out}, format: jsonl}}"
+    extra = "local_engine: {engine: pocketsphinx}\n"
+    config.write_text(
+        config_text(dg_url, wav, extra_source="    fallback: local\n", sink=sink, extra=extra)
+    )
     return config
 
 
