@@ -39,7 +39,7 @@ class DictionaryFile:
 
     def lookup(self, word: str) -> str | None:
         """The phones of ``word``'s first pronunciation, as ``Decoder.lookup_word`` gives them."""
-        key = word.lower().encode()
+        key = word.encode()
         size = len(self._data)
         offset = bisect.bisect_left(self._starts, key, key=self._base_at)
         start = self._starts[offset] if offset < size else size
@@ -52,6 +52,9 @@ class DictionaryFile:
                 return " ".join(phones.decode().split()) or None
             start += len(line) + 1
         return None
+
+    def close(self) -> None:
+        self._data.close()
 
     def _line(self, start: int) -> bytes:
         end = self._data.find(b"\n", start)
@@ -93,6 +96,11 @@ class EnglishModel:
         self._dict = _known_words_dictionary(str(config["dict"]), lm, self.logmath.get_zero())
         self.dict_path = f"/proc/self/fd/{self._dict.fileno()}"  # unlinked: nothing to clean up
         self.first_lm: Any | None = lm  # handed to the pool, so it is not read twice
+
+    def close(self) -> None:
+        """Only once no decoder will be built again (they read the cut dictionary's file)."""
+        self.dictionary.close()
+        self._dict.close()
 
     def load_lm(self) -> Any:
         """A language model of its own (0.03-0.15 s, 33 MB)."""

@@ -56,6 +56,15 @@ class DecoderPool:
             self._shared, self._model.first_lm = self._model.first_lm, None
         return self._model
 
+    def close(self) -> None:
+        """Forget the idle decoders and the model (tests; a worker keeps its pool to the end)."""
+        self._idle.clear()
+        self._shared = None
+        self._sharing = 0
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
     def prewarm(self, count: int) -> None:
         while len(self._idle) < count:
             self._idle.append(self._build())
