@@ -16,11 +16,13 @@ single result:
 from __future__ import annotations
 
 import bisect
+import logging
 import mmap
-import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
 
 
 def _pocketsphinx() -> Any:
@@ -93,14 +95,21 @@ class EnglishModel:
         self.logmath = ps.LogMath(float(config["logbase"]), 0, use_table=True)  # as ps_init
         self.dictionary = DictionaryFile(str(config["dict"]))
         lm = self.load_lm()
-        self._dict = _known_words_dictionary(str(config["dict"]), lm, self.logmath.get_zero())
-        self.dict_path = f"/proc/self/fd/{self._dict.fileno()}"  # unlinked: nothing to clean up
+        self._dict: IO[bytes] | None = None
+        self.dict_path = str(config["dict"])
+        try:
+            self._dict, self.dict_path = _known_words_dictionary(
+                self.dict_path, lm, self.logmath.get_zero()
+            )
+        except OSError as exc:  # no writable temporary directory: the whole dictionary, then
+            log.warning("local engine: cannot cut the dictionary (%s); using all of it", exc)
         self.first_lm: Any | None = lm  # handed to the pool, so it is not read twice
 
     def close(self) -> None:
         """Only once no decoder will be built again (they read the cut dictionary's file)."""
         self.dictionary.close()
-        self._dict.close()
+        if self._dict is not None:
+            self._dict.close()
 
     def load_lm(self) -> Any:
         """A language model of its own (0.03-0.15 s, 33 MB)."""
@@ -122,9 +131,19 @@ class EnglishModel:
         return _pocketsphinx().Decoder(**options)
 
 
-def _known_words_dictionary(path: str, lm: Any, zero: int) -> Any:
-    """An unlinked temporary copy of ``path`` with only the entries whose word ``lm`` knows."""
-    kept = tempfile.TemporaryFile(prefix="listend-dict-")  # noqa: SIM115 - lives with the worker
+def _known_words_dictionary(path: str, lm: Any, zero: int) -> tuple[IO[bytes], str]:
+    """A temporary copy of ``path`` with only the entries whose word ``lm`` knows.
+
+    On Linux it is unlinked at once and read as ``/proc/self/fd/N`` (each open starts at the
+    beginning), so nothing is left behind even if the worker is killed; elsewhere it is a named
+    file removed when it is closed.
+    """
+    if Path("/proc/self/fd").is_dir():
+        kept: IO[bytes] = tempfile.TemporaryFile(prefix="listend-dict-")  # noqa: SIM115
+        name = f"/proc/self/fd/{kept.fileno()}"
+    else:
+        kept = tempfile.NamedTemporaryFile(prefix="listend-dict-", suffix=".dict")  # noqa: SIM115
+        name = kept.name
     last_base, known = b"", False
     with Path(path).open("rb") as source:
         for line in source:
@@ -134,5 +153,4 @@ def _known_words_dictionary(path: str, lm: Any, zero: int) -> Any:
             if known:
                 kept.write(line)
     kept.flush()
-    os.lseek(kept.fileno(), 0, os.SEEK_SET)
-    return kept
+    return kept, name
