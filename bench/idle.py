@@ -3,26 +3,44 @@
     python bench/idle.py [SECONDS]  ->  its section of bench/RESULTS.md (and stdout)
 
 One real-time stream of silence (a quiet room) against the bench's Deepgram-protocol server
-and mosquitto, three clients one after the other: listend ungated, listend with ``vad: {}``
-(the gate stays closed: only KeepAlive goes out) and the SDK-guide script. Wake-ups are the
-client's voluntary context switches (every thread, from /proc: each is a sleep that ended),
-counted over SECONDS from 3 s after the stream opened; start-up CPU is the process's CPU
-time when the stream opened (imports, config, plugins, first connection).
+and mosquitto from each client: listend ungated, listend with ``vad: {}`` (the gate stays
+closed: only KeepAlive goes out), listend with 200 ms chunks (half the wake-ups) and the
+SDK-guide script; and the floor of each design: a bare asyncio loop and a bare thread, each
+waking 10 times a second to do nothing. The clients start one after the other (start-up CPU
+is each one's CPU time when its stream opened: imports, config, plugins, first connection),
+then all are measured over the same SECONDS, so a loaded machine weighs on each alike.
+Wake-ups are voluntary context switches (every thread, from /proc: each is a sleep that
+ended).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 import wave
 from pathlib import Path
 
-from common import Services, cpu_seconds, services, start_client, tree
+from common import PYTHON, Services, cpu_seconds, services, start_client, stop, tree
 from report import write_section
 
 MARKERS = ("<!-- idle_bench:start -->", "<!-- idle_bench:end -->")
 BENCH = Path(__file__).resolve().parent
+LISTEND = {  # name -> what the client adds to its source's options
+    "listend": "",
+    "listend, vad: {} (gate closed)": ", vad: {}",
+    "listend, chunk_ms: 200": ", chunk_ms: 200",
+}
+SCRIPT = "SDK-guide script"
+#: what waking at the chunk rate costs before any work is done: the floor of each design
+FLOORS = {
+    "floor: bare asyncio loop, 10 wake-ups/s": (
+        "import asyncio\n\nasync def main():\n    while True:\n        await asyncio.sleep(0.1)\n\n"
+        "asyncio.run(main())\n"
+    ),
+    "floor: bare thread, 10 wake-ups/s": "import time\nwhile True:\n    time.sleep(0.1)\n",
+}
 
 
 def switches(pid: int) -> int:
@@ -48,26 +66,41 @@ def silence(path: Path, seconds: float) -> Path:
     return path
 
 
-def measure(side: str, svc: Services, wav: Path, workdir: Path, window: float, vad: str):
+def measure(svc: Services, wav: Path, workdir: Path, window: float) -> dict[str, dict]:
+    procs: dict[str, subprocess.Popen[str]] = {}
+    startup: dict[str, float] = {}
     svc.reset()
-    client = start_client(side, workdir, svc, wav, 1, vad=vad)
     try:
-        deadline = time.monotonic() + 60
-        while not svc.stats()["connections"]:
-            if time.monotonic() > deadline or client.proc.poll() is not None:
-                raise RuntimeError(f"{side}: no connection")
-            time.sleep(0.05)
-        startup = cpu_seconds(client.proc.pid)
+        for name, options in [*LISTEND.items(), (SCRIPT, None)]:
+            own = workdir / f"idle-{len(procs)}"
+            own.mkdir(exist_ok=True)
+            side = "baseline" if options is None else "listend"
+            client = start_client(side, own, svc, wav, 1, vad=options or "")
+            procs[name] = client.proc
+            deadline = time.monotonic() + 60
+            while len(svc.stats()["connections"]) < len(procs):
+                if time.monotonic() > deadline or client.proc.poll() is not None:
+                    raise RuntimeError(f"{name}: no connection")
+                time.sleep(0.05)
+            startup[name] = cpu_seconds(client.proc.pid)
+        for name, code in FLOORS.items():
+            procs[name] = subprocess.Popen([PYTHON, "-c", code], text=True)
         time.sleep(3)
-        cpu0, woke0, t0 = cpu_seconds(client.proc.pid), switches(client.proc.pid), time.monotonic()
+        before = {name: (cpu_seconds(p.pid), switches(p.pid)) for name, p in procs.items()}
+        t0 = time.monotonic()
         time.sleep(window)
-        cpu1, woke1, t1 = cpu_seconds(client.proc.pid), switches(client.proc.pid), time.monotonic()
+        after = {name: (cpu_seconds(p.pid), switches(p.pid)) for name, p in procs.items()}
+        elapsed = time.monotonic() - t0
     finally:
-        client.close()
+        for proc in procs.values():
+            stop(proc)
     return {
-        "startup_cpu_s": startup,
-        "cpu_s_per_minute": (cpu1 - cpu0) * 60 / (t1 - t0),
-        "wakeups_per_s": (woke1 - woke0) / (t1 - t0),
+        name: {
+            "startup_cpu_s": startup.get(name),
+            "cpu_s_per_minute": (after[name][0] - before[name][0]) * 60 / elapsed,
+            "wakeups_per_s": (after[name][1] - before[name][1]) / elapsed,
+        }
+        for name in procs
     }
 
 
@@ -75,27 +108,23 @@ def main() -> None:
     window = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
     workdir = BENCH / ".work"
     workdir.mkdir(exist_ok=True)
-    wav = silence(workdir / "silence.wav", window + 20)
+    wav = silence(workdir / "silence.wav", window + 60)
     load = os.getloadavg()[0]
-    runs = {}
     with services(workdir) as svc:
-        runs["listend"] = measure("listend", svc, wav, workdir, window, "")
-        runs["listend, vad: {} (gate closed)"] = measure(
-            "listend", svc, wav, workdir, window, ", vad: {}"
-        )
-        runs["SDK-guide script"] = measure("baseline", svc, wav, workdir, window, "")
-    base = runs["SDK-guide script"]
+        runs = measure(svc, wav, workdir, window)
+    base = runs[SCRIPT]
     rows = [
         "| client | wake-ups/s | CPU s per minute | / script | goal | start-up CPU, s |",
         "|---|---:|---:|---:|---|---:|",
     ]
     for name, run in runs.items():
         ratio = run["cpu_s_per_minute"] / base["cpu_s_per_minute"]
-        goal = "" if name == "SDK-guide script" else "<= 0.5x"
+        goal = "<= 0.5x" if name in LISTEND else ""
         met = "" if not goal else (" yes" if ratio <= 0.5 else " **no**")
+        started = "" if run["startup_cpu_s"] is None else f"{run['startup_cpu_s']:.2f}"
         rows.append(
             f"| {name} | {run['wakeups_per_s']:.1f} | {run['cpu_s_per_minute']:.3f} "
-            f"| {ratio:.2f}x | {goal}{met} | {run['startup_cpu_s']:.2f} |"
+            f"| {ratio:.2f}x | {goal}{met} | {started} |"
         )
         print(rows[-1], flush=True)
     section = "\n".join(
@@ -103,9 +132,10 @@ def main() -> None:
             "## Idle cost of one source (bench/idle.py)",
             "",
             (
-                f"`bench/idle.py {window:g}`: one real-time stream of silence, {window:g} s "
-                "measured per client after it connected; wake-ups are voluntary context "
-                "switches of all its threads. 1-minute load average at the start: "
+                f"`bench/idle.py {window:g}`: one real-time stream of silence per client, all "
+                f"measured together over the same {window:g} s once every stream was open; "
+                "wake-ups are voluntary context switches of all its threads; the floors only "
+                "sleep 100 ms at a time. 1-minute load average at the start: "
                 f"{load:.1f} on {os.cpu_count()} cores (other jobs running: CPU figures are "
                 "noisy, the wake-up counts much less so)."
             ),

@@ -12,7 +12,8 @@ import pytest
 
 from listend.daemon.errors import ConfigError
 from listend.daemon.plugin.source import AudioFormat, PluginContext
-from listend.plugins.file_source import FileSource, FileSourceConfig, Pacer
+from listend.plugins import file_source
+from listend.plugins.file_source import CachedReader, FileSource, FileSourceConfig, Pacer
 from tests.support.audio import wav_bytes
 from tests.support.cli import run_listend
 
@@ -64,6 +65,33 @@ def test_raw_uses_the_declared_format(tmp_path):
     chunks = asyncio.run(read_all(source))
     assert b"".join(chunks) == audio
     assert {len(c) for c in chunks} == {3840}
+
+
+@pytest.mark.parametrize("nowait", [True, False], ids=["page-cache-on-loop", "thread-only"])
+def test_cached_and_thread_reads_give_the_same_audio(tmp_path, monkeypatch, nowait):
+    if not nowait:  # a platform or file system without RWF_NOWAIT: every block in the thread
+        monkeypatch.setattr(file_source, "_RWF_NOWAIT", None)
+    audio = random.Random(5).randbytes(8000 * 4 * 3 + 4 * 7)  # 3 s of 8 kHz stereo + 7 frames
+    path = tmp_path / "s.wav"
+    path.write_bytes(wav_bytes(audio, channels=2, rate=8000))
+    chunks = asyncio.run(read_all(make(path, realtime=False, chunk_ms=30)))
+    assert b"".join(chunks) == audio
+
+
+@pytest.mark.skipif(file_source._RWF_NOWAIT is None, reason="no RWF_NOWAIT on this platform")
+def test_cached_reader_reads_whole_frames_and_leaves_the_end_to_the_thread(tmp_path):
+    path = tmp_path / "a.raw"
+    path.write_bytes(bytes(range(10)))  # just written: in the page cache
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = CachedReader(4)
+        if reader.read(fd, 8, 0) is None and reader.flag is None:
+            pytest.skip("this file system cannot read the page cache without waiting")
+        assert reader.read(fd, 100, 1) == bytes(range(1, 9))  # 9 bytes there: 2 whole frames
+        assert reader.read(fd, 100, 8) is None  # half a frame left: the thread's read decides
+        assert reader.read(fd, 100, 10) is None  # the end
+    finally:
+        os.close(fd)
 
 
 def test_loop_starts_again_at_the_end(tmp_path):

@@ -2,14 +2,17 @@
 
 Every problem with the file (missing, unreadable, not WAV, 8-bit or compressed, a raw size
 that is not whole frames, no audio) is a :class:`ConfigError` naming the file and saying why,
-raised when the source is built, i.e. at daemon start. Reads happen in a thread, a block at a
-time, so long files neither block the loop nor sit in memory.
+raised when the source is built, i.e. at daemon start. Long files are read a block at a time,
+so they never sit in memory; a block the page cache holds is read on the loop (a thread hop
+per block costs more CPU than the read), any other in a thread, so a slow disk never blocks it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,7 +35,10 @@ from listend.plugins.wav import WavError, read_wav_info
 
 log = logging.getLogger(__name__)
 
-READ_BLOCK_CHUNKS = 10  # chunks read per trip to the thread
+READ_BLOCK_CHUNKS = 10  # chunks read at a time
+#: Linux: a read that returns only what the page cache holds, never waiting for the disk.
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+_NOWAIT_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
 
 
 _MAGIC = (
@@ -199,14 +205,19 @@ class FileSource(Source):
 
     async def _blocks(self, file: BinaryIO, block_size: int) -> AsyncIterator[bytes]:
         """The audio data, a block at a time, stopping early if the file was truncated."""
-        await self._in_thread(file.seek, self._data_offset)
-        remaining = self._data_size
+        fd, offset, remaining = file.fileno(), self._data_offset, self._data_size
+        frame = self._format.bytes_per_frame
+        cached = CachedReader(frame)
         while remaining > 0:
-            block = await self._in_thread(file.read, min(block_size, remaining))
-            block = block[: len(block) - len(block) % self._format.bytes_per_frame]
+            size = min(block_size, remaining)
+            block = cached.read(fd, size, offset)
+            if block is None:
+                block = await self._in_thread(os.pread, fd, size, offset)
+                block = block[: len(block) - len(block) % frame]
             if not block:
                 log.warning("source %s: %s became shorter while reading", self.name, file.name)
                 return
+            offset += len(block)
             remaining -= len(block)
             yield block
 
@@ -216,6 +227,36 @@ class FileSource(Source):
         except OSError as exc:
             msg = f"source {self.name}: reading {self.config.path} failed: {exc.strerror or exc}"
             raise ListendError(msg) from exc
+
+
+class CachedReader:
+    """Reads what the page cache already holds without a thread (``RWF_NOWAIT``), where the
+    platform and the file system can; says ``None`` where the disk would have to be waited for.
+    """
+
+    def __init__(self, frame: int) -> None:
+        self.frame = frame  # whole frames only: a cached part may end inside one
+        self.flag = _RWF_NOWAIT
+
+    def read(self, fd: int, size: int, offset: int) -> bytes | None:
+        """Up to ``size`` bytes at ``offset``, whole frames, or None: ask the thread."""
+        if self.flag is None:
+            return None
+        buf = bytearray(size)
+        try:
+            got = os.preadv(fd, [buf], offset, self.flag)
+        except BlockingIOError:
+            return None  # not cached: the thread reads it (and the kernel reads ahead)
+        except OSError as exc:
+            if exc.errno not in _NOWAIT_UNSUPPORTED:
+                return None  # the thread's read reports it
+            self.flag = None
+            return None
+        got -= got % self.frame
+        if not got:
+            return None  # the end, or not cached: the thread's read says which
+        del buf[got:]
+        return bytes(buf)
 
 
 @hookimpl
