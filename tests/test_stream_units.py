@@ -17,6 +17,7 @@ from listend.daemon.stream.deepgram import (
     close_failure,
     connect_options,
     environment_for,
+    make_client,
 )
 from listend.daemon.stream.replay import ReplayBuffer
 from listend.testing import DeepgramTestServer, Script
@@ -39,6 +40,13 @@ def test_environment_for_base_urls(url, base, ws):
 def test_environment_rejects_what_is_not_a_url():
     with pytest.raises(ConfigError, match=r"deepgram\.url"):
         environment_for("dg.internal:8080")
+
+
+def test_the_streaming_client_makes_no_rest_requests():
+    """Its HTTP side refuses (it never loads a CA bundle): a REST call would be a bug."""
+    client = make_client("http://127.0.0.1:9", "Token k")
+    with pytest.raises(RuntimeError, match="opens WebSockets only"):
+        asyncio.run(client.manage.v1.projects.list())
 
 
 def test_connect_options_take_the_format_from_the_source():

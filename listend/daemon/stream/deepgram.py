@@ -7,15 +7,24 @@ failure means: retry with backoff, or stop the source with one clear message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import httpx
 from deepgram import AsyncDeepgramClient
 from deepgram.core.api_error import ApiError
+from deepgram.core.jsonable_encoder import jsonable_encoder
+from deepgram.core.query_encoder import encode_query
+from deepgram.core.remove_none_from_dict import remove_none_from_dict
 from deepgram.environment import DeepgramClientEnvironment
+from deepgram.listen.v1.socket_client import AsyncV1SocketClient
 from websockets.exceptions import WebSocketException
+from websockets.legacy.client import connect as websocket_connect
+from websockets.legacy.exceptions import InvalidStatusCode
 
 from listend.daemon.errors import AuthError, ConfigError, ListendError
 from listend.daemon.plugin.source import AudioFormat
@@ -54,20 +63,53 @@ def environment_for(url: str) -> DeepgramClientEnvironment:
     return DeepgramClientEnvironment(base=base, production=ws, agent=ws, agent_rest=base)
 
 
+class WebSocketsOnly(httpx.AsyncBaseTransport):
+    """The REST transport of a client that only opens WebSockets (``listen.v1.connect`` never
+    uses it): the SDK's default HTTP client loads certifi's CA bundle, 2.8 MB of RSS that a
+    streaming daemon would carry for nothing."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        msg = f"listend's Deepgram client opens WebSockets only, not {request.method} {request.url}"
+        raise RuntimeError(msg)
+
+
 def make_client(url: str, authorization: str | None) -> AsyncDeepgramClient:
-    """A client whose requests carry ``authorization`` (``Token <key>`` or ``Bearer <t>``)."""
+    """A client whose WebSockets carry ``authorization`` (``Token <key>`` or ``Bearer <t>``)."""
     key = "unused"  # the SDK wants one; the explicit Authorization header replaces it
     if authorization and authorization.startswith("Token "):
         key = authorization.removeprefix("Token ")
-    return AsyncDeepgramClient(api_key=key, environment=environment_for(url))
+    http = httpx.AsyncClient(transport=WebSocketsOnly(), trust_env=False)
+    return AsyncDeepgramClient(api_key=key, environment=environment_for(url), httpx_client=http)
 
 
 @functools.lru_cache(maxsize=16)
 def shared_client(url: str, authorization: str | None) -> AsyncDeepgramClient:
-    """One client per URL and credentials for all sessions: each client builds an HTTP client
-    with a TLS context (80 ms of CPU and most of a MB), which 128 sources would pay 128 times.
-    It is only used to open WebSockets, which share nothing."""
+    """One client per URL and credentials for all sessions; it is only used to open
+    WebSockets, which share nothing."""
     return make_client(url, authorization)
+
+
+@contextlib.asynccontextmanager
+async def open_stream(
+    client: AsyncDeepgramClient, options: dict[str, Any], authorization: str | None
+) -> AsyncIterator[AsyncV1SocketClient]:
+    """``client.listen.v1.connect(**options)``, the same URL, headers and errors, without
+    permessage-deflate: the SDK leaves websockets' default on, and compressing PCM saves
+    nothing while each connection's zlib streams hold ~190 kB (and cost CPU per chunk)."""
+    wrapper = client._client_wrapper  # noqa: SLF001 - the SDK's own headers and environment
+    url = wrapper.get_environment().production + "/v1/listen"
+    query = encode_query(jsonable_encoder(remove_none_from_dict(options)))
+    if query:
+        url += "?" + urlencode(query)
+    headers = wrapper.get_headers()
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    try:
+        async with websocket_connect(url, extra_headers=headers, compression=None) as ws:
+            yield AsyncV1SocketClient(websocket=ws)
+    except InvalidStatusCode as exc:  # as the SDK reports it, less the request's headers
+        body = "the WebSocket handshake was refused"
+        raise ApiError(status_code=exc.status_code, headers=dict(exc.headers), body=body) from exc
 
 
 def check_stream_format(source: str, options: StreamOptions, fmt: AudioFormat) -> None:

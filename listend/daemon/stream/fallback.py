@@ -21,6 +21,7 @@ from deepgram import AsyncDeepgramClient
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.outage import Outage
 from listend.daemon.retry.retrying import retrying
+from listend.daemon.stream.deepgram import open_stream
 from listend.daemon.stream.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class Fallback:
 
         async def probe() -> None:
             authorization = self.primary.authorization
-            async with client.listen.v1.connect(**options, authorization=authorization):
+            async with open_stream(client, options, authorization):
                 pass
 
         await self.probe_backoff.wait()

@@ -41,6 +41,7 @@ from listend.daemon.stream.deepgram import (
     close_failure,
     connect_options,
     handshake_failure,
+    open_stream,
 )
 from listend.daemon.stream.endpoint import Endpoint
 from listend.daemon.stream.fallback import Fallback
@@ -311,9 +312,8 @@ class StreamSession:
             client = self._clients[endpoint.url]  # run() streams only with a client
             try:
                 sock = await stack.enter_async_context(
-                    client.listen.v1.connect(
-                        **connect_options(self.options, self.format),
-                        authorization=endpoint.authorization,
+                    open_stream(
+                        client, connect_options(self.options, self.format), endpoint.authorization
                     )
                 )
             except Exception as exc:
