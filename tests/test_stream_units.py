@@ -42,11 +42,10 @@ def test_environment_rejects_what_is_not_a_url():
         environment_for("dg.internal:8080")
 
 
-def test_the_streaming_client_makes_no_rest_requests():
-    """Its HTTP side refuses (it never loads a CA bundle): a REST call would be a bug."""
-    client = make_client("http://127.0.0.1:9", "Token k")
-    with pytest.raises(RuntimeError, match="opens WebSockets only"):
-        asyncio.run(client.manage.v1.projects.list())
+def test_streams_open_where_the_sdk_would_open_them():
+    assert make_client("https://dg.internal/prefix/").listen_url == (
+        "wss://dg.internal/prefix/v1/listen"
+    )
 
 
 def test_connect_options_take_the_format_from_the_source():

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.metadata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import httpx
-from deepgram import AsyncDeepgramClient
 from deepgram.core.api_error import ApiError
 from deepgram.core.jsonable_encoder import jsonable_encoder
 from deepgram.core.query_encoder import encode_query
@@ -63,45 +62,52 @@ def environment_for(url: str) -> DeepgramClientEnvironment:
     return DeepgramClientEnvironment(base=base, production=ws, agent=ws, agent_rest=base)
 
 
-class WebSocketsOnly(httpx.AsyncBaseTransport):
-    """The REST transport of a client that only opens WebSockets (``listen.v1.connect`` never
-    uses it): the SDK's default HTTP client loads certifi's CA bundle, 2.8 MB of RSS that a
-    streaming daemon would carry for nothing."""
+@dataclass(frozen=True)
+class StreamClient:
+    """Where a session opens its WebSockets: the ``/v1/listen`` URL of one endpoint.
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        msg = f"listend's Deepgram client opens WebSockets only, not {request.method} {request.url}"
-        raise RuntimeError(msg)
+    The SDK's ``AsyncDeepgramClient`` would do the same from a REST client whose imports
+    (httpx, its CLI's click and pygments) and CA bundle are ~7.5 MB of RSS a streaming daemon
+    never uses; the socket itself is still the SDK's :class:`AsyncV1SocketClient`."""
+
+    listen_url: str
 
 
-def make_client(url: str, authorization: str | None) -> AsyncDeepgramClient:
-    """A client whose WebSockets carry ``authorization`` (``Token <key>`` or ``Bearer <t>``)."""
-    key = "unused"  # the SDK wants one; the explicit Authorization header replaces it
-    if authorization and authorization.startswith("Token "):
-        key = authorization.removeprefix("Token ")
-    http = httpx.AsyncClient(transport=WebSocketsOnly(), trust_env=False)
-    return AsyncDeepgramClient(api_key=key, environment=environment_for(url), httpx_client=http)
+def make_client(url: str) -> StreamClient:
+    return StreamClient(environment_for(url).production + "/v1/listen")
 
 
 @functools.lru_cache(maxsize=16)
-def shared_client(url: str, authorization: str | None) -> AsyncDeepgramClient:
-    """One client per URL and credentials for all sessions; it is only used to open
-    WebSockets, which share nothing."""
-    return make_client(url, authorization)
+def shared_client(url: str) -> StreamClient:
+    """One client per URL for all sessions."""
+    return make_client(url)
+
+
+@functools.cache
+def sdk_headers() -> dict[str, str]:
+    """The headers the SDK identifies itself with (it reads its version at every connect)."""
+    version = importlib.metadata.version("deepgram-sdk")
+    return {
+        "User-Agent": f"deepgram-sdk/{version}",
+        "X-Fern-Language": "Python",
+        "X-Fern-SDK-Name": "deepgram-sdk",
+        "X-Fern-SDK-Version": version,
+    }
 
 
 @contextlib.asynccontextmanager
 async def open_stream(
-    client: AsyncDeepgramClient, options: dict[str, Any], authorization: str | None
+    client: StreamClient, options: dict[str, Any], authorization: str | None
 ) -> AsyncIterator[AsyncV1SocketClient]:
-    """``client.listen.v1.connect(**options)``, the same URL, headers and errors, without
-    permessage-deflate: the SDK leaves websockets' default on, and compressing PCM saves
-    nothing while each connection's zlib streams hold ~190 kB (and cost CPU per chunk)."""
-    wrapper = client._client_wrapper  # noqa: SLF001 - the SDK's own headers and environment
-    url = wrapper.get_environment().production + "/v1/listen"
+    """What ``AsyncDeepgramClient.listen.v1.connect(**options)`` opens, with the SDK's own
+    query encoding and errors, without permessage-deflate: websockets enables it by default,
+    and compressing PCM saves nothing while each connection's zlib streams hold ~190 kB (and
+    cost CPU per chunk)."""
+    url = client.listen_url
     query = encode_query(jsonable_encoder(remove_none_from_dict(options)))
     if query:
         url += "?" + urlencode(query)
-    headers = wrapper.get_headers()
+    headers = dict(sdk_headers())
     if authorization is not None:
         headers["Authorization"] = authorization
     try:

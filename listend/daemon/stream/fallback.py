@@ -16,12 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from deepgram import AsyncDeepgramClient
-
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.outage import Outage
 from listend.daemon.retry.retrying import retrying
-from listend.daemon.stream.deepgram import open_stream
+from listend.daemon.stream.deepgram import StreamClient, open_stream
 from listend.daemon.stream.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
@@ -63,7 +61,7 @@ class Fallback:
         return 0.0 if self.outage_since is None else self._clock() - self.outage_since
 
     async def wait_for_primary(
-        self, client: AsyncDeepgramClient, options: dict[str, Any], source: str
+        self, client: StreamClient, options: dict[str, Any], source: str
     ) -> None:
         """Return once Deepgram accepts a stream again (the probe stream is closed at once)."""
         outage = Outage(  # the session has warned already: log the probes and the end only

@@ -23,8 +23,6 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from deepgram import AsyncDeepgramClient
-
 from listend.daemon.config.models import DeepgramConfig
 from listend.daemon.errors import ListendError
 from listend.daemon.events import EventKind
@@ -36,6 +34,7 @@ from listend.daemon.retry.outage import Outage
 from listend.daemon.stream.capture import Capture, EventQueue, Publish
 from listend.daemon.stream.connection import SessionLink, StreamConnection
 from listend.daemon.stream.deepgram import (
+    StreamClient,
     StreamError,
     check_stream_format,
     close_failure,
@@ -90,7 +89,7 @@ class StreamSession:
             if fallback is None or self.client is None or local is None
             else Fallback(endpoint, fallback, after=deepgram.fallback_after)
         )
-        self._clients: dict[str, AsyncDeepgramClient] = {}  # by URL: what it may connect to
+        self._clients: dict[str, StreamClient] = {}  # by URL: what it may connect to
         if self.client is not None:
             self._clients[endpoint.url] = self.client
         if self.fallback is not None and local is not None:
