@@ -30,8 +30,14 @@ class _Deferred(ABCMeta):
         if cls._real is None:
             module, _, name = cls._target.partition(":")
             real = getattr(importlib.import_module(module), name)
-            if getattr(real, "type_name", None) != cls.type_name:
-                msg = f"{cls._target} is not the {cls.type_name!r} type it was registered as"
+            base = cls.__mro__[1]  # Source or Sink
+            if not (isinstance(real, type) and issubclass(real, base)) or (
+                getattr(real, "type_name", None) != cls.type_name
+            ):
+                msg = (
+                    f"{cls._target} is not the {base.__name__.lower()} type "
+                    f"{cls.type_name!r} it was registered as"
+                )
                 raise PluginError(msg)
             cls._real = real
         return cls._real
