@@ -16,11 +16,11 @@ from tests.support.paths import ROOT
 
 CONFIG = """device: t
 state_dir: {state}
-deepgram: {{url: "http://127.0.0.1:9", api_key: $env:DG_LAZY_KEY}}
-sources:
-  s: {{type: file, path: {wav}}}
-sinks:
-  out: {{type: stdout}}
+deepgram:
+  url: http://127.0.0.1:9
+  api_key: $env:DG_LAZY_KEY
+sources: {{s: {{type: file, path: {wav}}}}}
+sinks: {{out: {{type: stdout}}}}
 """
 VALIDATE = """
 import json, runpy, sys
