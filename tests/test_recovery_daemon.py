@@ -23,8 +23,9 @@ DRAIN_TIMEOUT = ListendConfig().drain_timeout  # the shipped default
 RETRYING = re.compile(r"source hall: retrying within ([0-9.]+)s")
 
 
-def shipped_config(tmp_path: Path, dg_url: str, wav: Path) -> Path:
-    """Every Deepgram, retry and drain setting at its default; a real-time file source."""
+def shipped_config(tmp_path: Path, dg_url: str, wav: Path, deepgram: str = "") -> Path:
+    """Every Deepgram, retry and drain setting at its default (but for ``deepgram`` lines);
+    a real-time file source."""
     config = tmp_path / "listend.yaml"
     config.write_text(f"""\
 device: test-box
@@ -32,7 +33,7 @@ state_dir: {tmp_path / "state"}
 deepgram:
   url: {dg_url}
   api_key: $env:DG_TEST_KEY
-sources:
+{deepgram}sources:
   hall:
     type: file
     path: {wav}
@@ -59,6 +60,23 @@ def stop(daemon: DaemonProcess) -> tuple[int, float]:
     return code, time.monotonic() - signalled
 
 
+def run_past_the_audio(
+    tmp_path: Path, config: Path, key: str, wav: Path
+) -> tuple[DaemonProcess, int, float]:
+    """Run the daemon; SIGTERM a second after its file source ended: the daemon, its exit
+    code and the seconds the stop took."""
+    daemon = start(tmp_path, config, key)
+    try:
+        daemon.wait_log(f"source hall: end of {wav}", timeout=90)
+        ended = time.monotonic()
+        wait_until(lambda: time.monotonic() >= ended + 1.0, 5, "a second after the audio")
+        code, took = stop(daemon)
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    return daemon, code, took
+
+
 def test_three_drops_with_refusals_every_word_once_in_source_time(tmp_path):
     # 20 s of audio: the three drops and their refusals (2.5 s + 3 x (2 s up, two refused
     # handshakes with backoffs of up to 0.5 + 1 + 2 s of full jitter) ~ 19 s at worst) all
@@ -70,15 +88,8 @@ def test_three_drops_with_refusals_every_word_once_in_source_time(tmp_path):
         dg.faults.drop(after_bytes=int(2.5 * 32000), code=1006).refuse(2, status=503)
         dg.faults.drop(after_seconds=2.0, code=1011).refuse(2, status=503)
         dg.faults.drop(after_seconds=2.0, code=1011).refuse(2, status=503)
-        daemon = start(tmp_path, shipped_config(tmp_path, dg.url, wav), dg.api_key)
-        try:
-            daemon.wait_log(f"source hall: end of {wav}", timeout=90)
-            ended = time.monotonic()
-            wait_until(lambda: time.monotonic() >= ended + 1.0, 5, "a second after the audio")
-            code, took = stop(daemon)
-        finally:
-            if daemon.proc.poll() is None:
-                daemon.kill()
+        config = shipped_config(tmp_path, dg.url, wav)
+        daemon, code, took = run_past_the_audio(tmp_path, config, dg.api_key, wav)
         connections = list(dg.connections)
         refusals = list(dg.refusals)
     assert code == 0, daemon.log()
@@ -93,6 +104,35 @@ def test_three_drops_with_refusals_every_word_once_in_source_time(tmp_path):
         assert word["start"] == pytest.approx(span.start, abs=0.1), word
         assert word["end"] == pytest.approx(span.end, abs=0.1), word
     assert "never transcribed" not in daemon.log()
+
+
+def test_an_outage_longer_than_the_replay_buffer_is_transcribed_from_the_spool(tmp_path):
+    """The replay buffer (60 s shipped) is 2 s here, so that a 5 s outage outlasts it in a
+    short run; the retry policy, catch-up, spool and drain are the shipped ones."""
+    script = Script()
+    for words in ("turn on the lights", "open the door", "play some music", "good night"):
+        script.say(words, then_silence=0.7)  # each utterance shorter than the buffer
+    script.say("lock the back door", then_silence=0.7).say("thank you very much")
+    wav = script.write_wav(tmp_path / "speech.wav")
+    buffer = "  replay_buffer_seconds: 2\n"
+    with running_server() as dg:
+        dg.faults.drop(after_bytes=int(1.5 * 32000), code=1011)
+        dg.faults.refuse(1, status=503, retry_after=5.0)
+        config = shipped_config(tmp_path, dg.url, wav, buffer)
+        daemon, code, took = run_past_the_audio(tmp_path, config, dg.api_key, wav)
+    assert code == 0, daemon.log()
+    assert took <= DRAIN_TIMEOUT
+    assert "from the spool first" in daemon.log()
+    events = [json.loads(line) for line in daemon.output().splitlines() if line[:1] == "{"]
+    finals = [e for e in events if e.get("type") == "transcript" and e["is_final"]]
+    words = [w for e in finals for w in e["words"]]
+    assert [w["word"] for w in words] == script.words  # every word, exactly once
+    for word, span in zip(words, script.spans, strict=True):
+        assert word["start"] == pytest.approx(span.start, abs=0.1), word
+    assert any(e.get("recovered") for e in finals)
+    assert len({e["id"] for e in events}) == len(events)
+    assert "audio lost" not in daemon.log()
+    assert not list((tmp_path / "state" / "spool").glob("*/*.pcm"))  # all of it committed
 
 
 def test_a_server_that_drops_every_connection_at_once_is_backed_off_to_the_cap(tmp_path):

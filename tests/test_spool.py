@@ -204,3 +204,51 @@ async def test_audio_that_does_not_fit_in_the_spool_is_logged_and_counted(tmp_pa
     assert f"{seconds:.1f}s of audio did not fit in the spool" in caplog.text
     (run,) = await Spool(tmp_path / "hall", FMT, max_bytes=1).load()
     assert run.size == FMT.bytes_per_second
+
+
+@async_test
+async def test_a_span_of_a_live_run_holds_the_run_until_it_is_committed(tmp_path) -> None:
+    spool = Spool(tmp_path / "hall", FMT, max_bytes=1 << 20)
+    run = SpoolRun(spool.directory, epoch=7, wall_start=0.0, format=FMT)
+    await spool.append(run, [(0, b"\1\0" * 500), (1000, b"\2\0" * 500), (2000, b"\3\0" * 500)])
+    span = run.span(1000, 2000)  # dropped from memory: transcribed while the run goes on
+    assert [(offset, len(audio)) for offset, audio in span.records()] == [(1000, 1000)]
+    spool.release(run, 3000)  # the live stream's finals after the span are committed ...
+    assert run.acked == 1000  # ... but the run is held where the span is
+    spool.release(span, 1500)
+    assert run.acked == 1500
+    spool.forget(span)  # the span is transcribed and committed: the hold is gone
+    await spool.flush()
+    assert spooled_files(spool.directory) == []
+    spool.close()
+
+
+@async_test
+async def test_an_outage_longer_than_the_replay_buffer_is_transcribed_from_the_spool(
+    tmp_path: Path,
+) -> None:
+    """Within one run: what the full replay buffer dropped during the outage is transcribed
+    from the spool before the stream resumes, every word once, in source time."""
+    script = Script()
+    for words in ("turn on the lights", "open the door", "play music", "good night", "lock up"):
+        script.say(words, then_silence=0.6)  # each utterance shorter than the buffer
+    async with DeepgramTestServer() as dg:
+        dg.faults.drop(after_bytes=FMT.bytes_per_second, code=1006)
+        dg.faults.refuse(1, status=429, retry_after=4.0)  # longer than the 2 s buffer
+        sink = Collector()
+        spool = Spool(tmp_path / "hall", FMT, max_bytes=1 << 20)
+        source = MemorySource(script.pcm(), realtime=True)
+        session = make_session(dg, source, sink, spool=spool, replay_buffer_seconds=2.0)
+        async with asyncio.timeout(60):
+            await session.run()
+        await spool.flush()
+    assert session.stats.gap_seconds == 0
+    assert sink.final_words() == script.words  # every word, once
+    words = [w for e in sink.finals() for w in e.words]
+    for word, span in zip(words, script.spans, strict=True):
+        assert abs(word.start - span.start) < 0.1
+    recovered = [e for e in sink.finals() if e.recovered]
+    assert recovered  # what the buffer dropped came from the spool
+    assert len({e.id for e in sink.events}) == len(sink.events)
+    assert spooled_files(spool.directory) == []
+    spool.close()

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 #: committed to every outbox it is routed to (:class:`~listend.daemon.delivery.router.Router`).
 Publish = Callable[[AnyEvent, Callable[[], None] | None], Awaitable[None]]
 EVENT_QUEUE_SIZE = 1000
+RECOVERY_CHUNK_SECONDS = 0.1  # spooled audio goes into the replay buffer this much at a time
 
 
 class Capture:
@@ -71,9 +72,7 @@ class Capture:
 
     async def run(self) -> None:
         if self.recovering is not None:
-            for offset, audio in self.recovering.records():
-                await self._keep(audio, offset)
-            await self.buffer.finish()
+            await self._replay_spool(self.recovering)
             return
         stream = self.source.stream()
         gate = self.gate
@@ -99,6 +98,16 @@ class Capture:
                 await self._keep_passages(gate.flush())
             await self.buffer.finish()
 
+    async def _replay_spool(self, run: SpoolRun) -> None:
+        """A spooled run, in chunks a source would bring (a record may hold a whole outage:
+        appended at once, it could overrun the replay buffer before it is sent)."""
+        chunk = self.buffer.to_bytes(RECOVERY_CHUNK_SECONDS)
+        async for records in run.read():
+            for offset, audio in records:
+                for at in range(0, len(audio), chunk):
+                    await self._keep(audio[at : at + chunk], offset + at)
+        await self.buffer.finish()
+
     async def _skip(self) -> None:
         if not self._skipping:
             self._skipping = True
@@ -106,8 +115,8 @@ class Capture:
 
     async def _keep(self, audio: bytes, at: int) -> None:
         """Into the replay buffer at source offset ``at`` (after a skip, the timeline jumps)."""
-        if not self.live and self.buffer.full():
-            await self.buffer.wait_for_room()
+        if not self.live:
+            await self.buffer.wait_for_room(len(audio))
         await self.buffer.append(audio, at)
         self.stats.audio_seconds_gated_in += self.buffer.to_seconds(len(audio))
 

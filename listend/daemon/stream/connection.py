@@ -196,7 +196,8 @@ class StreamConnection:
         """Stream the buffer until the source has ended.
 
         Where the voice gate closed, Finalize: the words before it become finals now rather
-        than when speech resumes, and the buffer can free them.
+        than when speech resumes, and the buffer can free them. So too when all of a full
+        buffer is sent and its source (not live: a file, the spool) waits for room.
         """
         buffer, sock = self.buffer, self.sock
         max_frame = buffer.to_bytes(MAX_FRAME_SECONDS)
@@ -223,6 +224,10 @@ class StreamConnection:
                 continue
             if buffer.ended:
                 return
+            if buffer.waiting_for_room and (
+                not self._finalized_at or self._finalized_at[-1] < self.sent
+            ):
+                await self._send_finalize()  # all of a full buffer is sent: finals free it
             await buffer.wait_for_data(self.sent)
 
     async def _pace(self) -> None:

@@ -11,9 +11,12 @@ transcribed by exactly one engine, and events say which in ``engine``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from listend.daemon.retry.backoff import Backoff
@@ -48,6 +51,52 @@ class Fallback:
     def primary_connected(self) -> None:
         self.outage_since = None
         self.probe_backoff.reset()
+
+    def failed(self, endpoint: Endpoint, failure: str, *, source: str, stopping: bool) -> bool:
+        """A connection to ``endpoint`` failed: True when the next one goes to the local
+        engine (Deepgram has been failing for ``after`` seconds)."""
+        if endpoint is not self.primary:
+            return False
+        self.primary_failed()
+        if self.target(stopping=stopping) is endpoint:
+            return False
+        log.warning(
+            "source %s: %s; Deepgram unreachable for %.0fs: switching to the local engine",
+            source,
+            failure,
+            self.waited(),
+        )
+        return True
+
+    def turn(self, endpoint: Endpoint) -> float:
+        """The longest wait before the next attempt on ``endpoint``: until the local engine's
+        turn."""
+        if endpoint is self.primary:
+            return max(0.0, self.after - self.waited())
+        return math.inf
+
+    @contextlib.asynccontextmanager
+    async def handing_back(
+        self,
+        client: StreamClient,
+        options: dict[str, Any],
+        source: str,
+        handoff: asyncio.Event,
+    ) -> AsyncIterator[None]:
+        """While on the local engine: set ``handoff`` (the connection then ends cleanly) once
+        Deepgram answers again."""
+
+        async def probe() -> None:
+            await self.wait_for_primary(client, options, source)
+            log.info("source %s: finalizing the local stream, back to Deepgram", source)
+            handoff.set()
+
+        task = asyncio.create_task(probe(), name=f"listend[source:{source}].probe")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def target(self, *, stopping: bool) -> Endpoint:
         """Where the next connection goes."""

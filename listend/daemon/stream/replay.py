@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
+from array import array
 from bisect import bisect_right
 from collections import deque
 
@@ -40,6 +42,7 @@ class ReplayBuffer:
         self.timeline = Timeline(fmt.bytes_per_second)
         self.source_end = 0  # source offset just after the last captured byte
         self.pauses: list[int] = []  # stream offsets where the voice gate closed
+        self.waiting_for_room = False  # a source that is not live waits for finals to free some
 
     def source_seconds(self, offset: int, *, end: bool = False) -> float:
         """Source time of a stream offset."""
@@ -105,6 +108,26 @@ class ReplayBuffer:
         begin = offset - self.start
         return bytes(self._data[begin : begin + limit])
 
+    def quietest(self, begin: int, seconds: float) -> int:
+        """The start of the quietest 10 ms in the ``seconds`` from stream offset ``begin``
+        (linear16; else ``begin``): where a cut between two streams splits no word."""
+        fmt = self.format
+        if fmt.encoding != "linear16" or begin < self.start:
+            return begin
+        window = self.to_bytes(0.01)
+        audio = self.read(begin, self.to_bytes(seconds))
+        best, quietest = begin, None
+        for at in range(0, len(audio) - window + 1, window):
+            samples = array("h", audio[at : at + window])
+            if sys.byteorder == "big":
+                samples.byteswap()
+            energy = sum(map(abs, samples))
+            if quietest is None or energy < quietest:
+                best, quietest = begin + at, energy
+                if not energy:
+                    break
+        return best
+
     def lost(self) -> int:
         """Bytes dropped for lack of room that no final covered (a gap in the transcript)."""
         return max(0, self.start - self.covered)
@@ -165,10 +188,19 @@ class ReplayBuffer:
                 while not (self.end > offset or self.ended):
                     await self._changed()
 
-    async def wait_for_room(self) -> None:
-        """Backpressure for sources that are not live: wait until finals free some room."""
-        while self.full():
-            await self._changed()
+    async def wait_for_room(self, needed: int = 0) -> None:
+        """Backpressure for sources that are not live: wait until finals free room for
+        ``needed`` more bytes (appending more would drop audio not sent yet)."""
+        needed = min(needed, self.capacity)
+        if self.uncovered + needed <= self.capacity and not self.full():
+            return
+        self.waiting_for_room = True
+        self.wake()  # a sender with nothing left to send may Finalize to make room
+        try:
+            while self.uncovered + needed > self.capacity or self.full():
+                await self._changed()
+        finally:
+            self.waiting_for_room = False
 
     def _changed(self) -> asyncio.Future[None]:
         """A future completed by the next change (cheaper per chunk than a Condition)."""

@@ -10,7 +10,8 @@ once stopping, a short schedule until the deadline), and the new one starts by r
 no final covered, as fast as ``deepgram.catchup_speed`` allows. A final's audio is freed once
 the router says the final is committed to every outbox; until then, while the stream is not
 keeping up, it is also in the durable spool (:mod:`spooling`), which the next start
-transcribes first (:meth:`_recover`).
+transcribes first, and so does this session when an outage outlasted the replay buffer
+(:mod:`recovery`), each spooled run in a session of its own.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from listend.daemon.stream.deepgram import (
 )
 from listend.daemon.stream.endpoint import Endpoint
 from listend.daemon.stream.fallback import Fallback
+from listend.daemon.stream.recovery import SpoolRecovery
 from listend.daemon.stream.replay import ReplayBuffer
 from listend.daemon.stream.results import EventFactory
 from listend.daemon.stream.schedule import HEALTHY_AFTER, RetrySchedule
@@ -110,7 +112,6 @@ class StreamSession:
         self.buffer = ReplayBuffer(self.format, deepgram.replay_buffer_seconds)
         self.recovering = recovering
         self.keeper = SpoolKeeper.of(spool, self.buffer, self.stats, name, recovering)
-        self._recovery: StreamSession | None = None  # transcribing a spooled run now
         self.capture = Capture(name, source, self.buffer, self.stats, recovering=recovering)
         self.gate = self.capture.gate
         self.factory = EventFactory(
@@ -121,6 +122,18 @@ class StreamSession:
             engine=endpoint.engine,
             timeline=self.buffer.timeline,
             recovered=recovering is not None,
+        )
+        self.recovery = (  # a live session with a spool transcribes spooled runs first
+            None
+            if self.keeper is None or recovering is not None
+            else SpoolRecovery(
+                self.keeper,
+                self.factory,
+                spawn=self._recovering,
+                note_gap=self._note_gap,
+                stopping=self._stop.is_set,
+                buffer_seconds=deepgram.replay_buffer_seconds,
+            )
         )
         self.triggers = triggers or {}  # the source's phrase triggers (PhraseTracker)
         phrases = PhraseTracker.of(self.triggers, self.factory)
@@ -159,8 +172,8 @@ class StreamSession:
             self.schedule.stop(within)
         if self._capture_task is not None:
             self._capture_task.cancel()
-        if self._recovery is not None:
-            self._recovery.stop()
+        if self.recovery is not None:
+            self.recovery.stop()
 
     async def run(self, epoch: int | None = None) -> None:
         if self.client is None:
@@ -182,7 +195,8 @@ class StreamSession:
                     keeper.begin(self.factory.epoch, now)
                     writer = group.create_task(keeper.keep(), name=f"{tag}.spool")
                 try:
-                    await self._recover()
+                    if self.recovery is not None:
+                        await self.recovery.earlier_runs()
                     await self._stream()
                 except BaseException:
                     publisher.cancel()  # a hard stop does not wait for the sinks
@@ -199,32 +213,26 @@ class StreamSession:
             self.stats.first_attempt.set()
         log.info("source %s%s ended", self.name, " (recovering the spool)" * bool(self.recovering))
 
-    async def _recover(self) -> None:
-        """Transcribe the runs earlier starts spooled, oldest first, before the live audio
-        (which waits in the replay buffer, and in the spool if it waits too long)."""
-        if self.keeper is None or self.recovering is not None:
-            return
-        for index, run in enumerate(await self.keeper.spool.load()):
-            if self._stop.is_set():
-                break
-            log.info("source %s: transcribing %.1fs of spooled audio", self.name, run.seconds)
-            self._recovery = StreamSession(
-                name=self.name,
-                device=self.device,
-                source=self.source,
-                options=self.options,
-                deepgram=self.deepgram,
-                endpoint=self.endpoint,
-                publish=self.publish,
-                kinds=self._kinds,
-                fallback=None if self.fallback is None else self.fallback.local,
-                spool=self.keeper.spool,
-                recovering=run,
-                triggers=self.triggers,
-            )
-            self._recovery.backoff = self.backoff
-            await self._recovery.run(epoch=self.factory.epoch - 1 - index)
-            self._recovery = None
+    def _recovering(self, run: SpoolRun) -> StreamSession:
+        """A session of its own for a spooled run (:mod:`recovery`): its events say they were
+        recovered and carry the run's times; this session's :meth:`stop` stops it too."""
+        spool = None if self.keeper is None else self.keeper.spool
+        recovery = StreamSession(
+            name=self.name,
+            device=self.device,
+            source=self.source,
+            options=self.options,
+            deepgram=self.deepgram,
+            endpoint=self.endpoint,
+            publish=self.publish,
+            kinds=self._kinds,
+            fallback=None if self.fallback is None else self.fallback.local,
+            spool=spool,
+            recovering=run,
+            triggers=self.triggers,
+        )
+        recovery.backoff = self.backoff
+        return recovery
 
     # -- capture and publish ------------------------------------------------------------
 
@@ -249,6 +257,8 @@ class StreamSession:
             buffer = self.buffer
             if buffer.ended and not buffer.uncovered and (self.stats.connects or not buffer.end):
                 return  # nothing (left) to transcribe: stopped before or between connections
+            if buffer.lost() and self.recovery is not None:
+                await self.recovery.dropped()
             endpoint = self._target()
             try:
                 handed_back = await self._connection(backoff, endpoint)
@@ -258,7 +268,10 @@ class StreamSession:
                     self._failure = failure.error
                     return
                 outage.failed(str(failure))
-                if self._falling_back(endpoint, failure):
+                fallback = self.fallback
+                if fallback is not None and fallback.failed(
+                    endpoint, str(failure), source=self.name, stopping=self._stop.is_set()
+                ):
                     continue
                 if self.schedule.out_of_time():
                     self._abandon(failure)
@@ -267,37 +280,45 @@ class StreamSession:
                     backoff,
                     self._stop,
                     retry_after=failure.retry_after,
-                    at_most=self._fallback_turn(endpoint),
+                    at_most=math.inf if fallback is None else fallback.turn(endpoint),
                 )
             else:
                 if not handed_back:
                     return
 
-    def _fallback_turn(self, endpoint: Endpoint) -> float:
-        """The longest wait before the next attempt: until the local engine's turn."""
-        if self.fallback is not None and endpoint is self.fallback.primary:
-            return max(0.0, self.fallback.after - self.fallback.waited())
-        return math.inf
-
     def _abandon(self, failure: StreamError) -> None:
-        lost = self.buffer.to_seconds(self.buffer.lost() + self.buffer.uncovered)
-        self.stats.gap_seconds += lost
-        log.error("source %s: stopping with %.1fs never transcribed (%s)", self.name, lost, failure)
-
-    def _falling_back(self, endpoint: Endpoint, failure: StreamError) -> bool:
-        """Deepgram failed (again): True when the next connection goes to the local engine."""
-        if self.fallback is None or endpoint is not self.fallback.primary:
-            return False
-        self.fallback.primary_failed()
-        if self._target() is endpoint:
-            return False
-        log.warning(
-            "source %s: %s; Deepgram unreachable for %.0fs: switching to the local engine",
+        buffer = self.buffer
+        if self.keeper is None:
+            lost = buffer.to_seconds(buffer.lost() + buffer.uncovered)
+            self.stats.gap_seconds += lost
+            log.error(
+                "source %s: stopping with %.1fs never transcribed (%s)", self.name, lost, failure
+            )
+            return
+        log.warning(  # the keeper says what did not fit (a counted gap)
+            "source %s: stopping with %.1fs not transcribed (%s): kept in the spool",
             self.name,
+            buffer.to_seconds(buffer.uncovered),
             failure,
-            self.fallback.waited(),
         )
-        return True
+
+    def _note_gap(self, nbytes: int, why: str) -> None:
+        """Audio that is gone for good: counted and logged with its length, never silent."""
+        if nbytes < self.format.bytes_per_frame:
+            return
+        seconds = self.buffer.to_seconds(nbytes)
+        self.stats.gap_seconds += seconds
+        until = self.buffer.source_seconds(self.buffer.covered)
+        log.error(
+            "source %s: %.1fs of audio lost (%.1fs-%.1fs): the outage outlasted the replay "
+            "buffer (deepgram.replay_buffer_seconds=%g) and %s",
+            self.name,
+            seconds,
+            until - seconds,
+            until,
+            self.deepgram.replay_buffer_seconds,
+            why,
+        )
 
     def _target(self) -> Endpoint:
         if self.fallback is None:
@@ -327,8 +348,11 @@ class StreamSession:
                 if endpoint is self.fallback.primary:
                     self.fallback.primary_connected()
                 else:
-                    probe = self._hand_back_when_reachable(self.fallback, conn)
-                    stack.push_async_callback(self._cancel, probe)
+                    primary = self._clients[self.fallback.primary.url]
+                    options = connect_options(self.options, self.format)
+                    await stack.enter_async_context(
+                        self.fallback.handing_back(primary, options, self.name, conn.handoff)
+                    )
             await conn.run()
             self.stats.mark_down()
         if conn.handshake.clean:
@@ -351,52 +375,18 @@ class StreamSession:
             wants_interims=self.wants_interims,
         )
 
-    def _hand_back_when_reachable(
-        self, fallback: Fallback, conn: StreamConnection
-    ) -> asyncio.Task[None]:
-        """On the local engine: end this connection cleanly once Deepgram answers again."""
-        primary = self._clients[fallback.primary.url]
-
-        async def probe() -> None:
-            options = connect_options(self.options, self.format)
-            await fallback.wait_for_primary(primary, options, self.name)
-            log.info("source %s: finalizing the local stream, back to Deepgram", self.name)
-            conn.handoff.set()
-
-        return asyncio.create_task(probe(), name=f"listend[source:{self.name}].probe")
-
-    @staticmethod
-    async def _cancel(task: asyncio.Task[None]) -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
     def _resume_point(self) -> int:
         """Where the next connection starts: the first audio no final covered."""
         lost = self.buffer.skip_lost()
         if lost:
-            seconds = self.buffer.to_seconds(lost)
-            self.stats.gap_seconds += seconds
-            until = self.buffer.source_seconds(self.buffer.covered)
-            self.factory.skip_to(until)
-            log.error(
-                "source %s: %.1fs of audio lost (%.1fs-%.1fs): the outage outlasted the "
-                "replay buffer (deepgram.replay_buffer_seconds=%g)",
-                self.name,
-                seconds,
-                until - seconds,
-                until,
-                self.deepgram.replay_buffer_seconds,
-            )
+            self.factory.skip_to(self.buffer.source_seconds(self.buffer.covered))
+            why = "no spool held it" if self.keeper is None else "it was not spooled"
+            self._note_gap(lost, why)
         return max(self.buffer.covered, self.buffer.start)
 
     def _connected(self, backoff: Backoff, conn: StreamConnection) -> None:
         stats = self.stats
-        stats.first_attempt.set()
-        stats.mark_up()
-        stats.stream_error = None
-        stats.connects += 1
-        if stats.connects > 1:
-            stats.reconnects += 1
+        stats.connection_opened()
         backoff.connected()
         self.outage.up()
         self.factory.connection(self.buffer.to_seconds(conn.start), conn.request_id)

@@ -2,7 +2,10 @@
 
 A stream session writes here only while it is not keeping up (disconnected, or behind) and
 when it stops with audio untranscribed; a healthy stream writes nothing (SD cards wear out).
-The next start transcribes the spool before the live audio (:mod:`recovery`), then removes it.
+The next start transcribes the spool before the live audio, then removes it; so does the
+running session, at once, for audio an outage longer than the replay buffer dropped from memory
+(a *span* of the live run, :meth:`SpoolRun.span`: while it is being transcribed, the live run is
+never released past it).
 
 Layout: ``<state_dir>/spool/<source>/``, one *run* of the source per ``<epoch>`` (the run's
 event epoch): append-only segment files ``<epoch>-<n>.pcm`` and a marker ``<epoch>.acked``
@@ -23,7 +26,7 @@ import json
 import logging
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,14 +63,36 @@ class SpoolRun:
     format: AudioFormat
     segments: list[Segment] = field(default_factory=list)
     acked: int = 0  # source offset: finals up to here are committed (skipped on recovery)
+    until: int | None = None  # a span: source offset where its audio ends
+    parent: SpoolRun | None = None  # a span: the live run it is part of
+    spans: list[SpoolRun] = field(default_factory=list)  # spans being transcribed now
+    wanted: int = 0  # source offset the run's own finals are committed to (spans may hold it)
 
     @property
     def size(self) -> int:
+        if self.until is not None:
+            return max(0, self.until - self.acked)
         return sum(segment.size for segment in self.segments)
 
     @property
     def seconds(self) -> float:
         return self.size / self.format.bytes_per_second
+
+    def span(self, begin: int, until: int) -> SpoolRun:
+        """The audio from source offset ``begin`` to ``until`` as a run of its own, to transcribe
+        while this run goes on; this run is not released past what the span has committed."""
+        span = SpoolRun(
+            self.directory,
+            self.epoch,
+            self.wall_start,
+            self.format,
+            list(self.segments),
+            acked=begin,
+            until=until,
+            parent=self,
+        )
+        self.spans.append(span)
+        return span
 
     @property
     def source_end(self) -> int:
@@ -89,11 +114,24 @@ class SpoolRun:
         """(source offset, PCM) of what is not acknowledged yet, in order; a torn tail ends a
         file's records."""
         for segment in self.segments:
-            for offset, audio in _read_records(segment.path):
-                if offset + len(audio) <= self.acked:
-                    continue
-                cut = max(0, self.acked - offset)
-                yield offset + cut, audio[cut:]
+            yield from self._segment_records(segment)
+
+    async def read(self) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """:meth:`records`, a segment file at a time, read off the event loop."""
+        for segment in self.segments:
+            batch = await asyncio.to_thread(list, self._segment_records(segment))
+            if batch:
+                yield batch
+
+    def _segment_records(self, segment: Segment) -> Iterator[tuple[int, bytes]]:
+        for offset, audio in _read_records(segment.path):
+            if offset + len(audio) <= self.acked:
+                continue
+            if self.until is not None and offset >= self.until:
+                return
+            cut = max(0, self.acked - offset)
+            end = len(audio) if self.until is None else min(len(audio), self.until - offset)
+            yield offset + cut, audio[cut:end]
 
 
 class Spool:
@@ -171,7 +209,14 @@ class Spool:
         await self._call(_append_records, segment.path, header, records)
 
     def release(self, run: SpoolRun, source_offset: int) -> None:
-        """Finals up to ``source_offset`` are committed: note it, drop the files it covers."""
+        """Finals up to ``source_offset`` are committed: note it, drop the files it covers
+        (of a live run, no further than what its spans being transcribed have committed)."""
+        if run.parent is not None:
+            run.acked = max(run.acked, source_offset)
+            self.release(run.parent, run.parent.wanted)
+            return
+        run.wanted = max(run.wanted, source_offset)
+        source_offset = min([run.wanted, *(span.acked for span in run.spans)])
         if source_offset <= run.acked:
             return
         run.acked = source_offset
@@ -187,7 +232,15 @@ class Spool:
         self._submit(_write_acked, self.directory / f"{run.epoch}.acked", source_offset)
 
     def forget(self, run: SpoolRun) -> None:
-        """Remove everything of ``run`` (it is transcribed and committed)."""
+        """Remove everything of ``run`` (it is transcribed and committed); of a live run, what
+        its spans still being transcribed do not need."""
+        if run.parent is not None:
+            run.parent.spans = [span for span in run.parent.spans if span is not run]
+            self.release(run.parent, run.parent.wanted)
+            return
+        if run.spans:
+            self.release(run, max(run.wanted, run.source_end))
+            return
         segments, run.segments = run.segments, []
         self._runs = [known for known in self._runs if known is not run]
         for segment in segments:

@@ -2,11 +2,13 @@
 
 The session's replay buffer holds the audio; this copies what no committed final covers into
 the session's :class:`SpoolRun` once a second while the stream is disconnected or more than
-BEHIND_SECONDS behind (it looks only when that could have become true: no polling while the
-stream keeps up), and once more when the session ends with audio untranscribed (finals
-already received are the stop drain's to commit). Each end-to-end acknowledgement frees the
-spool up to the committed final; when a session ends with everything transcribed, its run is
-removed once the last final is committed. A session transcribing a spooled run
+BEHIND_SECONDS behind (less with a short replay buffer; it looks only when that could have
+become true: no polling while the stream keeps up), and once more when the session ends with
+audio untranscribed (finals already received are the stop drain's to commit). Each end-to-end
+acknowledgement frees the spool up to the committed final; when a session ends with everything
+transcribed, its run is removed once the last final is committed. When an outage outlasted the
+replay buffer, :meth:`SpoolKeeper.dropped` hands the session what the buffer dropped, to
+transcribe before the live stream resumes. A session transcribing a spooled run
 (``recovering``) writes nothing and frees that run instead.
 """
 
@@ -60,9 +62,15 @@ class SpoolKeeper:
     def begin(self, epoch: int, wall_start: float) -> None:
         self.run = SpoolRun(self.spool.directory, epoch, wall_start, self.buffer.format)
 
+    @property
+    def behind_limit(self) -> float:
+        """Seconds behind that count as not keeping up: BEHIND_SECONDS, or less with a short
+        replay buffer (it must be spooled before the buffer drops it)."""
+        return min(BEHIND_SECONDS, self.buffer.to_seconds(self.buffer.capacity) / 2)
+
     def keeping_up(self) -> bool:
         behind = self.buffer.to_seconds(self.buffer.end - self.buffer.covered)
-        return self.stats.connected and behind < BEHIND_SECONDS
+        return self.stats.connected and behind < self.behind_limit
 
     async def keep(self) -> None:
         """The writer task of a live session (cancelled when the session ends).
@@ -76,8 +84,9 @@ class SpoolKeeper:
                 await asyncio.sleep(SPOOL_INTERVAL)
                 continue
             behind = self.buffer.to_seconds(self.buffer.end - self.buffer.covered)
+            wait = max(min(SPOOL_INTERVAL, self.behind_limit), self.behind_limit - behind)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(SPOOL_INTERVAL, BEHIND_SECONDS - behind)):
+                async with asyncio.timeout(wait):
                     await self.stats.lost.wait()
 
     async def write(self) -> None:
@@ -98,6 +107,21 @@ class SpoolKeeper:
         records = self.records(begin, begin + fits)
         self.spooled = end
         await self.spool.append(run, records)
+
+    async def dropped(self, until: int) -> SpoolRun | None:
+        """What the replay buffer dropped before a final covered it (an outage outlasted it),
+        up to stream offset ``until``, as a span of the live run to transcribe now; None
+        when nothing was, or the spool does not hold it."""
+        run, buffer = self.run, self.buffer
+        if run is None or self.recovering or not buffer.lost():
+            return None
+        await self.write()  # all of it is on disk before the live stream moves past it
+        await self.spool.flush()
+        begin = max(run.acked, self.source_offset(buffer.covered))
+        until = self.source_offset(until)
+        if until <= begin or not run.segments or run.segments[0].source_end <= begin:
+            return None
+        return run.span(begin, until)
 
     async def finish(self, last_final: int) -> None:
         """The session ended: spool what is untranscribed; if nothing is, remove the run once

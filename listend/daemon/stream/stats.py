@@ -58,6 +58,15 @@ class SessionStats:
         self.last_audio_at = time.monotonic()
         self.first_audio.set()
 
+    def connection_opened(self) -> None:
+        """A connection attempt succeeded: up, counted, the last attempt's error forgotten."""
+        self.first_attempt.set()
+        self.mark_up()
+        self.stream_error = None
+        self.connects += 1
+        if self.connects > 1:
+            self.reconnects += 1
+
     def attempt_failed(self, reason: str) -> None:
         """A connection attempt failed (or a connection was lost) because of ``reason``."""
         self.mark_down()
