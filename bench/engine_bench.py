@@ -13,7 +13,9 @@ CPU are its own:
   boosting of the corpus's phrases: how many were heard, how many inserted where not said;
 - latency: a stream paced in real time; the time from the last sample of speech leaving the
   client to the utterance's final (``speech_final``) arriving, p50 / p90;
-- memory: peak RSS of the engine's processes (the server and its decoding worker);
+- memory: peak RSS of the engine's processes (this process, which is also the SDK client and
+  the engine's server, and its decoding worker), and the worker's own peak RSS and PSS (what
+  the daemon adds for the engine: its server runs inside the daemon);
 - natural speech: ``bench/out/natural.wav`` with its reference text in ``natural.txt``, if
   present (a public recording a user fetches; never committed), through the REST API.
 
@@ -127,7 +129,7 @@ async def stream(
                 sent_at[marks.pop(0)] = now
         await sock.send_finalize()
         await sock.send_close_stream()
-        await asyncio.wait_for(receiver, 120)
+        await asyncio.wait_for(receiver, 600)  # a loaded machine
         wall = time.monotonic() - started
     return finals, sent_at, wall
 
@@ -165,6 +167,20 @@ def _peak_rss_mb(pids: list[int]) -> float:
     return own / 1024
 
 
+def _worker_memory_mb(pids: list[int]) -> tuple[float, float]:
+    """The decoding workers' own peak RSS (VmHWM) and current PSS, without the server's process."""
+    rss = pss = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    rss += int(line.split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+    return rss / 1024, pss / 1024
+
+
 def _keyterm_counts(finals: list[tuple[float, ListenV1Results]]) -> tuple[str, int]:
     by_sentence = list(zip(SENTENCES, texts(finals), strict=False))
     present = [(k, s) for k in KEYTERMS for s in SENTENCES if contains(s, k)]
@@ -175,8 +191,8 @@ def _keyterm_counts(finals: list[tuple[float, ListenV1Results]]) -> tuple[str, i
     return f"{found}/{len(present)}", inserted
 
 
-async def _rest_text(url: str, pcm: bytes) -> str:
-    response = await client(url).listen.v1.media.transcribe_file(request=wav_bytes(pcm))
+async def _rest_text(engine: LocalEngine, pcm: bytes) -> str:
+    response = await client(engine).listen.v1.media.transcribe_file(request=wav_bytes(pcm))
     return str(response.results.channels[0].alternatives[0].transcript)
 
 
@@ -185,7 +201,7 @@ async def fresh_each(name: str, audio: list[bytes]) -> float:
     heard = []
     for clip in audio:
         async with LocalEngine(workers=1, whisper=whisper_settings(name)) as engine:
-            heard.append(await _rest_text(engine.url, clip + silence(0.3)))
+            heard.append(await _rest_text(engine, clip + silence(0.3)))
     return word_error_rate(list(zip(SENTENCES, heard, strict=True)))
 
 
@@ -195,26 +211,27 @@ async def measure_engine(name: str, audio: list[bytes]) -> dict[str, Any]:
     engine = LocalEngine(workers=1, whisper=whisper_settings(name))
     async with engine:
         start_s = time.monotonic() - started
-        url = engine.url
         pids = [w.pid for w in engine.pool.workers if w.pid is not None]
         pcm = silence(GAP) + b"".join(clip + silence(GAP) for clip in audio)
         seconds = len(pcm) / 2 / RATE
-        await stream(url, pcm, realtime=False)  # warm (pocketsphinx's cepstral mean)
+        await stream(engine, pcm, realtime=False)  # warm (pocketsphinx's cepstral mean)
         cpu = _cpu_seconds(pids)
-        finals, _sent, _wall = await stream(url, pcm, realtime=False)
+        finals, _sent, _wall = await stream(engine, pcm, realtime=False)
         cpu = _cpu_seconds(pids) - cpu
         joined = word_error_rate([(" ".join(SENTENCES), " ".join(texts(finals)))])
-        separate = [await _rest_text(url, clip + silence(0.3)) for clip in audio]
-        boosted, _sent, _wall = await stream(url, pcm, realtime=False, keyterm=list(KEYTERMS))
+        separate = [await _rest_text(engine, clip + silence(0.3)) for clip in audio]
+        boosted, _sent, _wall = await stream(engine, pcm, realtime=False, keyterm=list(KEYTERMS))
         heard, inserted = _keyterm_counts(boosted)
-        delay = await latency(url, audio)
+        delay = await latency(engine, audio)
         natural = None
         if NATURAL.exists() and NATURAL.with_suffix(".txt").exists():
             with wave.open(str(NATURAL)) as wav:
                 natural_pcm = wav.readframes(wav.getnframes())
-            text = await _rest_text(url, natural_pcm)
+            text = await _rest_text(engine, natural_pcm)
             natural = word_error_rate([(NATURAL.with_suffix(".txt").read_text(), text)])
         rss_mb = _peak_rss_mb(pids)  # while the worker lives
+        worker_mb = _worker_memory_mb(pids)
+        decoders = sum(s["decoders_built"] for s in await engine.pool.stats())
     fresh = await fresh_each(name, audio)
     return {
         "engine": engine.description,
@@ -228,6 +245,9 @@ async def measure_engine(name: str, audio: list[bytes]) -> dict[str, Any]:
         "cpu": cpu / seconds,
         "latency": delay,
         "rss_mb": rss_mb,
+        "worker_rss_mb": worker_mb[0],
+        "worker_pss_mb": worker_mb[1],
+        "decoders": decoders,
         "start_s": start_s,
         "audio": seconds,
     }
@@ -308,15 +328,17 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{len(SENTENCES)} espeak-ng utterances ({seconds:.0f} s with pauses), synthetic "
             "speech: compare the rows with each other. WER: lower case, punctuation stripped. "
             "CPU: seconds per audio second, the engine's processes (joined run). Latency: end "
-            "of speech -> final, real-time pacing, `endpointing=300`."
+            "of speech -> final, real-time pacing, `endpointing=300`. Peak RSS: this process "
+            "(SDK client and engine server) plus the worker; the worker's own peak RSS, its PSS "
+            "at the end, and how many decoders it built."
         ),
         "",
         (
             "| engine | WER joined | WER separate files | ... each a fresh engine | WER natural | "
             "WER with keyterm (heard, inserted) | CPU per audio s | latency p50 / p90 s | "
-            "peak RSS MB | start s |"
+            "peak RSS MB | worker peak RSS / PSS MB (decoders built) | start s |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         delay = r.get("latency")
@@ -331,7 +353,13 @@ def table(rows: list[dict[str, Any]]) -> str:
             )
             + f" | {r['cpu']:.3f} | "
             + (f"{delay['median']:.2f} / {delay['p90']:.2f}" if delay else "-")
-            + f" | {r['rss_mb']:.0f} | {_cell(r.get('start_s'), '.1f')} |"
+            + f" | {r['rss_mb']:.0f} | "
+            + (
+                f"{r['worker_rss_mb']:.0f} / {r['worker_pss_mb']:.0f} ({r['decoders']})"
+                if "worker_rss_mb" in r
+                else "-"
+            )
+            + f" | {_cell(r.get('start_s'), '.1f')} |"
         )
     return "\n".join(lines)
 

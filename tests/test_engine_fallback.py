@@ -130,9 +130,15 @@ def test_outage_goes_to_the_local_engine_and_back(local_engine, engine_loop, spe
     assert seconds(dg_from) + last["start"] + last["duration"] == pytest.approx(
         seconds(local_from), abs=0.001
     )
-    # ... and Deepgram resumes exactly where the local engine's finals ended.
+    # ... and Deepgram resumes at the local engine's last endpoint: the tail it was sent after
+    # that (where a word may be cut in two) is not delivered from it but heard by Deepgram.
     back = [c for c in second.connections if c.audio]  # the others were probes
     assert len(back) == 1
     (back_from, back_to) = source_ranges(pcm, [bytes(back[0].audio)])[0]
-    assert back_from == local_to
+    endpoint = [f for f in local_finals if f["speech_final"] and not f["from_finalize"]][-1]
+    resumed = seconds(back_from - local_from)
+    assert resumed == pytest.approx(endpoint["start"] + endpoint["duration"], abs=0.002)
+    assert local_from < back_from <= local_to
     assert back_to == len(pcm)
+    local_events = [e for e in sink.finals() if e.engine == "local"]
+    assert local_events[-1].end == pytest.approx(seconds(back_from), abs=0.002)

@@ -11,9 +11,10 @@ import pytest
 from deepgram.types.listen_v1response import ListenV1Response
 
 from listend.dgproto.recognizer import Hypothesis, RecognizedWord, RecognizerInfo
-from listend.engine.audio import PcmConverter, Resampler
+from listend.engine.audio import PcmConverter
 from listend.engine.formats import UnsupportedAudio
 from listend.engine.prerecorded import BadOptions, PrerecordedOptions, build_response
+from listend.engine.resample import Resampler
 from listend.engine.vocabulary import Boost, build_aliases, parse_boosts
 from listend.progress import Progress
 from listend.subtitles import cues, to_srt, to_text, to_vtt

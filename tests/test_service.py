@@ -7,12 +7,9 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from listend.testing import DeepgramTestServer, Script, ThreadedDeepgramTestServer
 from tests.support.cli import listend_cmd
 from tests.support.net import free_port
+from tests.support.notify import Notifications
 from tests.support.outbox import outbox_ids
 from tests.support.paths import ROOT
 from tests.support.waiting import wait_until
@@ -76,34 +74,6 @@ sinks:
   a: {{type: stdout, format: jsonl}}
   b: {{type: stdout, format: {sink_b_format}}}
 {hook_sink}{health}"""
-
-
-class Notifications:
-    """What systemd would receive on NOTIFY_SOCKET (abstract namespace: no path length limit)."""
-
-    def __init__(self) -> None:
-        self.name = f"@listend-test-{uuid.uuid4().hex}"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(b"\0" + self.name[1:].encode())
-        self.seen: list[dict[str, str]] = []
-
-    def wait_for(self, key: str, timeout: float = DEADLINE) -> dict[str, str]:
-        """The next message (after those already consumed) that has ``key``."""
-        end = time.monotonic() + timeout
-        while (left := end - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                break
-            message = dict(line.split("=", 1) for line in data.decode().splitlines())
-            self.seen.append(message)
-            if key in message:
-                return message
-        raise AssertionError(f"no {key}= within {timeout}s; got {self.seen}")
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class Daemon:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from listend.dgproto.recognizer import UnsupportedParams
 
+TARGET_RATE = 16000  # what pocketsphinx's model (and Whisper) take
 SAMPLE_WIDTHS = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
 MIN_RATE, MAX_RATE = 4000, 192000
 MAX_CHANNELS = 8

@@ -160,8 +160,15 @@ def covers(ranges: Sequence[tuple[int, int]], total: int) -> bool:
 
 
 def config_text(
-    dg_url: str, wav: Path, *, extra_source: str = "", sink: str = "", device: str = "test-box"
+    dg_url: str,
+    wav: Path,
+    *,
+    extra_source: str = "",
+    sink: str = "",
+    device: str = "test-box",
+    extra: str = "",
 ) -> str:
+    """A `listend run` config: one file source ``hall``; ``extra`` holds more top-level keys."""
     return f"""\
 device: {device}
 state_dir: {wav.parent / "state"}
@@ -169,7 +176,7 @@ deepgram:
   url: {dg_url}
   api_key: $env:DG_TEST_KEY
   options: {{model: nova-3}}
-sources:
+{extra}sources:
   hall:
     type: file
     path: {wav}

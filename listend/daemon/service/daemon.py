@@ -102,10 +102,11 @@ class Daemon:
         return self._phase
 
     def stream_stats(self) -> Mapping[str, SessionStats]:
+        """Running sessions, and failed ones: /readyz and STATUS= say why those are not up."""
         return {
             name: session.stats
             for name, session in self.sessions.items()
-            if not self.task(f"source:{name}").done()
+            if not self.task(f"source:{name}").done() or name in self._failed
         }
 
     def sink_states(self) -> Mapping[str, SinkState]:
@@ -296,7 +297,8 @@ class Daemon:
         try:
             while not stop.done():
                 live = [t for n in self.sessions if not (t := self.task(f"source:{n}")).done()]
-                if not live and self._ended:
+                if not live and self._ended:  # READY=1 says why (a refused key) before STOPPING
+                    await asyncio.wait([self.task("ready")])
                     log.info("every source has ended; stopping")
                     return
                 self._sessions_changed.clear()

@@ -37,7 +37,7 @@ class DaemonProbe(Protocol):
         ...
 
     def stream_stats(self) -> Mapping[str, SessionStats]:
-        """The running stream sessions' stats, by source name."""
+        """The stream sessions' stats by source name: running ones, and failed ones."""
         ...
 
     def sink_states(self) -> Mapping[str, SinkState]:

@@ -125,6 +125,7 @@ class StreamConnection:
         self.last_sent = LastSent()  # when audio or a control message last went out
         send_uncompressed(ws)
         self.handoff = asyncio.Event()  # end cleanly now: the session switches engines
+        self._cut_tail = False  # after a handoff: results past the engine's last endpoint
         self.handshake = CloseHandshake()
         self._finalized_at: deque[int] = deque()  # offsets sent before each Finalize
 
@@ -273,26 +274,42 @@ class StreamConnection:
         finally:
             self.handshake.record_close(self.ws)
 
+    def _past_last_endpoint(self, message: ListenV1Results) -> bool:
+        """After a handoff, the first final that does not end at an endpoint (the Finalize's,
+        a monologue's cut) and all after it are dropped: the next engine resumes at the last
+        endpoint, so a word the handoff cut in two is heard whole there, not half by each."""
+        if self.handoff.is_set() and message.is_final:
+            self._cut_tail |= bool(message.from_finalize or not message.speech_final)
+        return self._cut_tail
+
     async def _on_message(self, message: object) -> None:
         factory, emit = self.link.factory, self.link.emit
         if isinstance(message, ListenV1Results):
-            event = factory.transcript(message)
-            if message.is_final:
-                covered = min(self.buffer.stream_offset(factory.covered), self.sent)
-                if message.from_finalize:
-                    covered = self._through_finalize(covered)
-                captured = await self.buffer.cover(covered)
-                if event is not None:
-                    self._count_final(captured)
-                if message.from_finalize:
-                    self.handshake.finalized.set()
-            await emit(event)
+            await self._on_results(message)
         elif isinstance(message, ListenV1UtteranceEnd):
             await emit(factory.utterance_end(message))
         elif isinstance(message, ListenV1SpeechStarted):
             await emit(factory.speech_started(message))
         elif isinstance(message, ListenV1Metadata):
             await emit(factory.metadata(message))
+
+    async def _on_results(self, message: ListenV1Results) -> None:
+        factory = self.link.factory
+        if self._past_last_endpoint(message):
+            if message.from_finalize:
+                self.handshake.finalized.set()
+            return
+        event = factory.transcript(message)
+        if message.is_final:
+            covered = min(self.buffer.stream_offset(factory.covered), self.sent)
+            if message.from_finalize:
+                covered = self._through_finalize(covered)
+            captured = await self.buffer.cover(covered)
+            if event is not None:
+                self._count_final(captured)
+            if message.from_finalize:
+                self.handshake.finalized.set()
+        await self.link.emit(event)
 
     def _count_final(self, captured: float | None) -> None:
         stats = self.stats

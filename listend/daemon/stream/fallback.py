@@ -4,9 +4,10 @@ The session asks :meth:`Fallback.target` where to connect. Once Deepgram has fai
 than ``deepgram.fallback_after`` (or at once when the session is stopping), that is the local
 engine; its connection replays from the first audio no final covered, as any reconnect does.
 Meanwhile :meth:`Fallback.wait_for_primary` retries Deepgram's handshake with the shared
-backoff; when it answers, the session finalizes the local stream (its finals then cover
-everything sent to it) and Deepgram resumes exactly there. Each stretch of audio is thus
-transcribed by exactly one engine, and events say which in ``engine``.
+backoff; when it answers, the session finalizes the local stream, keeps its finals up to its
+last endpoint (the connection drops the rest) and Deepgram resumes exactly there, so no word
+is cut in two. Each stretch of audio is thus transcribed by exactly one engine, and events say
+which in ``engine``.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ class Fallback:
         local: Endpoint,
         *,
         after: float,
+        source: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.primary = primary
         self.local = local
         self.after = after
+        self.source = source
         self._clock = clock
         self.outage_since: float | None = None
+        self._switched = False  # the switch to the local engine is logged once per outage
         self.probe_backoff = Backoff(initial=1.0, cap=30.0)
 
     def primary_failed(self) -> None:
@@ -49,24 +53,20 @@ class Fallback:
             self.outage_since = self._clock()
 
     def primary_connected(self) -> None:
-        self.outage_since = None
+        self._primary_back()
         self.probe_backoff.reset()
 
-    def failed(self, endpoint: Endpoint, failure: str, *, source: str, stopping: bool) -> bool:
+    def _primary_back(self) -> None:
+        self.outage_since = None
+        self._switched = False
+
+    def failed(self, endpoint: Endpoint, *, stopping: bool) -> bool:
         """A connection to ``endpoint`` failed: True when the next one goes to the local
         engine (Deepgram has been failing for ``after`` seconds)."""
         if endpoint is not self.primary:
             return False
         self.primary_failed()
-        if self.target(stopping=stopping) is endpoint:
-            return False
-        log.warning(
-            "source %s: %s; Deepgram unreachable for %.0fs: switching to the local engine",
-            source,
-            failure,
-            self.waited(),
-        )
-        return True
+        return self.target(stopping=stopping) is not endpoint
 
     def turn(self, endpoint: Endpoint) -> float:
         """The longest wait before the next attempt on ``endpoint``: until the local engine's
@@ -99,10 +99,19 @@ class Fallback:
             await asyncio.gather(task, return_exceptions=True)
 
     def target(self, *, stopping: bool) -> Endpoint:
-        """Where the next connection goes."""
+        """Where the next connection goes; the first switch of an outage is logged here, as
+        the session mostly switches after a retry wait that ended at ``after``, not on a
+        failure."""
         if self.outage_since is None:
             return self.primary
         if stopping or self._clock() - self.outage_since >= self.after:
+            if not self._switched:
+                self._switched = True
+                log.warning(
+                    "source %s: Deepgram unreachable for %.0fs: switching to the local engine",
+                    self.source,
+                    self.waited(),
+                )
             return self.local
         return self.primary
 
@@ -129,4 +138,4 @@ class Fallback:
         await self.probe_backoff.wait()
         await retrying(probe, backoff=self.probe_backoff, outage=outage)
         outage.up()
-        self.outage_since = None  # the next connection goes to Deepgram
+        self._primary_back()  # the next connection goes to Deepgram

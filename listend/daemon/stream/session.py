@@ -89,7 +89,7 @@ class StreamSession:
         self.fallback = (  # `fallback: local`, when the daemon runs the local engine
             None
             if fallback is None or self.client is None or local is None
-            else Fallback(endpoint, fallback, after=deepgram.fallback_after)
+            else Fallback(endpoint, fallback, after=deepgram.fallback_after, source=name)
         )
         self._clients: dict[str, StreamClient] = {}  # by URL: what it may connect to
         if self.client is not None:
@@ -269,9 +269,7 @@ class StreamSession:
                     return
                 outage.failed(str(failure))
                 fallback = self.fallback
-                if fallback is not None and fallback.failed(
-                    endpoint, str(failure), source=self.name, stopping=self._stop.is_set()
-                ):
+                if fallback is not None and fallback.failed(endpoint, stopping=self._stop.is_set()):
                     continue
                 if self.schedule.out_of_time():
                     self._abandon(failure)
