@@ -66,3 +66,4 @@ bench: venv
 	$(PY) bench/catchup.py
 	$(PY) bench/commits.py
 	$(PY) bench/idle.py
+	$(PY) bench/imports.py

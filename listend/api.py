@@ -37,6 +37,7 @@ from listend.daemon.events import (
 )
 from listend.daemon.plugin.control import DaemonControl, StreamStatus
 from listend.daemon.plugin.hookspecs import RegisterSink, RegisterSource, hookimpl
+from listend.daemon.plugin.lazy import lazy_sink, lazy_source
 from listend.daemon.plugin.sink import (
     DeliveryError,
     OutboxOptions,
@@ -103,6 +104,8 @@ __all__ = [
     "final_cues",
     "from_json",
     "hookimpl",
+    "lazy_sink",
+    "lazy_source",
     "printable",
     "redact_url",
     "reject_userinfo",

@@ -12,7 +12,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 from pydantic import ValidationError
@@ -21,9 +21,10 @@ from listend.daemon.config.loader import find_config
 from listend.daemon.config.models import DEFAULT_STATE_DIR
 from listend.daemon.config.reading import compose_config, read_config_text
 from listend.daemon.errors import ListendError
-from listend.plugins.history_sink import HistorySinkConfig, history_path
-from listend.plugins.history_store import HistoryStore, Hit, parse_when
 from listend.subtitles import srt_cue
+
+if TYPE_CHECKING:  # the history plugin's modules: imported by the command, not by its options
+    from listend.plugins.history_store import Hit
 
 HIGHLIGHT = ("\x1b[1;33m", "\x1b[0m")  # bold yellow, on a terminal
 
@@ -64,6 +65,8 @@ def database_of(config: str | None, sink: str | None) -> Path:
         if not found:
             what = "no history sink" if sink is None else f"no history sink {sink!r}"
             raise ListendError(f"{path}: {what} (type: history); or give --db PATH")
+        from listend.plugins.history_sink import HistorySinkConfig, history_path  # noqa: PLC0415
+
         return history_path(HistorySinkConfig.model_validate(found[0]), state_dir)
     except (yaml.YAMLError, ValidationError, AttributeError) as exc:
         raise ListendError(
@@ -72,6 +75,8 @@ def database_of(config: str | None, sink: str | None) -> Path:
 
 
 def run(args: argparse.Namespace, db: Path, out: TextIO = sys.stdout) -> int:
+    from listend.plugins.history_store import HistoryStore, parse_when  # noqa: PLC0415
+
     try:
         since = None if args.since is None else parse_when(args.since)
         until = None if args.until is None else parse_when(args.until)

@@ -17,6 +17,8 @@ from listend.daemon.stream.deepgram import (
     close_failure,
     connect_options,
     environment_for,
+    make_client,
+    open_stream,
 )
 from listend.daemon.stream.replay import ReplayBuffer
 from listend.testing import DeepgramTestServer, Script
@@ -39,6 +41,31 @@ def test_environment_for_base_urls(url, base, ws):
 def test_environment_rejects_what_is_not_a_url():
     with pytest.raises(ConfigError, match=r"deepgram\.url"):
         environment_for("dg.internal:8080")
+
+
+def test_streams_open_where_the_sdk_would_open_them():
+    assert make_client("https://dg.internal/prefix/").listen_url == (
+        "wss://dg.internal/prefix/v1/listen"
+    )
+
+
+def test_streams_carry_the_options_and_credentials_without_compression():
+    """The SDK's query encoding (lists repeat the key); PCM is not deflated."""
+
+    async def main() -> None:
+        async with DeepgramTestServer() as dg:
+            options = {"model": "nova-3", "keywords": ["a:2", "b"], "interim_results": True}
+            auth = f"Token {dg.api_key}"
+            async with open_stream(make_client(dg.url), options, auth) as sock:
+                ws = sock._websocket
+                assert ws.extensions == []
+            record = dg.connections[-1]
+            assert ("keywords", "a:2") in record.query
+            assert ("keywords", "b") in record.query
+            assert ("model", "nova-3") in record.query
+            assert record.authorization == auth
+
+    asyncio.run(main())
 
 
 def test_connect_options_take_the_format_from_the_source():

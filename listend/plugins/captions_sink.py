@@ -8,7 +8,6 @@ page costs nothing. Lines are not durable; a page that (re)connects gets the rec
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import logging
 import re
@@ -31,11 +30,12 @@ from listend.api import (
     __version__,
     hookimpl,
 )
-from listend.plugins.captions_board import CaptionBoard, CaptionLine
-from listend.plugins.history_http import search_handler
 
-if TYPE_CHECKING:  # aiohttp (10 MB of RSS) is imported once a captions sink runs
+if TYPE_CHECKING:  # aiohttp (10 MB of RSS) is imported once a captions sink runs; the board,
+    # the search handler and html's entity table once one is built
     from aiohttp import web
+
+    from listend.plugins.captions_board import CaptionLine
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,8 @@ class CaptionsSink(Sink):
     max_batch = 256
 
     def __init__(self, name: str, config: Any, context: PluginContext) -> None:
+        from listend.plugins.captions_board import CaptionBoard  # noqa: PLC0415
+
         super().__init__(name, config, context)
         self.board = CaptionBoard(history=self.config.history)
         self.pages: set[_Page] = set()
@@ -182,6 +184,8 @@ class CaptionsSink(Sink):
         app.router.add_get("/source/{source}", self._page)
         app.router.add_get("/ws", self._websocket)
         if self.config.search_db is not None:  # read-only, like the page
+            from listend.plugins.history_http import search_handler  # noqa: PLC0415
+
             app.router.add_get(
                 "/search", search_handler(self.context.state_dir / self.config.search_db)
             )
@@ -228,6 +232,8 @@ class CaptionsSink(Sink):
     # -- HTTP -------------------------------------------------------------------------------
 
     async def _page(self, request: web.Request) -> web.Response:
+        import html  # noqa: PLC0415 - its entity table (0.4 MB) only once a page is served
+
         from aiohttp import web  # noqa: PLC0415
 
         source = request.match_info.get("source")
@@ -252,6 +258,8 @@ class CaptionsSink(Sink):
         return sorted({*self.context.sources, *self.board.sources()})
 
     def _no_such_source(self, source: str) -> web.Response:
+        import html  # noqa: PLC0415 - see _page
+
         from aiohttp import web  # noqa: PLC0415
 
         known = self.known_sources()

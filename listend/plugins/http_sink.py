@@ -21,9 +21,8 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from listend.api import (
@@ -42,6 +41,9 @@ from listend.api import (
     reject_userinfo,
     to_json,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ class HttpSinkConfig(SinkConfig):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        import httpx  # noqa: PLC0415 - httpx (~5 MB) only for configs with an http sink
+
         url = httpx.URL(value)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"expected an http:// or https:// URL, found {redact_url(value)!r}")
@@ -125,6 +129,8 @@ class HttpSink(Sink):
         self.max_batch = self.config.batch
 
     async def start(self) -> None:
+        import httpx  # noqa: PLC0415 - see _http_url
+
         cfg = self.config
         verify: ssl.SSLContext | bool = cfg.verify_tls
         if cfg.ca_file is not None and cfg.verify_tls:
@@ -164,6 +170,8 @@ class HttpSink(Sink):
         return headers
 
     async def deliver(self, events: Sequence[AnyEvent]) -> None:
+        import httpx  # noqa: PLC0415 - loaded by start()
+
         if self._client is None:
             raise RuntimeError(f"sink {self.name}: deliver() before start()")
         body = self.body(events)

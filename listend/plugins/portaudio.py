@@ -16,7 +16,6 @@ PortAudio errors, which callers report.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import re
@@ -38,12 +37,6 @@ jack_log = logging.getLogger("listend.jack")
 PORTAUDIO_LOCK = threading.Lock()
 _NATIVE_CHATTER = re.compile(rb"Expression '.*' failed in '.*', line: \d+|ALSA lib ")
 
-# void handler(const char *file, int line, const char *function, int err, const char *fmt, ...)
-# Only the fixed arguments are read, which every ABI listend runs on allows for varargs.
-_ALSA_HANDLER = ctypes.CFUNCTYPE(
-    None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
-)
-_JACK_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
 _native_handlers: list[Any] = []  # ctypes callbacks must outlive the libraries' use of them
 
 
@@ -89,8 +82,15 @@ def quiet_native_logging() -> None:
     """Route ALSA's and JACK's stderr chatter to debug logging (idempotent, best effort)."""
     if _native_handlers:
         return
-    alsa_handler = _ALSA_HANDLER(_on_alsa_error)
-    jack_handler = _JACK_HANDLER(_on_jack_message)
+    import ctypes  # noqa: PLC0415 - only once a microphone is used (0.25 MB of RSS)
+
+    # void handler(const char *file, int line, const char *function, int err, const char *fmt,
+    # ...): only the fixed arguments are read, which every ABI listend runs on allows for varargs
+    alsa_type = ctypes.CFUNCTYPE(
+        None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
+    )
+    alsa_handler = alsa_type(_on_alsa_error)
+    jack_handler = ctypes.CFUNCTYPE(None, ctypes.c_char_p)(_on_jack_message)
     _native_handlers.extend([alsa_handler, jack_handler])
     try:
         ctypes.CDLL("libasound.so.2").snd_lib_error_set_handler(alsa_handler)

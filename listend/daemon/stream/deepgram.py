@@ -7,15 +7,24 @@ failure means: retry with backoff, or stop the source with one clear message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import importlib.metadata
+import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from deepgram import AsyncDeepgramClient
 from deepgram.core.api_error import ApiError
+from deepgram.core.jsonable_encoder import jsonable_encoder
+from deepgram.core.query_encoder import encode_query
+from deepgram.core.remove_none_from_dict import remove_none_from_dict
 from deepgram.environment import DeepgramClientEnvironment
+from deepgram.listen.v1.socket_client import AsyncV1SocketClient
 from websockets.exceptions import WebSocketException
+from websockets.legacy.client import connect as websocket_connect
+from websockets.legacy.exceptions import InvalidStatusCode
 
 from listend.daemon.errors import AuthError, ConfigError, ListendError
 from listend.daemon.plugin.source import AudioFormat
@@ -54,20 +63,69 @@ def environment_for(url: str) -> DeepgramClientEnvironment:
     return DeepgramClientEnvironment(base=base, production=ws, agent=ws, agent_rest=base)
 
 
-def make_client(url: str, authorization: str | None) -> AsyncDeepgramClient:
-    """A client whose requests carry ``authorization`` (``Token <key>`` or ``Bearer <t>``)."""
-    key = "unused"  # the SDK wants one; the explicit Authorization header replaces it
-    if authorization and authorization.startswith("Token "):
-        key = authorization.removeprefix("Token ")
-    return AsyncDeepgramClient(api_key=key, environment=environment_for(url))
+@dataclass(frozen=True)
+class StreamClient:
+    """Where a session opens its WebSockets: the ``/v1/listen`` URL of one endpoint.
+
+    The SDK's ``AsyncDeepgramClient`` would do the same from a REST client whose imports
+    (httpx, its CLI's click and pygments) and CA bundle are ~7.5 MB of RSS a streaming daemon
+    never uses; the socket itself is still the SDK's :class:`AsyncV1SocketClient`."""
+
+    listen_url: str
+
+
+def make_client(url: str) -> StreamClient:
+    return StreamClient(environment_for(url).production + "/v1/listen")
 
 
 @functools.lru_cache(maxsize=16)
-def shared_client(url: str, authorization: str | None) -> AsyncDeepgramClient:
-    """One client per URL and credentials for all sessions: each client builds an HTTP client
-    with a TLS context (80 ms of CPU and most of a MB), which 128 sources would pay 128 times.
-    It is only used to open WebSockets, which share nothing."""
-    return make_client(url, authorization)
+def shared_client(url: str) -> StreamClient:
+    """One client per URL for all sessions."""
+    return make_client(url)
+
+
+@functools.cache
+def sdk_headers() -> dict[str, str]:
+    """The headers the SDK identifies itself with (it reads its version at every connect)."""
+    version = importlib.metadata.version("deepgram-sdk")
+    return {
+        "User-Agent": f"deepgram-sdk/{version}",
+        "X-Fern-Language": "Python",
+        "X-Fern-SDK-Name": "deepgram-sdk",
+        "X-Fern-SDK-Version": version,
+    }
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The one client TLS context of every ``wss://`` stream. Left to itself, asyncio builds
+    one per connection (websockets passes ``ssl=True``), each loading the system CA store:
+    ~0.9 MB of RSS per open stream."""
+    return ssl.create_default_context()
+
+
+@contextlib.asynccontextmanager
+async def open_stream(
+    client: StreamClient, options: dict[str, Any], authorization: str | None
+) -> AsyncIterator[AsyncV1SocketClient]:
+    """What ``AsyncDeepgramClient.listen.v1.connect(**options)`` opens, with the SDK's own
+    query encoding and errors, without permessage-deflate: websockets enables it by default,
+    and compressing PCM saves nothing while each connection's zlib streams hold ~190 kB (and
+    cost CPU per chunk); ``wss://`` streams share :func:`tls_context`."""
+    url = client.listen_url
+    query = encode_query(jsonable_encoder(remove_none_from_dict(options)))
+    if query:
+        url += "?" + urlencode(query)
+    headers = dict(sdk_headers())
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    tls: dict[str, Any] = {"ssl": tls_context()} if url.startswith("wss:") else {}
+    try:
+        async with websocket_connect(url, extra_headers=headers, compression=None, **tls) as ws:
+            yield AsyncV1SocketClient(websocket=ws)
+    except InvalidStatusCode as exc:  # as the SDK reports it, less the request's headers
+        body = "the WebSocket handshake was refused"
+        raise ApiError(status_code=exc.status_code, headers=dict(exc.headers), body=body) from exc
 
 
 def check_stream_format(source: str, options: StreamOptions, fmt: AudioFormat) -> None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from deepgram import AsyncDeepgramClient
-
 from listend.daemon.config.models import ListendConfig
-from listend.daemon.stream.deepgram import shared_client
+from listend.daemon.stream.deepgram import StreamClient, shared_client
 
 #: Endpoint URL meaning "the local engine, which is not running": audio is read, not sent.
 LOCAL = "local"
@@ -21,12 +19,12 @@ class Endpoint:
     authorization: str | None = field(repr=False)  # a secret: never in logs or tracebacks
     engine: str = "deepgram"  # what events report as their `engine`
 
-    def client(self) -> AsyncDeepgramClient | None:
-        """The SDK client, one for every session of the endpoint (None for the local engine):
-        each one builds an HTTP client and a TLS context, 80 ms of CPU apiece."""
+    def client(self) -> StreamClient | None:
+        """Where the sessions of the endpoint connect (None for the local engine that does
+        not run)."""
         if self.url == LOCAL:
             return None
-        return shared_client(self.url, self.authorization)
+        return shared_client(self.url)
 
 
 def build_endpoint(

@@ -20,11 +20,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from deepgram import AsyncDeepgramClient
-
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.outage import Outage
 from listend.daemon.retry.retrying import retrying
+from listend.daemon.stream.deepgram import StreamClient, open_stream
 from listend.daemon.stream.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ class Fallback:
     @contextlib.asynccontextmanager
     async def handing_back(
         self,
-        client: AsyncDeepgramClient,
+        client: StreamClient,
         options: dict[str, Any],
         source: str,
         handoff: asyncio.Event,
@@ -120,7 +119,7 @@ class Fallback:
         return 0.0 if self.outage_since is None else self._clock() - self.outage_since
 
     async def wait_for_primary(
-        self, client: AsyncDeepgramClient, options: dict[str, Any], source: str
+        self, client: StreamClient, options: dict[str, Any], source: str
     ) -> None:
         """Return once Deepgram accepts a stream again (the probe stream is closed at once)."""
         outage = Outage(  # the session has warned already: log the probes and the end only
@@ -133,7 +132,7 @@ class Fallback:
 
         async def probe() -> None:
             authorization = self.primary.authorization
-            async with client.listen.v1.connect(**options, authorization=authorization):
+            async with open_stream(client, options, authorization):
                 pass
 
         await self.probe_backoff.wait()

@@ -24,8 +24,6 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from deepgram import AsyncDeepgramClient
-
 from listend.daemon.config.models import DeepgramConfig
 from listend.daemon.errors import ListendError
 from listend.daemon.events import EventKind
@@ -37,11 +35,13 @@ from listend.daemon.retry.outage import Outage
 from listend.daemon.stream.capture import Capture, EventQueue, Publish
 from listend.daemon.stream.connection import SessionLink, StreamConnection
 from listend.daemon.stream.deepgram import (
+    StreamClient,
     StreamError,
     check_stream_format,
     close_failure,
     connect_options,
     handshake_failure,
+    open_stream,
 )
 from listend.daemon.stream.endpoint import Endpoint
 from listend.daemon.stream.fallback import Fallback
@@ -91,7 +91,7 @@ class StreamSession:
             if fallback is None or self.client is None or local is None
             else Fallback(endpoint, fallback, after=deepgram.fallback_after, source=name)
         )
-        self._clients: dict[str, AsyncDeepgramClient] = {}  # by URL: what it may connect to
+        self._clients: dict[str, StreamClient] = {}  # by URL: what it may connect to
         if self.client is not None:
             self._clients[endpoint.url] = self.client
         if self.fallback is not None and local is not None:
@@ -330,9 +330,8 @@ class StreamSession:
             client = self._clients[endpoint.url]  # run() streams only with a client
             try:
                 sock = await stack.enter_async_context(
-                    client.listen.v1.connect(
-                        **connect_options(self.options, self.format),
-                        authorization=endpoint.authorization,
+                    open_stream(
+                        client, connect_options(self.options, self.format), endpoint.authorization
                     )
                 )
             except Exception as exc:
