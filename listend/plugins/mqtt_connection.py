@@ -1,7 +1,10 @@
 """One MQTT connection on the asyncio loop, wrapping paho-mqtt 2.x (callback API VERSION2).
 
 Shaped like aiomqtt 2.5's client: paho's socket is driven by the event loop
-(``add_reader``/``add_writer``, ``loop_misc`` once a second), not by a paho thread; only the
+(``add_reader``/``add_writer``, ``loop_misc`` a tenth of ``keepalive``), not by a paho thread;
+a publish is written to the socket at once, by the caller (a writer callback is registered only
+when the socket's buffer is full: waiting for it would add a loop iteration, behind every other
+stream's audio, to each message's latency); only the
 blocking ``connect()`` (DNS, TCP, TLS handshake) runs in an executor, and only callbacks that
 paho makes from that thread cross back with ``call_soon_threadsafe``. Results come back as
 futures completed from paho callbacks (guarded by ``done()``, since paho may call twice);
@@ -84,6 +87,8 @@ class MqttConnection:
         self._fds: set[int] = set()
         self._misc: asyncio.Task[None] | None = None
         self._up = False
+        self._writing = False  # publish_nowait writes itself: no writer callback meanwhile
+        self._writer: Callable[[], None] | None = None  # registered with the loop, if any
         self._client = self._make_client()
 
     def _make_client(self) -> paho.Client:
@@ -151,9 +156,16 @@ class MqttConnection:
         """
         if self.closed.done():
             raise MqttError("not connected")
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        self._writing = True
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        finally:
+            self._writing = False
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise MqttError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+        self._write_now()
+        if self.closed.done():  # the write found the connection broken
+            raise MqttError(f"publish to {topic} failed: connection lost")
         if qos == 0:
             return None
         waiter: asyncio.Future[None] = self._loop.create_future()
@@ -162,6 +174,21 @@ class MqttConnection:
         else:
             self._pending[info.mid] = waiter
         return waiter
+
+    def _write_now(self) -> None:
+        """Write what paho queued; leave the rest (a full socket buffer) to a writer callback."""
+        client = self._client
+        self._writing = True
+        try:
+            client.loop_write()
+        except Exception as exc:  # a broken socket (e.g. TLS error): the session is over
+            self._teardown(MqttError(f"write failed: {exc}"))
+            return
+        finally:
+            self._writing = False
+        sock = client.socket()
+        if client.want_write() and self._writer is None and sock is not None:
+            self._register_writer(client, sock)
 
     async def wait_acks(self, waiters: list[asyncio.Future[None]]) -> None:
         """Wait until every publish in ``waiters`` is acknowledged, or raise MqttError."""
@@ -236,6 +263,7 @@ class MqttConnection:
             self._loop.remove_reader(fd)
             self._loop.remove_writer(fd)
         self._fds.clear()
+        self._writer = None
         sock = self._client.socket()
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -360,22 +388,28 @@ class MqttConnection:
     def _remove_fd(self, fd: int) -> None:
         if fd in self._fds:
             self._fds.discard(fd)
+            self._writer = None
             self._loop.remove_reader(fd)
             self._loop.remove_writer(fd)
 
     def _on_socket_register_write(self, client: paho.Client, _userdata: Any, sock: Any) -> None:
+        if self._writing and threading.get_ident() == self._loop_thread:
+            return  # publish_nowait writes right away, and registers if the socket is full
+        self._register_writer(client, sock)
+
+    def _register_writer(self, client: paho.Client, sock: Any) -> None:
         def writable() -> None:
             try:
                 client.loop_write()
             except Exception as exc:
                 self._teardown(MqttError(f"write failed: {exc}"))
 
-        fd = sock.fileno()
-        self._soon(self._add_writer, fd, writable)
+        self._soon(self._add_writer, sock.fileno(), writable)
 
     def _add_writer(self, fd: int, callback: Callable[[], None]) -> None:
         if not self.closed.done():
             self._fds.add(fd)
+            self._writer = callback
             self._loop.add_writer(fd, callback)
 
     def _on_socket_unregister_write(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
@@ -384,7 +418,8 @@ class MqttConnection:
             self._soon(self._remove_writer, fd)
 
     def _remove_writer(self, fd: int) -> None:
-        if fd in self._fds:  # never touch an fd number the loop may have given to someone else
+        if fd in self._fds and self._writer is not None:  # never touch an fd number the loop
+            self._writer = None  # may have given to someone else
             self._loop.remove_writer(fd)
 
 
