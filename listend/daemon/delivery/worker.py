@@ -101,19 +101,58 @@ class SinkWorker:
         """Accept events in order; stored kinds are deliverable when this returns, and their
         commit starts at once (or with the next batch). It waits for that commit only under
         ``policy: block``, when the outbox is full, or when MAX_UNCOMMITTED are waiting."""
+        if self.can_take(len(events)):
+            self.take(events)
+            return
         stored: list[AnyEvent] = []
         for event in events:
             if isinstance(event, TranscriptEvent) and not event.is_final:
                 await self._store(stored)  # what came before it stays before it
                 stored = []
-                self._interims.pop(event.source, None)  # latest wins, and moves to the back
-                self._interims[event.source] = event
-                self._wakeup.set()
+                self._keep_interim(event)
             elif self.options.policy == "block":
                 await self._store([event])  # room is checked event by event
             else:
                 stored.append(event)
         await self._store(stored)
+
+    def can_take(self, count: int) -> bool:
+        """Whether :meth:`take` may accept ``count`` events now: nothing to wait for (started,
+        room in the outbox, commits not backed up, no ``policy: block``)."""
+        return (
+            self._started
+            and self.options.policy != "block"
+            and len(self.outbox) + count <= self.options.max_events
+            and self.commits.pending + count < MAX_UNCOMMITTED
+            and not self.commits.failed
+        )
+
+    def take(self, events: Sequence[AnyEvent]) -> None:
+        """:meth:`put_many` without waiting, once :meth:`can_take` said so (the router's
+        synchronous path: no task hop between a session and its sinks)."""
+        stored: list[AnyEvent] = []
+        for event in events:
+            if isinstance(event, TranscriptEvent) and not event.is_final:
+                self._stage_soon(stored)
+                stored = []
+                self._keep_interim(event)
+            else:
+                stored.append(event)
+        self._stage_soon(stored)
+
+    def _keep_interim(self, event: TranscriptEvent) -> None:
+        self._interims.pop(event.source, None)  # latest wins, and moves to the back
+        self._interims[event.source] = event
+        self._wakeup.set()
+
+    def _stage_soon(self, events: list[AnyEvent]) -> None:
+        if not events:
+            return
+        if self.refusal.active:
+            self.refusal.refuse(len(events))
+            return
+        self._stage(events)
+        self.commits.soon()
 
     async def _store(self, events: list[AnyEvent]) -> None:
         if not events:
@@ -127,12 +166,7 @@ class SinkWorker:
             while len(self.outbox) >= self.options.max_events:
                 self._space.clear()
                 await self._space.wait()
-        staged = self.outbox.stage(events)
-        for event in events:
-            if event.kind == "final":
-                self._interims.pop(event.source, None)  # the final supersedes it
-        self._wakeup.set()  # deliver while the commit is on its way to the disk
-        self.commits.add(staged)
+        self._stage(events)
         if (
             self.options.policy == "block"
             or len(self.outbox) > self.options.max_events  # full: drop what it must now
@@ -141,6 +175,15 @@ class SinkWorker:
             await self.commit()
         else:
             self.commits.soon()
+
+    def _stage(self, events: list[AnyEvent]) -> None:
+        """Into the outbox's memory (deliverable now) and the next commit."""
+        staged = self.outbox.stage(events)
+        for event in events:
+            if event.kind == "final":
+                self._interims.pop(event.source, None)  # the final supersedes it
+        self._wakeup.set()  # deliver while the commit is on its way to the disk
+        self.commits.add(staged)
 
     async def commit(self) -> None:
         """Write the events staged so far to the outbox (fsynced), in order."""
