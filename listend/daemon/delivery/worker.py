@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from listend.daemon.delivery.dead_letter import (
     dead_letter_path,
     dead_letter_rows,
 )
-from listend.daemon.delivery.outbox import Dropped, Outbox, OutboxFullError, Queued, Rejected
+from listend.daemon.delivery.gaps import Gaps
+from listend.daemon.delivery.outbox import Outbox, OutboxFullError, Queued, Rejected
 from listend.daemon.delivery.refusal import Refusal
 from listend.daemon.events import AnyEvent, TranscriptEvent
 from listend.daemon.plugin.sink import (
@@ -44,10 +44,6 @@ from listend.daemon.retry.outage import Outage
 __all__ = ["SinkWorker", "dead_letter_path", "open_workers", "outbox_path"]
 
 log = logging.getLogger(__name__)
-
-#: A gap (dropped events) is reported at most this often while it keeps growing.
-GAP_REPORT_INTERVAL = 60.0
-
 
 def outbox_path(state_dir: Path, sink: str) -> Path:
     return state_dir / "outbox" / f"{sink}.sqlite3"
@@ -76,18 +72,16 @@ class SinkWorker:
             f"sink {sink.name}", recovered="delivering again", logger=log
         )
         self.refusal = Refusal(sink.name, self._probe_space)  # the outbox cannot be written
+        self.gaps = Gaps(sink.name, self.options.max_events)
         self.commits = Commits(
             self.outbox,
             self.refusal,
             name=sink.name,
             keep_through=lambda: self._inflight_through,
-            on_dropped=self._note_gap,
+            on_dropped=self.gaps.note,
         )
-        self._gap: list[Dropped] = []
-        self._gap_reported_at = 0.0
         self.delivered = 0
         self.failed = 0
-        self.dropped = 0
         self.dead_lettered = 0
         self.interims_dropped = 0
 
@@ -203,6 +197,11 @@ class SinkWorker:
             return problem
         return self.outage.last_error if self.outage.down else None
 
+    @property
+    def dropped(self) -> int:
+        """Events the full outbox dropped (``policy: drop_oldest``)."""
+        return self.gaps.dropped
+
     def depth(self) -> int:
         """Events waiting for this sink (stored and interim)."""
         return len(self.outbox) + len(self._interims)
@@ -272,7 +271,7 @@ class SinkWorker:
             )
         finally:
             self._timeout = None
-            self._report_gap(force=True)
+            self.gaps.report(force=True)
             try:
                 await self.sink.stop()
             finally:
@@ -351,7 +350,7 @@ class SinkWorker:
         self.outage.up()
         self.delivered += len(events)
         self.backoff.reset()
-        self._report_gap()
+        self.gaps.report()
         return True
 
     async def _retry_later(self, exc: Exception, retry_after: float | None) -> None:
@@ -370,40 +369,6 @@ class SinkWorker:
         await dead_letter_rows(self.dead_letter, self.sink.name, rows)
         await self.outbox.discard_rejected(rows)
         self.dead_lettered += len(rows)
-
-    # -- gaps (drop_oldest) ------------------------------------------------------------------
-
-    def _note_gap(self, dropped: list[Dropped]) -> None:
-        self.dropped += len(dropped)
-        self._gap.extend(dropped)
-        self._report_gap()
-
-    def _report_gap(self, *, force: bool = False) -> None:
-        """Log dropped events, at most once a minute while the gap grows, so an outage of a
-        day does not log every transcript."""
-        if not self._gap:
-            return
-        now = time.monotonic()
-        if (
-            not force
-            and self._gap_reported_at
-            and now - self._gap_reported_at < GAP_REPORT_INTERVAL
-        ):
-            return
-        self._gap_reported_at = now
-        sources = sorted({d.source for d in self._gap})
-        log.warning(
-            "sink %s: outbox full (%d events): dropped %d oldest undelivered event(s) of %s, "
-            "%s .. %s (%d dropped in total); consumers will see a gap",
-            self.sink.name,
-            self.options.max_events,
-            len(self._gap),
-            ", ".join(sources),
-            self._gap[0].event_id,
-            self._gap[-1].event_id,
-            self.dropped,
-        )
-        self._gap.clear()
 
 
 async def open_workers(workers: Iterable[SinkWorker]) -> None:
