@@ -50,7 +50,9 @@ def main() -> None:
     wav, duration = write_audio(workdir / "speech", args.seconds, max(counts))
     results: dict[tuple[str, int], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp, services(workdir) as svc:
-        trees = {side: unpack(rev, Path(tmp) / side) for side, rev in (("a", args.a), ("b", args.b))}
+        trees = {
+            side: unpack(rev, Path(tmp) / side) for side, rev in (("a", args.a), ("b", args.b))
+        }
         subscriber = Subscriber(svc.mqtt_port)
         try:
             for count in counts:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from listend.daemon.delivery.commits import MAX_UNCOMMITTED, Commits
 from listend.daemon.delivery.dead_letter import (
@@ -45,6 +46,7 @@ __all__ = ["SinkWorker", "dead_letter_path", "open_workers", "outbox_path"]
 
 log = logging.getLogger(__name__)
 
+
 def outbox_path(state_dir: Path, sink: str) -> Path:
     return state_dir / "outbox" / f"{sink}.sqlite3"
 
@@ -63,6 +65,8 @@ class SinkWorker:
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._inflight_through = 0
+        self._idle = False  # the task waits for events, nothing in flight
+        self._sending: tuple[list[Queued], Coroutine[Any, Any, None]] | None = None  # send_now
         self._closing = False
         self._deadline: float | None = None
         self._timeout: asyncio.Timeout | None = None
@@ -98,17 +102,11 @@ class SinkWorker:
         if self.can_take(len(events)):
             self.take(events)
             return
-        stored: list[AnyEvent] = []
-        for event in events:
-            if isinstance(event, TranscriptEvent) and not event.is_final:
-                await self._store(stored)  # what came before it stays before it
-                stored = []
-                self._keep_interim(event)
-            elif self.options.policy == "block":
-                await self._store([event])  # room is checked event by event
+        for run in self._runs(events):
+            if isinstance(run, TranscriptEvent):
+                self._keep_interim(run)
             else:
-                stored.append(event)
-        await self._store(stored)
+                await self._store(run)
 
     def can_take(self, count: int) -> bool:
         """Whether :meth:`take` may accept ``count`` events now: nothing to wait for (started,
@@ -124,15 +122,30 @@ class SinkWorker:
     def take(self, events: Sequence[AnyEvent]) -> None:
         """:meth:`put_many` without waiting, once :meth:`can_take` said so (the router's
         synchronous path: no task hop between a session and its sinks)."""
-        stored: list[AnyEvent] = []
+        for run in self._runs(events):
+            if isinstance(run, TranscriptEvent):
+                self._keep_interim(run)
+            else:
+                self._stage_soon(run)
+
+    def _runs(self, events: Sequence[AnyEvent]) -> Iterator[TranscriptEvent | list[AnyEvent]]:
+        """Each interim alone, the stored kinds in runs between them (what came before an
+        interim stays before it); one event per run under ``policy: block`` (room is checked
+        event by event)."""
+        run: list[AnyEvent] = []
         for event in events:
             if isinstance(event, TranscriptEvent) and not event.is_final:
-                self._stage_soon(stored)
-                stored = []
-                self._keep_interim(event)
+                if run:
+                    yield run
+                    run = []
+                yield event
             else:
-                stored.append(event)
-        self._stage_soon(stored)
+                run.append(event)
+                if self.options.policy == "block":
+                    yield run
+                    run = []
+        if run:
+            yield run
 
     def _keep_interim(self, event: TranscriptEvent) -> None:
         self._interims.pop(event.source, None)  # latest wins, and moves to the back
@@ -178,6 +191,26 @@ class SinkWorker:
                 self._interims.pop(event.source, None)  # the final supersedes it
         self._wakeup.set()  # deliver while the commit is on its way to the disk
         self.commits.add(staged)
+        self._send_now()
+
+    def _send_now(self) -> None:
+        """Idle, and the outbox holds only what was just staged: start the delivery from here
+        (the task that produced the event: it leaves in this loop iteration, not after a hop
+        to the worker's task, which then awaits the confirmation)."""
+        if not self._idle or self._closing or self._interims:
+            return
+        batch = self.outbox.peek_now(self.sink.max_batch)
+        if not batch or self.outbox.rejected():
+            return
+        try:
+            sending = self.sink.send_now([item.event for item in batch])
+        except Exception:  # a sink bug: the worker delivers as usual (and retries)
+            log.exception("sink %s: send_now() raised unexpectedly", self.sink.name)
+            return
+        if sending is not None:
+            self._idle = False
+            self._inflight_through = batch[-1].pos  # drop_oldest must not drop these
+            self._sending = (batch, sending)
 
     async def commit(self) -> None:
         """Write the events staged so far to the outbox (fsynced), in order."""
@@ -271,6 +304,9 @@ class SinkWorker:
             )
         finally:
             self._timeout = None
+            if self._sending is not None:  # cancelled before it was awaited
+                self._sending[1].close()
+                self._sending = None
             self.gaps.report(force=True)
             try:
                 await self.sink.stop()
@@ -282,6 +318,10 @@ class SinkWorker:
     async def _loop(self) -> None:
         while True:
             self._wakeup.clear()  # before looking, so a put() during the look is not missed
+            if (sending := self._sending) is not None:
+                self._sending = None
+                await self._deliver_stored(*sending)
+                continue
             if ready := self._ready_interims():
                 await self._deliver_interims(ready)
                 continue
@@ -300,7 +340,11 @@ class SinkWorker:
             elif self._closing:
                 return
             else:
-                await self._wakeup.wait()
+                self._idle = True
+                try:
+                    await self._wakeup.wait()
+                finally:
+                    self._idle = False
 
     def _ready_interims(self) -> list[TranscriptEvent]:
         """Interims whose source has nothing older waiting in the outbox."""
@@ -322,19 +366,24 @@ class SinkWorker:
             self.interims_dropped += len(events)
             log.exception("sink %s: deliver() raised unexpectedly", self.sink.name)
 
-    async def _deliver_stored(self, batch: list[Queued]) -> None:
+    async def _deliver_stored(
+        self, batch: list[Queued], sending: Coroutine[Any, Any, None] | None = None
+    ) -> None:
+        """Deliver ``batch`` (or finish its delivery: ``sending``, from ``send_now``)."""
         self._inflight_through = batch[-1].pos  # drop_oldest must not drop these
         try:
-            if await self._attempt([item.event for item in batch]):
+            if await self._attempt([item.event for item in batch], sending):
                 await self.outbox.remove(batch)
                 self._space.set()
         finally:
             self._inflight_through = 0
 
-    async def _attempt(self, events: list[AnyEvent]) -> bool:
+    async def _attempt(
+        self, events: list[AnyEvent], sending: Coroutine[Any, Any, None] | None = None
+    ) -> bool:
         """One delivery; True when the events are done with (confirmed or dead-lettered)."""
         try:
-            await self.sink.deliver(events)
+            await (self.sink.deliver(events) if sending is None else sending)
         except DeliveryError as exc:
             await self._retry_later(exc, exc.retry_after)
             return False
