@@ -19,26 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from listend.daemon.delivery.commits import MAX_UNCOMMITTED, Commits
 from listend.daemon.delivery.dead_letter import (
     dead_letter_events,
     dead_letter_path,
     dead_letter_rows,
 )
 from listend.daemon.delivery.gaps import Gaps
+from listend.daemon.delivery.intake import Intake
 from listend.daemon.delivery.outbox import Outbox, OutboxFullError, Queued, Rejected
 from listend.daemon.delivery.refusal import Refusal
 from listend.daemon.events import AnyEvent, TranscriptEvent
-from listend.daemon.plugin.sink import (
-    DeliveryError,
-    OutboxOptions,
-    PermanentDeliveryError,
-    Sink,
-)
+from listend.daemon.plugin.sink import DeliveryError, PermanentDeliveryError, Sink
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.outage import Outage
 
@@ -51,175 +46,30 @@ def outbox_path(state_dir: Path, sink: str) -> Path:
     return state_dir / "outbox" / f"{sink}.sqlite3"
 
 
-class SinkWorker:
-    """Feeds one sink from its outbox; ``put`` is called by the router, ``run`` is its task."""
+class SinkWorker(Intake):
+    """Feeds one sink from its outbox; the router calls ``put_many``/``take`` (the
+    :class:`~listend.daemon.delivery.intake.Intake`), ``run`` is its task."""
 
     def __init__(self, sink: Sink, backoff: Backoff | None = None) -> None:
-        self.sink = sink
-        self.backoff = backoff or Backoff()
-        self.options: OutboxOptions = sink.outbox_options
         state_dir = sink.context.state_dir
-        self.outbox = Outbox(outbox_path(state_dir, sink.name), max_events=self.options.max_events)
+        outbox = Outbox(
+            outbox_path(state_dir, sink.name), max_events=sink.outbox_options.max_events
+        )
+        self.refusal = Refusal(sink.name, self._probe_space)  # the outbox cannot be written
+        self.gaps = Gaps(sink.name, sink.outbox_options.max_events)
+        super().__init__(sink, outbox, self.refusal, self.gaps)
+        self.backoff = backoff or Backoff()
         self.dead_letter = dead_letter_path(state_dir, sink.name)
-        self._interims: dict[str, TranscriptEvent] = {}
-        self._wakeup = asyncio.Event()
-        self._space = asyncio.Event()
-        self._inflight_through = 0
-        self._idle = False  # the task waits for events, nothing in flight
-        self._sending: tuple[list[Queued], Coroutine[Any, Any, None]] | None = None  # send_now
-        self._closing = False
         self._deadline: float | None = None
         self._timeout: asyncio.Timeout | None = None
-        self._started = False
         self._opening = asyncio.Lock()
         self.outage = Outage(  # any delivery ends it, as it resets the backoff
             f"sink {sink.name}", recovered="delivering again", logger=log
-        )
-        self.refusal = Refusal(sink.name, self._probe_space)  # the outbox cannot be written
-        self.gaps = Gaps(sink.name, self.options.max_events)
-        self.commits = Commits(
-            self.outbox,
-            self.refusal,
-            name=sink.name,
-            keep_through=lambda: self._inflight_through,
-            on_dropped=self.gaps.note,
         )
         self.delivered = 0
         self.failed = 0
         self.dead_lettered = 0
         self.interims_dropped = 0
-
-    # -- the router's side -------------------------------------------------------------------
-
-    async def put(self, event: AnyEvent) -> None:
-        """Accept an event (see :meth:`put_many`)."""
-        await self.put_many([event])
-
-    async def put_many(self, events: Sequence[AnyEvent]) -> None:
-        """Accept events in order; stored kinds are deliverable when this returns, and their
-        commit starts at once (or with the next batch). It waits for that commit only under
-        ``policy: block``, when the outbox is full, or when MAX_UNCOMMITTED are waiting."""
-        if self.can_take(len(events)):
-            self.take(events)
-            return
-        for run in self._runs(events):
-            if isinstance(run, TranscriptEvent):
-                self._keep_interim(run)
-            else:
-                await self._store(run)
-
-    def can_take(self, count: int) -> bool:
-        """Whether :meth:`take` may accept ``count`` events now: nothing to wait for (started,
-        room in the outbox, commits not backed up, no ``policy: block``)."""
-        return (
-            self._started
-            and self.options.policy != "block"
-            and len(self.outbox) + count <= self.options.max_events
-            and self.commits.pending + count < MAX_UNCOMMITTED
-            and not self.commits.failed
-        )
-
-    def take(self, events: Sequence[AnyEvent]) -> None:
-        """:meth:`put_many` without waiting, once :meth:`can_take` said so (the router's
-        synchronous path: no task hop between a session and its sinks)."""
-        for run in self._runs(events):
-            if isinstance(run, TranscriptEvent):
-                self._keep_interim(run)
-            else:
-                self._stage_soon(run)
-
-    def _runs(self, events: Sequence[AnyEvent]) -> Iterator[TranscriptEvent | list[AnyEvent]]:
-        """Each interim alone, the stored kinds in runs between them (what came before an
-        interim stays before it); one event per run under ``policy: block`` (room is checked
-        event by event)."""
-        run: list[AnyEvent] = []
-        for event in events:
-            if isinstance(event, TranscriptEvent) and not event.is_final:
-                if run:
-                    yield run
-                    run = []
-                yield event
-            else:
-                run.append(event)
-                if self.options.policy == "block":
-                    yield run
-                    run = []
-        if run:
-            yield run
-
-    def _keep_interim(self, event: TranscriptEvent) -> None:
-        self._interims.pop(event.source, None)  # latest wins, and moves to the back
-        self._interims[event.source] = event
-        self._wakeup.set()
-
-    def _stage_soon(self, events: list[AnyEvent]) -> None:
-        if not events:
-            return
-        if self.refusal.active:
-            self.refusal.refuse(len(events))
-            return
-        self._stage(events)
-        self.commits.soon()
-
-    async def _store(self, events: list[AnyEvent]) -> None:
-        if not events:
-            return
-        if not self._started:
-            await self.open()
-        if self.refusal.active:
-            self.refusal.refuse(len(events))
-            return
-        if self.options.policy == "block":
-            while len(self.outbox) >= self.options.max_events:
-                self._space.clear()
-                await self._space.wait()
-        self._stage(events)
-        if (
-            self.options.policy == "block"
-            or len(self.outbox) > self.options.max_events  # full: drop what it must now
-            or self.commits.pending >= MAX_UNCOMMITTED
-        ):
-            await self.commit()
-        else:
-            self.commits.soon()
-
-    def _stage(self, events: list[AnyEvent]) -> None:
-        """Into the outbox's memory (deliverable now) and the next commit."""
-        staged = self.outbox.stage(events)
-        for event in events:
-            if event.kind == "final":
-                self._interims.pop(event.source, None)  # the final supersedes it
-        self._wakeup.set()  # deliver while the commit is on its way to the disk
-        self.commits.add(staged)
-        self._send_now()
-
-    def _send_now(self) -> None:
-        """Idle, and the outbox holds only what was just staged: start the delivery from here
-        (the task that produced the event: it leaves in this loop iteration, not after a hop
-        to the worker's task, which then awaits the confirmation)."""
-        if not self._idle or self._closing or self._interims:
-            return
-        batch = self.outbox.peek_now(self.sink.max_batch)
-        if not batch or self.outbox.rejected():
-            return
-        try:
-            sending = self.sink.send_now([item.event for item in batch])
-        except Exception:  # a sink bug: the worker delivers as usual (and retries)
-            log.exception("sink %s: send_now() raised unexpectedly", self.sink.name)
-            return
-        if sending is not None:
-            self._idle = False
-            self._inflight_through = batch[-1].pos  # drop_oldest must not drop these
-            self._sending = (batch, sending)
-
-    async def commit(self) -> None:
-        """Write the events staged so far to the outbox (fsynced), in order."""
-        await self.commits.commit()
-
-    def committed(self) -> asyncio.Future[None]:
-        """Done once every event accepted so far is in the outbox file: the end-to-end
-        acknowledgement that lets a session free the audio of its finals."""
-        return self.commits.committed()
 
     def problem(self) -> str | None:
         """Why this sink is not up: its outbox (a full disk), the sink's own account (broker
