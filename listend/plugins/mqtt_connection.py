@@ -1,10 +1,8 @@
 """One MQTT connection on the asyncio loop, wrapping paho-mqtt 2.x (callback API VERSION2).
 
 Shaped like aiomqtt 2.5's client: paho's socket is driven by the event loop
-(``add_reader``/``add_writer``, ``loop_misc`` a tenth of ``keepalive``), not by a paho thread;
-a publish is written to the socket at once, by the caller (a writer callback is registered only
-when the socket's buffer is full: waiting for it would add a loop iteration, behind every other
-stream's audio, to each message's latency); only the
+(``add_reader``; ``add_writer`` only while the socket is full: a publish is written at once,
+not a loop iteration later), not by a paho thread; only the
 blocking ``connect()`` (DNS, TCP, TLS handshake) runs in an executor, and only callbacks that
 paho makes from that thread cross back with ``call_soon_threadsafe``. Results come back as
 futures completed from paho callbacks (guarded by ``done()``, since paho may call twice);
@@ -24,14 +22,16 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from listend.api import cancel_and_wait
+from listend.plugins.mqtt_settings import MqttSettings, Will
+
+__all__ = ["MqttConnection", "MqttError", "MqttSettings", "Will", "quick_ack"]
 
 log = logging.getLogger(__name__)
 
@@ -43,31 +43,6 @@ class MqttError(Exception):
 
 
 MISC_CHECKS_PER_KEEPALIVE = 10  # paho's loop_misc, per keepalive interval
-
-
-@dataclass(frozen=True)
-class Will:
-    topic: str
-    payload: str
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    """Everything needed to open a connection (built from the sink's config)."""
-
-    host: str
-    port: int
-    client_id: str
-    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv311
-    keepalive: int = 60
-    username: str | None = None
-    password: str | None = None
-    tls: ssl.SSLContext | None = None
-    tls_insecure: bool = False
-    will: Will | None = None
-    timeout: float = 10.0
 
 
 class MqttConnection:
@@ -156,7 +131,7 @@ class MqttConnection:
         """
         if self.closed.done():
             raise MqttError("not connected")
-        self._writing = True
+        self._writing = True  # paho's register_write callback: _write_now does it, if need be
         try:
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
         finally:
