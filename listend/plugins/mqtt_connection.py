@@ -1,7 +1,8 @@
 """One MQTT connection on the asyncio loop, wrapping paho-mqtt 2.x (callback API VERSION2).
 
 Shaped like aiomqtt 2.5's client: paho's socket is driven by the event loop
-(``add_reader``/``add_writer``, ``loop_misc`` once a second), not by a paho thread; only the
+(``add_reader``; ``add_writer`` only while the socket is full: a publish is written at once,
+not a loop iteration later), not by a paho thread; only the
 blocking ``connect()`` (DNS, TCP, TLS handshake) runs in an executor, and only callbacks that
 paho makes from that thread cross back with ``call_soon_threadsafe``. Results come back as
 futures completed from paho callbacks (guarded by ``done()``, since paho may call twice);
@@ -21,14 +22,16 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from listend.api import cancel_and_wait
+from listend.plugins.mqtt_settings import MqttSettings, Will
+
+__all__ = ["MqttConnection", "MqttError", "MqttSettings", "Will", "quick_ack"]
 
 log = logging.getLogger(__name__)
 
@@ -40,31 +43,6 @@ class MqttError(Exception):
 
 
 MISC_CHECKS_PER_KEEPALIVE = 10  # paho's loop_misc, per keepalive interval
-
-
-@dataclass(frozen=True)
-class Will:
-    topic: str
-    payload: str
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    """Everything needed to open a connection (built from the sink's config)."""
-
-    host: str
-    port: int
-    client_id: str
-    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv311
-    keepalive: int = 60
-    username: str | None = None
-    password: str | None = None
-    tls: ssl.SSLContext | None = None
-    tls_insecure: bool = False
-    will: Will | None = None
-    timeout: float = 10.0
 
 
 class MqttConnection:
@@ -84,6 +62,8 @@ class MqttConnection:
         self._fds: set[int] = set()
         self._misc: asyncio.Task[None] | None = None
         self._up = False
+        self._writing = False  # publish_nowait writes itself: no writer callback meanwhile
+        self._writer: Callable[[], None] | None = None  # registered with the loop, if any
         self._client = self._make_client()
 
     def _make_client(self) -> paho.Client:
@@ -151,9 +131,16 @@ class MqttConnection:
         """
         if self.closed.done():
             raise MqttError("not connected")
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        self._writing = True  # paho's register_write callback: _write_now does it, if need be
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        finally:
+            self._writing = False
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise MqttError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+        self._write_now()
+        if self.closed.done():  # the write found the connection broken
+            raise MqttError(f"publish to {topic} failed: connection lost")
         if qos == 0:
             return None
         waiter: asyncio.Future[None] = self._loop.create_future()
@@ -162,6 +149,21 @@ class MqttConnection:
         else:
             self._pending[info.mid] = waiter
         return waiter
+
+    def _write_now(self) -> None:
+        """Write what paho queued; leave the rest (a full socket buffer) to a writer callback."""
+        client = self._client
+        self._writing = True
+        try:
+            client.loop_write()
+        except Exception as exc:  # a broken socket (e.g. TLS error): the session is over
+            self._teardown(MqttError(f"write failed: {exc}"))
+            return
+        finally:
+            self._writing = False
+        sock = client.socket()
+        if client.want_write() and self._writer is None and sock is not None:
+            self._register_writer(client, sock)
 
     async def wait_acks(self, waiters: list[asyncio.Future[None]]) -> None:
         """Wait until every publish in ``waiters`` is acknowledged, or raise MqttError."""
@@ -236,6 +238,7 @@ class MqttConnection:
             self._loop.remove_reader(fd)
             self._loop.remove_writer(fd)
         self._fds.clear()
+        self._writer = None
         sock = self._client.socket()
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -360,22 +363,28 @@ class MqttConnection:
     def _remove_fd(self, fd: int) -> None:
         if fd in self._fds:
             self._fds.discard(fd)
+            self._writer = None
             self._loop.remove_reader(fd)
             self._loop.remove_writer(fd)
 
     def _on_socket_register_write(self, client: paho.Client, _userdata: Any, sock: Any) -> None:
+        if self._writing and threading.get_ident() == self._loop_thread:
+            return  # publish_nowait writes right away, and registers if the socket is full
+        self._register_writer(client, sock)
+
+    def _register_writer(self, client: paho.Client, sock: Any) -> None:
         def writable() -> None:
             try:
                 client.loop_write()
             except Exception as exc:
                 self._teardown(MqttError(f"write failed: {exc}"))
 
-        fd = sock.fileno()
-        self._soon(self._add_writer, fd, writable)
+        self._soon(self._add_writer, sock.fileno(), writable)
 
     def _add_writer(self, fd: int, callback: Callable[[], None]) -> None:
         if not self.closed.done():
             self._fds.add(fd)
+            self._writer = callback
             self._loop.add_writer(fd, callback)
 
     def _on_socket_unregister_write(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
@@ -384,7 +393,8 @@ class MqttConnection:
             self._soon(self._remove_writer, fd)
 
     def _remove_writer(self, fd: int) -> None:
-        if fd in self._fds:  # never touch an fd number the loop may have given to someone else
+        if fd in self._fds and self._writer is not None:  # never touch an fd number the loop
+            self._writer = None  # may have given to someone else
             self._loop.remove_writer(fd)
 
 

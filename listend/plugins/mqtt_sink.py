@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import random
 import ssl
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from paho.mqtt.enums import MQTTProtocolVersion
@@ -61,6 +61,7 @@ KIND_SUFFIX: dict[EventKind, str] = {
 }
 #: Home Assistant waits this long at most (random) before re-sending discovery on its birth.
 BIRTH_RESEND_MAX_DELAY = 3.0
+Ack = asyncio.Future[None]
 
 
 class MqttSink(Sink):
@@ -312,15 +313,39 @@ class MqttSink(Sink):
             raise RuntimeError(f"sink {self.name}: ready without a connection")
         await self._discover_new_sources(conn, events)
         try:
-            waiters = []
-            for event in events:
-                kind = event.kind
-                qos = 0 if kind == "interim" else self.config.qos
-                payload = to_json(event)
-                for topic in self._topics(event):
-                    waiter = conn.publish_nowait(topic, payload, qos=qos)
-                    if waiter is not None:
-                        waiters.append(waiter)
+            waiters = self._publish(conn, events)
+        except MqttError as exc:
+            raise DeliveryError(str(exc)) from None
+        await self._confirmed(conn, waiters)
+
+    def send_now(self, events: Sequence[AnyEvent]) -> Coroutine[Any, Any, None] | None:
+        """Publish now when connected and every source is announced; then await the acks."""
+        conn = self._conn
+        if (
+            not self._ready.is_set()
+            or conn is None
+            or not self._sources.issuperset(e.source for e in events)
+        ):
+            return None
+        try:
+            waiters = self._publish(conn, events)
+        except MqttError:
+            return None  # deliver() tries again, and reports it
+        return self._confirmed(conn, waiters)
+
+    def _publish(self, conn: MqttConnection, events: Sequence[AnyEvent]) -> list[Ack]:
+        waiters = []
+        for event in events:
+            qos = 0 if event.kind == "interim" else self.config.qos
+            payload = to_json(event)
+            for topic in self._topics(event):
+                waiter = conn.publish_nowait(topic, payload, qos=qos)
+                if waiter is not None:
+                    waiters.append(waiter)
+        return waiters
+
+    async def _confirmed(self, conn: MqttConnection, waiters: list[Ack]) -> None:
+        try:
             await conn.wait_acks(waiters)
         except MqttError as exc:
             raise DeliveryError(str(exc)) from None

@@ -57,6 +57,17 @@ class Commits:
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def failed(self) -> bool:
+        """The last background commit raised (:meth:`soon` raises it with the next events)."""
+        task = self._task
+        return (
+            task is not None
+            and task.done()
+            and not task.cancelled()
+            and task.exception() is not None
+        )
+
     def add(self, staged: list[tuple[int, AnyEvent]]) -> None:
         """Take staged events; the caller then calls :meth:`soon` or awaits :meth:`commit`."""
         self._pending.extend(staged)

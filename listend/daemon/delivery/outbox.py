@@ -208,10 +208,16 @@ class Outbox:
         self.dropped_total += len(dropped)
         return dropped
 
+    def peek_now(self, limit: int) -> list[Queued] | None:
+        """:meth:`peek` from memory; None while an earlier run's backlog must be read first."""
+        if self._backlog:
+            return None
+        return [Queued(pos, event) for pos, event in islice(self._events.items(), limit)]
+
     async def peek(self, limit: int) -> list[Queued]:
         """The oldest ``limit`` events, in order, without removing them."""
-        if not self._backlog:
-            return [Queued(pos, event) for pos, event in islice(self._events.items(), limit)]
+        if (now := self.peek_now(limit)) is not None:
+            return now
         skip = set(self._deletes) | set(self._rejected)
         rows = await self._call_repairing(self._file.positions, limit + len(skip), self._events)
         queued: list[Queued] = []

@@ -19,25 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-from listend.daemon.delivery.commits import MAX_UNCOMMITTED, Commits
 from listend.daemon.delivery.dead_letter import (
     dead_letter_events,
     dead_letter_path,
     dead_letter_rows,
 )
-from listend.daemon.delivery.outbox import Dropped, Outbox, OutboxFullError, Queued, Rejected
+from listend.daemon.delivery.gaps import Gaps
+from listend.daemon.delivery.intake import Intake
+from listend.daemon.delivery.outbox import Outbox, OutboxFullError, Queued, Rejected
 from listend.daemon.delivery.refusal import Refusal
 from listend.daemon.events import AnyEvent, TranscriptEvent
-from listend.daemon.plugin.sink import (
-    DeliveryError,
-    OutboxOptions,
-    PermanentDeliveryError,
-    Sink,
-)
+from listend.daemon.plugin.sink import DeliveryError, PermanentDeliveryError, Sink
 from listend.daemon.retry.backoff import Backoff
 from listend.daemon.retry.outage import Outage
 
@@ -45,111 +41,35 @@ __all__ = ["SinkWorker", "dead_letter_path", "open_workers", "outbox_path"]
 
 log = logging.getLogger(__name__)
 
-#: A gap (dropped events) is reported at most this often while it keeps growing.
-GAP_REPORT_INTERVAL = 60.0
-
 
 def outbox_path(state_dir: Path, sink: str) -> Path:
     return state_dir / "outbox" / f"{sink}.sqlite3"
 
 
-class SinkWorker:
-    """Feeds one sink from its outbox; ``put`` is called by the router, ``run`` is its task."""
+class SinkWorker(Intake):
+    """Feeds one sink from its outbox; the router calls ``put_many``/``take`` (the
+    :class:`~listend.daemon.delivery.intake.Intake`), ``run`` is its task."""
 
     def __init__(self, sink: Sink, backoff: Backoff | None = None) -> None:
-        self.sink = sink
-        self.backoff = backoff or Backoff()
-        self.options: OutboxOptions = sink.outbox_options
         state_dir = sink.context.state_dir
-        self.outbox = Outbox(outbox_path(state_dir, sink.name), max_events=self.options.max_events)
+        outbox = Outbox(
+            outbox_path(state_dir, sink.name), max_events=sink.outbox_options.max_events
+        )
+        self.refusal = Refusal(sink.name, self._probe_space)  # the outbox cannot be written
+        self.gaps = Gaps(sink.name, sink.outbox_options.max_events)
+        super().__init__(sink, outbox, self.refusal, self.gaps)
+        self.backoff = backoff or Backoff()
         self.dead_letter = dead_letter_path(state_dir, sink.name)
-        self._interims: dict[str, TranscriptEvent] = {}
-        self._wakeup = asyncio.Event()
-        self._space = asyncio.Event()
-        self._inflight_through = 0
-        self._closing = False
         self._deadline: float | None = None
         self._timeout: asyncio.Timeout | None = None
-        self._started = False
         self._opening = asyncio.Lock()
         self.outage = Outage(  # any delivery ends it, as it resets the backoff
             f"sink {sink.name}", recovered="delivering again", logger=log
         )
-        self.refusal = Refusal(sink.name, self._probe_space)  # the outbox cannot be written
-        self.commits = Commits(
-            self.outbox,
-            self.refusal,
-            name=sink.name,
-            keep_through=lambda: self._inflight_through,
-            on_dropped=self._note_gap,
-        )
-        self._gap: list[Dropped] = []
-        self._gap_reported_at = 0.0
         self.delivered = 0
         self.failed = 0
-        self.dropped = 0
         self.dead_lettered = 0
         self.interims_dropped = 0
-
-    # -- the router's side -------------------------------------------------------------------
-
-    async def put(self, event: AnyEvent) -> None:
-        """Accept an event (see :meth:`put_many`)."""
-        await self.put_many([event])
-
-    async def put_many(self, events: Sequence[AnyEvent]) -> None:
-        """Accept events in order; stored kinds are deliverable when this returns, and their
-        commit starts at once (or with the next batch). It waits for that commit only under
-        ``policy: block``, when the outbox is full, or when MAX_UNCOMMITTED are waiting."""
-        stored: list[AnyEvent] = []
-        for event in events:
-            if isinstance(event, TranscriptEvent) and not event.is_final:
-                await self._store(stored)  # what came before it stays before it
-                stored = []
-                self._interims.pop(event.source, None)  # latest wins, and moves to the back
-                self._interims[event.source] = event
-                self._wakeup.set()
-            elif self.options.policy == "block":
-                await self._store([event])  # room is checked event by event
-            else:
-                stored.append(event)
-        await self._store(stored)
-
-    async def _store(self, events: list[AnyEvent]) -> None:
-        if not events:
-            return
-        if not self._started:
-            await self.open()
-        if self.refusal.active:
-            self.refusal.refuse(len(events))
-            return
-        if self.options.policy == "block":
-            while len(self.outbox) >= self.options.max_events:
-                self._space.clear()
-                await self._space.wait()
-        staged = self.outbox.stage(events)
-        for event in events:
-            if event.kind == "final":
-                self._interims.pop(event.source, None)  # the final supersedes it
-        self._wakeup.set()  # deliver while the commit is on its way to the disk
-        self.commits.add(staged)
-        if (
-            self.options.policy == "block"
-            or len(self.outbox) > self.options.max_events  # full: drop what it must now
-            or self.commits.pending >= MAX_UNCOMMITTED
-        ):
-            await self.commit()
-        else:
-            self.commits.soon()
-
-    async def commit(self) -> None:
-        """Write the events staged so far to the outbox (fsynced), in order."""
-        await self.commits.commit()
-
-    def committed(self) -> asyncio.Future[None]:
-        """Done once every event accepted so far is in the outbox file: the end-to-end
-        acknowledgement that lets a session free the audio of its finals."""
-        return self.commits.committed()
 
     def problem(self) -> str | None:
         """Why this sink is not up: its outbox (a full disk), the sink's own account (broker
@@ -159,6 +79,11 @@ class SinkWorker:
         if (problem := self.sink.problem()) is not None:
             return problem
         return self.outage.last_error if self.outage.down else None
+
+    @property
+    def dropped(self) -> int:
+        """Events the full outbox dropped (``policy: drop_oldest``)."""
+        return self.gaps.dropped
 
     def depth(self) -> int:
         """Events waiting for this sink (stored and interim)."""
@@ -229,7 +154,10 @@ class SinkWorker:
             )
         finally:
             self._timeout = None
-            self._report_gap(force=True)
+            if self._sending is not None:  # cancelled before it was awaited
+                self._sending[1].close()
+                self._sending = None
+            self.gaps.report(force=True)
             try:
                 await self.sink.stop()
             finally:
@@ -240,6 +168,10 @@ class SinkWorker:
     async def _loop(self) -> None:
         while True:
             self._wakeup.clear()  # before looking, so a put() during the look is not missed
+            if (sending := self._sending) is not None:
+                self._sending = None
+                await self._deliver_stored(*sending)
+                continue
             if ready := self._ready_interims():
                 await self._deliver_interims(ready)
                 continue
@@ -258,7 +190,11 @@ class SinkWorker:
             elif self._closing:
                 return
             else:
-                await self._wakeup.wait()
+                self._idle = True
+                try:
+                    await self._wakeup.wait()
+                finally:
+                    self._idle = False
 
     def _ready_interims(self) -> list[TranscriptEvent]:
         """Interims whose source has nothing older waiting in the outbox."""
@@ -280,19 +216,24 @@ class SinkWorker:
             self.interims_dropped += len(events)
             log.exception("sink %s: deliver() raised unexpectedly", self.sink.name)
 
-    async def _deliver_stored(self, batch: list[Queued]) -> None:
+    async def _deliver_stored(
+        self, batch: list[Queued], sending: Coroutine[Any, Any, None] | None = None
+    ) -> None:
+        """Deliver ``batch`` (or finish its delivery: ``sending``, from ``send_now``)."""
         self._inflight_through = batch[-1].pos  # drop_oldest must not drop these
         try:
-            if await self._attempt([item.event for item in batch]):
+            if await self._attempt([item.event for item in batch], sending):
                 await self.outbox.remove(batch)
                 self._space.set()
         finally:
             self._inflight_through = 0
 
-    async def _attempt(self, events: list[AnyEvent]) -> bool:
+    async def _attempt(
+        self, events: list[AnyEvent], sending: Coroutine[Any, Any, None] | None = None
+    ) -> bool:
         """One delivery; True when the events are done with (confirmed or dead-lettered)."""
         try:
-            await self.sink.deliver(events)
+            await (self.sink.deliver(events) if sending is None else sending)
         except DeliveryError as exc:
             await self._retry_later(exc, exc.retry_after)
             return False
@@ -308,7 +249,7 @@ class SinkWorker:
         self.outage.up()
         self.delivered += len(events)
         self.backoff.reset()
-        self._report_gap()
+        self.gaps.report()
         return True
 
     async def _retry_later(self, exc: Exception, retry_after: float | None) -> None:
@@ -327,40 +268,6 @@ class SinkWorker:
         await dead_letter_rows(self.dead_letter, self.sink.name, rows)
         await self.outbox.discard_rejected(rows)
         self.dead_lettered += len(rows)
-
-    # -- gaps (drop_oldest) ------------------------------------------------------------------
-
-    def _note_gap(self, dropped: list[Dropped]) -> None:
-        self.dropped += len(dropped)
-        self._gap.extend(dropped)
-        self._report_gap()
-
-    def _report_gap(self, *, force: bool = False) -> None:
-        """Log dropped events, at most once a minute while the gap grows, so an outage of a
-        day does not log every transcript."""
-        if not self._gap:
-            return
-        now = time.monotonic()
-        if (
-            not force
-            and self._gap_reported_at
-            and now - self._gap_reported_at < GAP_REPORT_INTERVAL
-        ):
-            return
-        self._gap_reported_at = now
-        sources = sorted({d.source for d in self._gap})
-        log.warning(
-            "sink %s: outbox full (%d events): dropped %d oldest undelivered event(s) of %s, "
-            "%s .. %s (%d dropped in total); consumers will see a gap",
-            self.sink.name,
-            self.options.max_events,
-            len(self._gap),
-            ", ".join(sources),
-            self._gap[0].event_id,
-            self._gap[-1].event_id,
-            self.dropped,
-        )
-        self._gap.clear()
 
 
 async def open_workers(workers: Iterable[SinkWorker]) -> None:

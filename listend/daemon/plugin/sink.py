@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -90,6 +90,17 @@ class Sink(ABC):
     async def deliver(self, events: Sequence[AnyEvent]) -> None:
         """Deliver the events, in order; return only once they are confirmed."""
         raise NotImplementedError
+
+    def send_now(  # an optional hook
+        self,
+        events: Sequence[AnyEvent],  # noqa: ARG002
+    ) -> Coroutine[Any, Any, None] | None:
+        """Optional: start delivering ``events`` right now, without waiting (write them to a
+        connected socket), and return what to await for the rest, as :meth:`deliver` would
+        finish (confirmed, or :class:`DeliveryError`); None when that cannot start now (then
+        :meth:`deliver` is called). The worker calls it from the task that produced a final
+        while the sink is idle, so the final leaves in the loop iteration it arrived in."""
+        return None
 
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Release resources; called once after the last delivery."""

@@ -171,7 +171,7 @@ class Daemon:
             options=cfg.stream,
             fallback_local=cfg.fallback == "local",
             engine=self.local_engine,
-            publish=self.router.publish,
+            publish=self.router.publisher,
             kinds=functools.partial(self.router.kinds_for, name),
             spool=Spool.of_source(config.state_dir, source, config.deepgram.spool_max_mb),
             triggers=config.triggers_for(name),

@@ -31,7 +31,11 @@ log = logging.getLogger(__name__)
 
 #: ``publish(event, on_commit)``: ``on_commit`` (finals only) is called once the event is
 #: committed to every outbox it is routed to (:class:`~listend.daemon.delivery.router.Router`).
+#: It may also have an ``offer`` (:data:`Offer`; the router's
+#: :class:`~listend.daemon.delivery.router.Publisher` has), tried first.
 Publish = Callable[[AnyEvent, Callable[[], None] | None], Awaitable[None]]
+#: ``offer(event, on_commit)``: hand the event on now if that needs no waiting; False if not.
+Offer = Callable[[AnyEvent, Callable[[], None] | None], bool]
 EVENT_QUEUE_SIZE = 1000
 RECOVERY_CHUNK_SECONDS = 0.1  # spooled audio goes into the replay buffer this much at a time
 
@@ -130,6 +134,10 @@ class Capture:
 
 
 class EventQueue:
+    """The session's events, in order, to the router. An event goes straight from the task
+    that received it (``publish.offer``) while nothing waits before it and the router takes it
+    without waiting; otherwise it queues for the publisher task, which may wait."""
+
     def __init__(
         self,
         name: str,
@@ -142,6 +150,8 @@ class EventQueue:
         self.phrases = phrases  # matches triggers on what is emitted, queues the phrase events
         self.buffer = buffer
         self.publish = publish
+        self._offer: Offer | None = getattr(publish, "offer", None)
+        self._busy = False  # the publisher task is handing an event on (it may be waiting)
         self.acked = acked  # called with the stream offset a committed final covers
         self.dropped_interims = 0
         self.last_final = 0  # stream offset the last final queued covers
@@ -155,7 +165,7 @@ class EventQueue:
         if event is None:  # perhaps a final without words (silence): it covers audio too
             if self.buffer.covered > self.last_final:
                 self.last_final = self.buffer.covered
-                await self._queue.put((None, self.last_final))
+                await self._hand_on((None, self.last_final))
             return
         if event.kind == "interim" and self._queue.full():
             self.dropped_interims += 1  # superseded by the final anyway; never block for them
@@ -165,25 +175,53 @@ class EventQueue:
             covered = None
             if event.kind == "final":
                 covered = self.last_final = self.buffer.covered
-            await self._queue.put((event, covered))
+            await self._hand_on((event, covered))
         if self.phrases is not None:  # even on a dropped interim: a trigger fires at once
             for phrase in self.phrases.observe(event):
-                await self._queue.put((phrase, None))
+                await self._hand_on((phrase, None))
+
+    async def _hand_on(self, item: tuple[AnyEvent | None, int | None]) -> None:
+        if not self._offered(item):
+            await self._queue.put(item)
+
+    def _offered(self, item: tuple[AnyEvent | None, int | None]) -> bool:
+        """Handed on now: nothing queued before it, and the router took it without waiting."""
+        if self._offer is None or self._busy or not self._queue.empty():
+            return False
+        event, covered = item
+        if event is None:
+            self._silent(covered)
+            return True
+        if covered is None:
+            return self._offer(event, None)
+        self._outstanding += 1  # before: the router may acknowledge it at once
+        if self._offer(event, partial(self._committed, covered)):
+            return True
+        self._outstanding -= 1
+        return False
 
     async def run(self) -> None:
         """The publisher task: until :meth:`close` (after what was queued)."""
         while (item := await self._queue.get()) is not None:
             event, covered = item
-            if event is None:  # silence: free it with the finals before it
-                if covered is not None and self._outstanding:
-                    self._silence = covered
-                elif covered is not None:
-                    self.acked(covered)
-            elif covered is None:
-                await self.publish(event, None)
-            else:
-                self._outstanding += 1
-                await self.publish(event, partial(self._committed, covered))
+            self._busy = True
+            try:
+                if event is None:  # silence: free it with the finals before it
+                    self._silent(covered)
+                elif covered is None:
+                    await self.publish(event, None)
+                else:
+                    self._outstanding += 1
+                    await self.publish(event, partial(self._committed, covered))
+            finally:
+                self._busy = False
+
+    def _silent(self, covered: int | None) -> None:
+        """Audio covered by finals without words: freed with the finals before it."""
+        if covered is not None and self._outstanding:
+            self._silence = covered
+        elif covered is not None:
+            self.acked(covered)
 
     def _committed(self, covered: int) -> None:
         self._outstanding -= 1
