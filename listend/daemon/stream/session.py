@@ -386,6 +386,8 @@ class StreamSession:
         stats = self.stats
         stats.connection_opened()
         backoff.connected()
+        local = self.fallback is not None and self.factory.engine != self.endpoint.engine
+        self.outage.recovered = "streaming to the local engine" if local else "reconnected"
         self.outage.up()
         self.factory.connection(self.buffer.to_seconds(conn.start), conn.request_id)
         backlog = self.buffer.to_seconds(self.buffer.end - conn.start)
