@@ -68,6 +68,35 @@ def test_streams_carry_the_options_and_credentials_without_compression():
     asyncio.run(main())
 
 
+def test_a_stream_opens_exactly_as_the_sdks_own_connect_opens_it():
+    """``open_stream`` stands in for ``AsyncDeepgramClient().listen.v1.connect`` (without its
+    REST client's imports and permessage-deflate): the same query parameters (in another
+    order) and the same credentials reach the server; fails if a new SDK pin connects
+    differently."""
+    from deepgram import AsyncDeepgramClient  # noqa: PLC0415 - the reference, in this test only
+
+    options = connect_options(
+        StreamOptions(model="nova-3", keywords=["listend:2", "hall"], interim_results=True),
+        AudioFormat(16000),
+    )
+
+    async def main() -> tuple[object, object]:
+        async with DeepgramTestServer() as dg:
+            sdk = AsyncDeepgramClient(api_key=dg.api_key, environment=environment_for(dg.url))
+            async with sdk.listen.v1.connect(**options):
+                pass
+            async with open_stream(make_client(dg.url), options, f"Token {dg.api_key}"):
+                pass
+            theirs, ours = dg.connections[-2], dg.connections[-1]
+            return (sorted(theirs.query), theirs.authorization), (
+                sorted(ours.query),
+                ours.authorization,
+            )
+
+    theirs, ours = asyncio.run(main())
+    assert ours == theirs
+
+
 def test_connect_options_take_the_format_from_the_source():
     options = StreamOptions(model="nova-3", keywords=["listend:2"], extra={"room": "hall"})
     query = connect_options(options, AudioFormat(8000, channels=2))
