@@ -110,17 +110,7 @@ class Daemon:
         }
 
     def sink_states(self) -> Mapping[str, SinkState]:
-        return {
-            name: SinkState(
-                depth=worker.depth(),
-                delivered=worker.delivered,
-                failed=worker.failed,
-                reachable=self.sinks[name].reachable(),
-                refused=worker.refusal.total,
-                problem=worker.problem(),
-            )
-            for name, worker in self.workers.items()
-        }
+        return {name: SinkState.of(worker) for name, worker in self.workers.items()}
 
     def stalls(self) -> list[str]:
         return [reason for check in self._checks if (reason := check()) is not None]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from listend.daemon.delivery.worker import SinkWorker
 from listend.daemon.stream.stats import AUDIO_GRACE, SessionStats
 
 
@@ -26,6 +27,17 @@ class SinkState:
     reachable: bool
     refused: int = 0  # events not stored: the outbox could not be written (a full disk)
     problem: str | None = None  # why it is not up: its outbox, the sink's account, deliveries
+
+    @classmethod
+    def of(cls, worker: SinkWorker) -> SinkState:
+        return cls(
+            depth=worker.depth(),
+            delivered=worker.delivered,
+            failed=worker.failed,
+            reachable=worker.sink.reachable(),
+            refused=worker.refusal.total,
+            problem=worker.problem(),
+        )
 
 
 class DaemonProbe(Protocol):
