@@ -15,7 +15,8 @@ start) followed by records: ``<qI`` (source byte offset, length) and that much P
 fsynced after each write (at most once per SPOOL_INTERVAL); a record torn by a power cut is
 ignored when read, so a power cut costs at most the last interval.
 
-Every file operation runs on the spool's own thread, in order, never on the event loop.
+Every write and removal runs on the spool's own thread, in order; a run being recovered is
+read a segment file at a time in a worker thread: never on the event loop.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class Segment:
 
 @dataclass(eq=False)
 class SpoolRun:
-    """One run's spooled audio: written by its session, read back by the next start."""
+    """One run's spooled audio: written by its session, read back by the next start (or, a span
+    of it, by the running session after an outage longer than its replay buffer)."""
 
     directory: Path
     epoch: int
