@@ -24,11 +24,9 @@ from listend.api import (
     EventKind,
     ListendError,
     PluginContext,
-    RegisterSink,
     Sink,
     SinkConfig,
     __version__,
-    hookimpl,
 )
 
 if TYPE_CHECKING:  # aiohttp (10 MB of RSS) is imported once a captions sink runs; the board,
@@ -351,8 +349,3 @@ class CaptionsSink(Sink):
             ),
             return_exceptions=True,
         )
-
-
-@hookimpl
-def register_sink_types(register: RegisterSink) -> None:
-    register(CaptionsSink)

@@ -28,13 +28,11 @@ from listend.api import (
     Backoff,
     ConfigError,
     PluginContext,
-    RegisterSource,
     RestartingSourceConfig,
     RestartStats,
     Source,
     SourceInterrupted,
     child_environment,
-    hookimpl,
     restart_problem,
     restarting,
 )
@@ -245,8 +243,3 @@ class CommandSource(Source):
             await asyncio.wait([task])
         if not task.cancelled() and (error := task.exception()) is not None:
             raise error
-
-
-@hookimpl
-def register_source_types(register: RegisterSource) -> None:
-    register(CommandSource)

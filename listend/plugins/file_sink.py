@@ -31,12 +31,10 @@ from listend.api import (
     AnyEvent,
     DeliveryError,
     PluginContext,
-    RegisterSink,
     Sink,
     SinkConfig,
     TranscriptEvent,
     final_cues,
-    hookimpl,
     srt_cue,
     text_line,
     to_json,
@@ -298,8 +296,3 @@ class FileSink(Sink):
             except OSError as exc:
                 log.warning("sink %s: closing %s: %s", self.name, file.path, exc)
         self._files.clear()
-
-
-@hookimpl
-def register_sink_types(register: RegisterSink) -> None:
-    register(FileSink)

@@ -26,10 +26,8 @@ from listend.api import (
     ConfigPath,
     ListendError,
     PluginContext,
-    RegisterSource,
     Source,
     SourceConfig,
-    hookimpl,
 )
 from listend.plugins.wav import WavError, read_wav_info
 
@@ -257,8 +255,3 @@ class CachedReader:
             return None  # the end, or not cached: the thread's read says which
         del buf[got:]
         return bytes(buf)
-
-
-@hookimpl
-def register_source_types(register: RegisterSource) -> None:
-    register(FileSource)

@@ -26,10 +26,8 @@ from listend.api import (
     DeliveryError,
     EventKind,
     PluginContext,
-    RegisterSink,
     Sink,
     SinkConfig,
-    hookimpl,
 )
 from listend.plugins.history_store import HistoryStore, parse_duration
 
@@ -128,8 +126,3 @@ class HistorySink(Sink):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-
-
-@hookimpl
-def register_sink_types(register: RegisterSink) -> None:
-    register(HistorySink)

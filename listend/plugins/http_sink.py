@@ -31,12 +31,10 @@ from listend.api import (
     DeliveryError,
     PermanentDeliveryError,
     PluginContext,
-    RegisterSink,
     SecretRef,
     Sink,
     SinkConfig,
     __version__,
-    hookimpl,
     redact_url,
     reject_userinfo,
     to_json,
@@ -194,8 +192,3 @@ class HttpSink(Sink):
             raise DeliveryError(reason, retry_after=wait)
         self._last_ok = True  # the receiver answers; it just refuses these events
         raise PermanentDeliveryError(reason)
-
-
-@hookimpl
-def register_sink_types(register: RegisterSink) -> None:
-    register(HttpSink)

@@ -23,12 +23,10 @@ from listend.api import (
     AudioFormat,
     Backoff,
     PluginContext,
-    RegisterSource,
     RestartingSourceConfig,
     RestartStats,
     Source,
     SourceInterrupted,
-    hookimpl,
     restart_problem,
     restarting,
 )
@@ -323,8 +321,3 @@ class MicrophoneSource(Source):
                     raise item.error
         finally:
             await capture.close()
-
-
-@hookimpl
-def register_source_types(register: RegisterSource) -> None:
-    register(MicrophoneSource)

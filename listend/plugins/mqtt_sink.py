@@ -36,10 +36,8 @@ from listend.api import (
     Outage,
     PhraseEvent,
     PluginContext,
-    RegisterSink,
     Sink,
     cancel_and_wait,
-    hookimpl,
     retrying,
     to_json,
 )
@@ -368,8 +366,3 @@ class MqttSink(Sink):
                 await self._publish_discovery(conn)
             except MqttError as exc:
                 raise DeliveryError(f"discovery: {exc}") from None
-
-
-@hookimpl
-def register_sink_types(register: RegisterSink) -> None:
-    register(MqttSink)

@@ -23,12 +23,10 @@ from listend.api import (
     AnyEvent,
     DeliveryError,
     PluginContext,
-    RegisterSink,
     Sink,
     SinkConfig,
     TranscriptEvent,
     UtteranceEndEvent,
-    hookimpl,
     printable,
     to_json,
 )
@@ -162,8 +160,3 @@ class StdoutSink(Sink):
 def _write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
-
-
-@hookimpl
-def register_sink_types(register: RegisterSink) -> None:
-    register(StdoutSink)
