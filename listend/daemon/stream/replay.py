@@ -67,9 +67,6 @@ class ReplayBuffer:
     def uncovered(self) -> int:
         return self.end - max(self.covered, self.start)
 
-    def full(self) -> bool:
-        return self.uncovered >= self.capacity
-
     async def append(self, chunk: bytes, at: int | None = None) -> None:
         """Add audio to stream; ``at`` is its source offset when it does not follow the last
         chunk (the voice gate left audio out). Drops the oldest beyond capacity (:meth:`lost`)."""
@@ -188,16 +185,16 @@ class ReplayBuffer:
                 while not (self.end > offset or self.ended):
                     await self._changed()
 
-    async def wait_for_room(self, needed: int = 0) -> None:
+    async def wait_for_room(self, needed: int) -> None:
         """Backpressure for sources that are not live: wait until finals free room for
         ``needed`` more bytes (appending more would drop audio not sent yet)."""
-        needed = min(needed, self.capacity)
-        if self.uncovered + needed <= self.capacity and not self.full():
+        needed = max(1, min(needed, self.capacity))
+        if self.uncovered + needed <= self.capacity:
             return
         self.waiting_for_room = True
         self.wake()  # a sender with nothing left to send may Finalize to make room
         try:
-            while self.uncovered + needed > self.capacity or self.full():
+            while self.uncovered + needed > self.capacity:
                 await self._changed()
         finally:
             self.waiting_for_room = False
