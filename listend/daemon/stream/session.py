@@ -341,7 +341,7 @@ class StreamSession:
             link = self._link(backoff)
             conn = StreamConnection(sock, ws, start=start, request_id=request_id, link=link)
             self.factory.engine = endpoint.engine
-            self._connected(backoff, conn)
+            self._connected(backoff, conn, endpoint)
             if self.fallback is not None:
                 if endpoint is self.fallback.primary:
                     self.fallback.primary_connected()
@@ -382,11 +382,11 @@ class StreamSession:
             self._note_gap(lost, why)
         return max(self.buffer.covered, self.buffer.start)
 
-    def _connected(self, backoff: Backoff, conn: StreamConnection) -> None:
+    def _connected(self, backoff: Backoff, conn: StreamConnection, endpoint: Endpoint) -> None:
         stats = self.stats
         stats.connection_opened()
         backoff.connected()
-        local = self.fallback is not None and self.factory.engine != self.endpoint.engine
+        local = endpoint is not self.endpoint
         self.outage.recovered = "streaming to the local engine" if local else "reconnected"
         self.outage.up()
         self.factory.connection(self.buffer.to_seconds(conn.start), conn.request_id)
