@@ -27,6 +27,7 @@ from tests.support.cli import run_listend
 from tests.support.engine import (
     check_words,
     client_for,
+    finals_with_words,
     silence,
     spaced,
     streaming,
@@ -78,7 +79,7 @@ def test_streaming_through_the_sdk(local_engine, engine_loop, speech):
 
     received, spans = engine_loop.run(main())
     results = [m for m in received if isinstance(m, ListenV1Results)]
-    finals = [m for m in results if m.is_final and m.channel.alternatives[0].words]
+    finals = finals_with_words(received)
     texts = [m.channel.alternatives[0].transcript for m in finals]
     assert len(finals) == 3, texts
     assert word_error_rate(list(zip(SENTENCES, texts, strict=True))) <= WER_BOUND

@@ -28,6 +28,7 @@ from tests.support.engine import (
     LoopThread,
     check_words,
     client_for,
+    finals_with_words,
     silence,
     spaced,
     streaming,
@@ -82,7 +83,7 @@ def test_streaming_finals_from_whisper_interims_from_pocketsphinx(
 
     received, spans = engine_loop.run(main())
     results = [m for m in received if isinstance(m, ListenV1Results)]
-    finals = [m for m in results if m.is_final and m.channel.alternatives[0].words]
+    finals = finals_with_words(received)
     texts = [m.channel.alternatives[0].transcript for m in finals]
     assert len(finals) == 2, texts
     assert word_error_rate(list(zip(SENTENCES[:2], texts, strict=True))) <= WER_BOUND, texts

@@ -9,13 +9,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from deepgram.listen.v1.types import ListenV1Results
 
 from listend.daemon.config.models import LocalEngineConfig
 from listend.engine.server import LocalEngine
 from listend.engine.workers import EngineError
 from tests.support.audio import wav_bytes
-from tests.support.engine import LoopThread, client_for, silence, spaced, streaming
+from tests.support.engine import (
+    LoopThread,
+    client_for,
+    finals_with_words,
+    silence,
+    spaced,
+    streaming,
+)
 from tests.support.net import free_port
 
 pytest.importorskip("wyoming", reason="the wyoming extra is not installed")
@@ -102,11 +108,7 @@ def test_streaming_and_rest_finals_come_from_the_wyoming_server(
         return received, rest
 
     received, rest = engine_loop.run(main())
-    finals = [
-        m
-        for m in received
-        if isinstance(m, ListenV1Results) and m.is_final and m.channel.alternatives[0].words
-    ]
+    finals = finals_with_words(received)
     texts = [m.channel.alternatives[0].transcript for m in finals]
     assert texts == ["The library closes at six on Saturday.", "What is the weather like today?"]
     assert [m.from_finalize for m in finals] == [False, True]

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import httpx
 from deepgram import AsyncDeepgramClient
 from deepgram.environment import DeepgramClientEnvironment
+from deepgram.listen.v1.types import ListenV1Results
 
 from listend.dgproto.recognizer import StreamParams
 from listend.engine.server import LocalEngine
@@ -80,6 +81,15 @@ async def streaming(
 
 async def collect(sock: Any) -> list[Any]:
     return [message async for message in sock]
+
+
+def finals_with_words(received: list[Any]) -> list[ListenV1Results]:
+    """The final results with words among what a stream received, in order."""
+    return [
+        m
+        for m in received
+        if isinstance(m, ListenV1Results) and m.is_final and m.channel.alternatives[0].words
+    ]
 
 
 def check_words(words: list[Any], spans: list[tuple[float, float]], slack: float = 0.15) -> None:
